@@ -1,0 +1,150 @@
+"""The ``tiny-diffusion`` command: parse, validate, call the library. Bad input exits 2 with one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Sequence
+
+from .config import TrainConfig, load_config_file
+from .errors import UsageError
+from .samplers import SAMPLERS
+
+__all__ = ["main", "build_parser"]
+
+PROG = "tiny-diffusion"
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, in both spellings (--num_epochs and --num-epochs), help from the field."""
+    for f in fields(TrainConfig):
+        flags = [f"--{f.name}"]
+        if "_" in f.name:
+            flags.append(f"--{f.name.replace('_', '-')}")
+        default = f.default if f.default is not MISSING else None
+        kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} (default: {default})"}
+        base = f.type.removeprefix("Optional[").removesuffix("]")
+        if base == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {"int": int, "float": float, "str": str}[base]
+            kwargs["metavar"] = base.upper()
+        if f.metadata["choices"]:
+            kwargs["choices"] = f.metadata["choices"]
+            kwargs.pop("metavar")
+        parser.add_argument(*flags, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Small, readable diffusion models (DDPM) for point sets.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and write a run directory",
+                                description="Train a DDPM and write a run directory (config, weights, samples, figures).")
+    train.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file whose keys match the flags; "
+                       "flags given on the command line win")
+    train.add_argument("--out", metavar="DIR", help="run directory (default: runs/EXPERIMENT_NAME)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(train)
+
+    sample = commands.add_parser("sample", help="draw samples from a trained run",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                 description="Rebuild the model from RUN_DIR alone and write samples as .npy.")
+    sample.add_argument("run_dir", metavar="RUN_DIR")
+    sample.add_argument("--num", type=int, default=1000, help="number of samples")
+    sample.add_argument("--sampler", choices=SAMPLERS, default="ddpm", help="ancestral ddpm or ddim")
+    sample.add_argument("--sample-steps", "--sample_steps", dest="sample_steps", type=int, default=None,
+                        help="ddim steps (default: all training steps)")
+    sample.add_argument("--eta", type=float, default=0.0, help="ddim noise: 0 deterministic, 1 like ddpm")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="where to sample")
+    sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy)")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    evaluate = commands.add_parser("evaluate", help="metrics of samples against a dataset, as JSON",
+                                   description="Compare samples (a .npy file or a run's samples.npy) with fresh "
+                                   "draws of the dataset; every metric comes with its data-vs-data floor.")
+    evaluate.add_argument("path", metavar="FILE.npy|RUN_DIR")
+    evaluate.add_argument("--dataset", help="dataset to compare with (default: the run's)")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .pipeline import train_run
+
+    values = load_config_file(args.config) if args.config else {}
+    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
+    config = TrainConfig.from_dict(values).validate()
+    out = Path(args.out) if args.out else Path("runs") / config.experiment_name
+    summary = train_run(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} points in "
+          f"{summary.sample_seconds:.1f} s; wrote {summary.run_dir}/")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .pipeline import sample_run
+    from .runs import load_run, save_npy
+    from .training import resolve_device
+
+    if args.num < 1:
+        raise UsageError(f"--num must be positive, got {args.num}")
+    loaded = load_run(args.run_dir, device=resolve_device(args.device))
+    out = Path(args.out or Path(args.run_dir) / f"sampled_{args.sampler}_seed{args.seed}.npy")
+    if out.suffix != ".npy":
+        raise UsageError(f"--out must end in .npy, got {out}")
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    if args.eta < 0:
+        raise UsageError(f"--eta must be >= 0, got {args.eta}")
+    trajectory = sample_run(loaded, args.num, sampler=args.sampler, steps=args.sample_steps, eta=args.eta,
+                            seed=args.seed)
+    samples = trajectory.samples.cpu().numpy()
+    if not np.isfinite(samples).all():
+        raise UsageError("sampling produced non-finite values")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_npy(out, samples)
+    print(f"wrote {samples.shape[0]} samples of dimension {samples.shape[1]} to {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .pipeline import evaluate_points
+    from .runs import load_points
+
+    path = Path(args.path)
+    dataset = args.dataset
+    if path.is_dir():
+        meta = path / "config.json"
+        if dataset is None:
+            try:
+                dataset = json.loads(meta.read_text())["config"]["dataset"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise UsageError(f"{path} is not a readable run directory; give a .npy file and --dataset") from None
+        path = path / "samples.npy"
+    elif dataset is None:
+        raise UsageError("--dataset is needed to evaluate a .npy file")
+    print(json.dumps(evaluate_points(load_points(path), dataset), indent=2))
+    return 0
+
+
+COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tiny-diffusion`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; earlier results are untouched", file=sys.stderr)
+        return 130

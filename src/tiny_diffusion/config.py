@@ -1,0 +1,151 @@
+"""The configuration of a training run: one dataclass, a comment per field, validated in one place."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from .data import DATASETS
+from .embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS
+from .errors import UsageError
+from .objectives import TARGETS
+from .samplers import SAMPLERS
+from .schedule import BETA_SCHEDULES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TrainConfig", "load_config_file", "DEVICES"]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def opt(default: Any, help: str, choices: Iterable[str] | None = None) -> Any:
+    """A config field with its help text (shown by ``--help``) and, for names, its valid choices."""
+    return field(default=default, metadata={"help": help, "choices": tuple(choices) if choices else None})
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to rebuild a run. Defaults are the project's dino configuration (see README)."""
+
+    experiment_name: str = opt("base", "names the run directory runs/NAME when --out is not given")
+    dataset: str = opt("dino", "dataset to learn (see `tiny-diffusion datasets`)", DATASETS)
+    num_samples: int = opt(8000, "size of the training set drawn from the dataset")
+    train_batch_size: int = opt(512, "points per optimiser step")
+    eval_batch_size: int = opt(1000, "number of final samples, and of points in each snapshot")
+    num_epochs: int = opt(1000, "passes over the training set")
+    learning_rate: float = opt(2e-3, "peak learning rate of AdamW")
+    lr_schedule: str = opt("cosine", "learning rate after warm-up: constant (the original) or cosine decay to 0",
+                           ("constant", "cosine"))
+    warmup_steps: int = opt(100, "optimiser steps of linear learning-rate warm-up (0 = none)")
+    ema_decay: float = opt(0.0, "decay of an exponential moving average of the weights used to sample (0 = off)")
+    num_timesteps: int = opt(1000, "diffusion steps T")
+    beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES)
+    beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)")
+    beta_end: float = opt(0.02, "last beta (linear, quadratic, sigmoid)")
+    target: str = opt("noise", "what the network predicts", TARGETS)
+    embedding_size: int = opt(128, "width of each timestep and input embedding")
+    hidden_size: int = opt(128, "width of the MLP's hidden layers")
+    hidden_layers: int = opt(3, "number of residual hidden blocks")
+    time_embedding: str = opt("sinusoidal", "timestep embedding", TIME_EMBEDDINGS)
+    input_embedding: str = opt("sinusoidal", "embedding of each input coordinate", INPUT_EMBEDDINGS)
+    input_scale: float = opt(25.0, "frequency scale of the sinusoidal and linear input embeddings")
+    save_images_step: int = opt(100, "take a snapshot (sample eval_batch_size points) every this many epochs")
+    sampler: str = opt("ddpm", "sampler for snapshots and final samples", SAMPLERS)
+    sample_steps: Optional[int] = opt(None, "denoising steps of the ddim sampler (default: num_timesteps)")
+    eta: float = opt(0.0, "ddim noise: 0 deterministic, 1 like ddpm")
+    clip_sample: bool = opt(True, "clip each predicted x0 to the training data's range (guards the last steps)")
+    seed: int = opt(0, "seeds model initialisation, batch order and sampling")
+    data_seed: int = opt(42, "seeds the dataset draw (42 reproduces the original's data)")
+    device: str = opt("auto", "auto picks cuda, then mps, then cpu", DEVICES)
+
+    def validate(self) -> "TrainConfig":
+        """Refuse nonsense with one clear line (raises UsageError); returns self."""
+        for f in fields(self):
+            choices = f.metadata["choices"]
+            if choices and getattr(self, f.name) not in choices:
+                raise UsageError(f"unknown {f.name} {getattr(self, f.name)!r}; choose from {', '.join(choices)}")
+        positive = ("num_samples", "train_batch_size", "eval_batch_size", "num_epochs", "num_timesteps",
+                    "embedding_size", "hidden_size", "save_images_step", "learning_rate")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("hidden_layers", "warmup_steps", "eta"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 < self.beta_start <= self.beta_end < 1:
+            raise UsageError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}")
+        if self.train_batch_size > self.num_samples:
+            raise UsageError(f"train_batch_size ({self.train_batch_size}) exceeds num_samples ({self.num_samples})")
+        if self.sample_steps is not None and not 1 <= self.sample_steps <= self.num_timesteps:
+            raise UsageError(f"sample_steps must be between 1 and num_timesteps ({self.num_timesteps}), "
+                             f"got {self.sample_steps}")
+        if self.sampler == "ddpm" and self.sample_steps not in (None, self.num_timesteps):
+            raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a mapping of field names (dashes allowed) to values; unknown keys and bad types are refused."""
+        by_name = {f.name: f for f in fields(cls)}
+        clean = {}
+        for key, value in values.items():
+            name = str(key).replace("-", "_")
+            if name not in by_name:
+                raise UsageError(f"unknown config key {key!r}")
+            clean[name] = _coerce(name, by_name[name].type, value)
+        return cls(**clean)
+
+
+def _coerce(name: str, type_name: str, value: Any) -> Any:
+    """``value`` as the field's type, or a UsageError naming the field (config files carry any JSON/TOML type)."""
+    if value is None and type_name.startswith("Optional"):
+        return None
+    base = type_name.removeprefix("Optional[").removesuffix("]")
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+    }[base]
+    if not ok:
+        raise UsageError(f"config key {name!r} must be of type {base}, got {value!r}")
+    return float(value) if base == "float" else value
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON mapping of flag names to values."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            values = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        elif path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            raise UsageError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+    except UsageError:
+        raise
+    except Exception as e:  # each parser has its own error type; all mean the same to the user
+        raise UsageError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"config file {path} must hold a mapping of option names to values")
+    return values

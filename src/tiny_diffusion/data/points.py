@@ -1,0 +1,76 @@
+"""The original tiny-diffusion's 2-D point sets, defined exactly as there (seed 42 reproduces its data)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+from functools import lru_cache
+
+import numpy as np
+from sklearn.datasets import make_moons
+
+from .registry import register
+
+
+@lru_cache(maxsize=1)
+def _datasaurus_dino_raw() -> np.ndarray:
+    """The 142 (x, y) points of the Datasaurus dino, in its own units (x 22..98, y 3..100)."""
+    path = importlib.resources.files("same_stats") / "seed_datasets" / "Datasaurus_data.csv"
+    with path.open() as f:
+        rows = [(float(x), float(y)) for x, y in csv.reader(f)]
+    return np.array(rows, dtype=np.float64)
+
+
+def _scale_dino(xy: np.ndarray) -> np.ndarray:
+    # the original's scaling to roughly [-4, 4]
+    return np.stack(((xy[:, 0] / 54 - 1) * 4, (xy[:, 1] / 48 - 1) * 4), axis=1)
+
+
+def dino_support() -> np.ndarray:
+    """The 142 dino points, scaled like the dataset (no jitter)."""
+    return _scale_dino(_datasaurus_dino_raw())
+
+
+@register("dino", 2, support=dino_support)
+def dino(n: int, seed: int = 42) -> np.ndarray:
+    """The Datasaurus dino: its 142 points resampled with jitter 0.15 (raw units), scaled to about [-4, 4]."""
+    raw = _datasaurus_dino_raw()
+    rng = np.random.default_rng(seed)
+    ix = rng.integers(0, len(raw), n)
+    x = raw[ix, 0] + rng.normal(size=n) * 0.15
+    y = raw[ix, 1] + rng.normal(size=n) * 0.15
+    return _scale_dino(np.stack((x, y), axis=1))
+
+
+@register("moons", 2)
+def moons(n: int, seed: int = 42) -> np.ndarray:
+    """Two interleaved half circles (scikit-learn, noise 0.03), stretched to about [-2, 2] x [-2.5, 3]."""
+    X, _ = make_moons(n_samples=n, random_state=seed, noise=0.03)
+    X[:, 0] = (X[:, 0] + 0.3) * 2 - 1
+    X[:, 1] = (X[:, 1] + 0.3) * 3 - 1
+    return X
+
+
+@register("line", 2)
+def line(n: int, seed: int = 42) -> np.ndarray:
+    """Uniform on the rectangle [-2, 2] x [-4, 4] (the original's "line": a thick vertical band)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-0.5, 0.5, n)
+    y = rng.uniform(-1, 1, n)
+    return np.stack((x, y), axis=1) * 4
+
+
+@register("circle", 2)
+def circle(n: int, seed: int = 42) -> np.ndarray:
+    """Points on a circle of radius 3 at grid-rounded angles, jittered by up to 0.09."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
+    y = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
+    norm = np.sqrt(x**2 + y**2) + 1e-10
+    x /= norm
+    y /= norm
+    theta = 2 * np.pi * rng.uniform(0, 1, n)
+    r = rng.uniform(0, 0.03, n)
+    x += r * np.cos(theta)
+    y += r * np.sin(theta)
+    return np.stack((x, y), axis=1) * 3

@@ -1,0 +1,70 @@
+"""What the network is trained to predict, and how its output becomes a noise prediction for the samplers.
+
+- ``noise``: the noise that was added (Ho et al. 2020; the default).
+- ``x0``: the clean data ("compare to the initial image").
+- ``previous``: the mean of x_{t-1} given x_t and x_0 ("compare to the previous image").
+- ``v``: sqrt(alpha-bar) noise - sqrt(1 - alpha-bar) x0 (Salimans & Ho 2022, https://arxiv.org/abs/2202.00512).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import torch
+
+from .errors import UsageError
+from .schedule import NoiseSchedule, extract
+
+__all__ = ["TARGETS", "training_target", "noise_predictor"]
+
+Target = Literal["noise", "x0", "previous", "v"]
+TARGETS: tuple[str, ...] = ("noise", "x0", "previous", "v")
+
+
+def _check(target: str) -> None:
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+
+
+def training_target(
+    target: Target, schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """The tensor the network's output is compared with (mean squared error)."""
+    _check(target)
+    if target == "noise":
+        return noise
+    if target == "x0":
+        return x0
+    if target == "previous":
+        return schedule.posterior(x0, x_t, t)[0]
+    a = extract(schedule.alphas_cumprod, t, x0.shape)
+    return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+
+def output_to_noise(
+    target: Target, schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """Invert ``training_target``: the noise implied by the network's output at (x_t, t)."""
+    _check(target)
+    if target == "noise":
+        return output
+    if target == "x0":
+        return schedule.predict_noise(x_t, output, t)
+    if target == "previous":
+        # mean = c1 x0 + c2 x_t, and c1 > 0 at every t
+        x0 = (output - extract(schedule.posterior_mean_coef2, t, x_t.shape) * x_t) / extract(
+            schedule.posterior_mean_coef1, t, x_t.shape
+        )
+        return schedule.predict_noise(x_t, x0, t)
+    a = extract(schedule.alphas_cumprod, t, x_t.shape)
+    return (1 - a).sqrt() * x_t + a.sqrt() * output
+
+
+def noise_predictor(
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule: NoiseSchedule, target: Target = "noise"
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Wrap a network trained on ``target`` as the ``eps_fn(x_t, t)`` the samplers need."""
+    _check(target)
+    if target == "noise":
+        return model
+    return lambda x_t, t: output_to_noise(target, schedule, model(x_t, t), x_t, t)

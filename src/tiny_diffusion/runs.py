@@ -1,0 +1,174 @@
+"""The run directory: everything a run leaves on disk, written atomically, and read back to rebuild the model.
+
+Layout (other tools rely on these names):
+
+    config.json        {"config": TrainConfig, "data": {"dim", "min", "max"}, "tiny_diffusion": version}
+    model.safetensors  weights only (of the EMA copy when EMA is on)
+    loss.npy           (steps,) training loss per optimiser step
+    history.csv        epoch, mean loss, seconds since start, whether a snapshot was taken
+    frames.npy         (K, N, D) samples drawn at the snapshot epochs
+    samples.npy        (N, D) final samples, N = eval batch size
+    samples.png, loss.png, frames.png
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from .config import TrainConfig
+from .errors import UsageError
+from .models import build_model
+from .schedule import NoiseSchedule
+
+__all__ = ["write_atomic", "save_json", "save_npy", "save_weights", "staged_run_dir", "LoadedRun", "load_run",
+           "load_points"]
+
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_json(path: str | Path, value: Any) -> None:
+    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_atomic(path, buffer.getvalue())
+
+
+def save_weights(path: str | Path, model: nn.Module) -> None:
+    state = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    write_atomic(path, save_safetensors(state))
+
+
+@contextmanager
+def staged_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh staging folder beside ``out``; on success it becomes ``out``, on failure it is removed.
+
+    An existing ``out`` is refused unless ``overwrite``; even then it is replaced only once the new run is complete,
+    so an interrupted run never loses the earlier results.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UsageError(f"run directory {out} already exists; pass --overwrite to replace it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    os.chmod(stage, 0o777 & ~_umask())
+    try:
+        yield stage
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.replace(out, old / out.name)
+            os.replace(stage, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(stage, out)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)
+
+
+@dataclass
+class LoadedRun:
+    """A run rebuilt from its directory alone."""
+
+    config: TrainConfig
+    model: nn.Module
+    schedule: NoiseSchedule
+    data_min: torch.Tensor  # (D,) per-coordinate range of the training data, for clipping
+    data_max: torch.Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.data_min.shape[0]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path.parent} is not a run directory (no {path.name})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{path} is corrupt: expected a JSON object")
+    return value
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
+    """Rebuild config, model (weights loaded), schedule and data range from a run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory {run_dir} does not exist")
+    meta = _read_json(run_dir / CONFIG)
+    try:
+        config = TrainConfig.from_dict(meta["config"]).validate()
+        data_min = torch.tensor(meta["data"]["min"], dtype=torch.float32)
+        data_max = torch.tensor(meta["data"]["max"], dtype=torch.float32)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{run_dir / CONFIG} is corrupt: {e!r}") from None
+    model = build_model(config, dim=data_min.shape[0])
+    try:
+        state = load_safetensors((run_dir / WEIGHTS).read_bytes())
+        model.load_state_dict(state)
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} has no {WEIGHTS}") from None
+    except (SafetensorError, RuntimeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{run_dir / WEIGHTS} is corrupt or does not match config.json: {first}") from None
+    schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
+                             beta_end=config.beta_end, device=device)
+    return LoadedRun(config, model.to(device).eval(), schedule, data_min.to(device), data_max.to(device))
+
+
+def load_points(path: str | Path) -> np.ndarray:
+    """Read an (N, D) array of points from a .npy file, with one clear error for anything else."""
+    path = Path(path)
+    try:
+        points = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise UsageError(f"cannot read {path} as a .npy array: {e}") from None
+    if points.ndim != 2 or not np.issubdtype(points.dtype, np.number):
+        raise UsageError(f"{path} must hold a numeric (N, D) array, got {points.dtype} {points.shape}")
+    return points

@@ -1,0 +1,157 @@
+"""The command line, end to end into tmp_path: train a tiny run, sample from it, evaluate; and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tiny_diffusion.cli import main
+
+TINY = ["--num-samples", "256", "--train-batch-size", "64", "--eval-batch-size", "50", "--num-epochs", "2",
+        "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
+        "--save-images-step", "1", "--quiet"]
+RUN_FILES = {"config.json", "model.safetensors", "loss.npy", "history.csv", "frames.npy", "samples.npy",
+             "samples.png", "loss.png", "frames.png"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_a_complete_run_directory(run_dir):
+    assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
+    meta = json.loads((run_dir / "config.json").read_text())
+    assert meta["config"]["num_epochs"] == 2 and meta["data"]["dim"] == 2
+    frames, samples = np.load(run_dir / "frames.npy"), np.load(run_dir / "samples.npy")
+    assert frames.shape == (2, 50, 2) and samples.shape == (50, 2)
+    assert np.isfinite(samples).all()
+    assert np.load(run_dir / "loss.npy").shape == (2 * 256 // 64,)
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,seconds,snapshot" and len(history) == 3
+
+
+def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path):
+    out = tmp_path / "s.npy"
+    assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
+                 "--seed", "3", "--out", str(out)]) == 0
+    first = np.load(out)
+    assert first.shape == (30, 2) and np.isfinite(first).all()
+    assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
+                 "--seed", "3", "--out", str(out), "--overwrite"]) == 0
+    np.testing.assert_array_equal(np.load(out), first)  # same seed, same samples
+
+
+def test_evaluate_prints_metrics_with_floors(run_dir, capsys):
+    assert main(["evaluate", str(run_dir)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    for key in ("w2", "w2_floor", "mmd", "mmd_floor", "precision@0.05", "precision@0.1", "recall@0.05"):
+        assert np.isfinite(metrics[key]), key
+
+
+def test_config_file_sets_flags_and_the_command_line_wins(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('dataset = "moons"\nbeta-schedule = "cosine"\nhidden_size = 8\n')
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--config", str(cfg), "--hidden-size", "12", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["dataset"], config["beta_schedule"], config["hidden_size"]) == ("moons", "cosine", 12)
+
+
+def test_existing_run_directory_is_kept_unless_overwrite(run_dir, tmp_path, capsys):
+    before = (run_dir / "model.safetensors").read_bytes()
+    assert main(["train", *TINY, "--out", str(run_dir)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (run_dir / "model.safetensors").read_bytes() == before
+
+
+def test_overwrite_replaces_a_run(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--num-epochs", "1", "--out", str(out)]) == 0
+    assert main(["train", *TINY, "--num-epochs", "2", "--out", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["num_epochs"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+BAD_TRAIN = [
+    (["--dataset", "dinosaur"], "invalid choice"),
+    (["--learning-rate", "0"], "learning_rate must be positive"),
+    (["--learning_rate", "-0.001"], "learning_rate must be positive"),
+    (["--num-epochs", "0"], "num_epochs must be positive"),
+    (["--num_timesteps", "-5"], "num_timesteps must be positive"),
+    (["--train-batch-size", "0"], "train_batch_size must be positive"),
+    (["--eval-batch-size", "0"], "eval_batch_size must be positive"),
+    (["--beta-schedule", "cubic"], "invalid choice"),
+    (["--sampler", "ddim", "--sample-steps", "50"], "sample_steps must be between 1 and num_timesteps"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_TRAIN)
+def test_train_refuses_bad_input_with_exit_code_2(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) if message == "invalid choice" else _returns(2) as outcome:
+        code = main(["train", *TINY, *flags, "--out", str(tmp_path / "r")])
+        outcome.code = code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+class _returns:
+    """Context manager twin of pytest.raises(SystemExit) for main()'s returned exit code."""
+
+    def __init__(self, expected):
+        self.expected, self.code = expected, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        assert self.code == self.expected
+        return False
+
+
+@pytest.mark.parametrize("content,message", [
+    ("seed = 'many'\n", "must be of type int"),
+    ("colour = 'red'\n", "unknown config key"),
+    ("this is not toml", "cannot parse config file"),
+])
+def test_bad_config_file(content, message, tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(content)
+    assert main(["train", *TINY, "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _cli(*args):
+    """Run the installed module as a user would; returns (exit code, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "tiny_diffusion", *args], capture_output=True, text=True)
+    return proc.returncode, proc.stderr
+
+
+def test_missing_run_directory_is_one_line_and_exit_2(tmp_path):
+    code, err = _cli("sample", str(tmp_path / "nope"))
+    assert code == 2 and err.strip().count("\n") == 0 and "does not exist" in err
+
+
+def test_corrupt_weights_are_one_line_and_exit_2(run_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (broken / name).write_bytes((run_dir / name).read_bytes())
+    data = bytearray((broken / "model.safetensors").read_bytes())
+    (broken / "model.safetensors").write_bytes(bytes(data[: len(data) // 2]))
+    code, err = _cli("sample", str(broken), "--out", str(tmp_path / "x.npy"))
+    assert code == 2 and err.strip().count("\n") == 0 and "corrupt" in err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_evaluate_refuses_a_non_array_file(tmp_path):
+    bad = tmp_path / "s.npy"
+    bad.write_text("not an array")
+    code, err = _cli("evaluate", str(bad), "--dataset", "dino")
+    assert code == 2 and "cannot read" in err and "Traceback" not in err
