@@ -37,8 +37,9 @@ def training_target(
         return x0
     if target == "previous":
         return schedule.posterior(x0, x_t, t)[0]
-    a = extract(schedule.alphas_cumprod, t, x0.shape)
-    return a.sqrt() * noise - (1 - a).sqrt() * x0
+    sqrt_a = extract(schedule.sqrt_alphas_cumprod, t, x0.shape)
+    sqrt_1ma = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.shape)
+    return sqrt_a * noise - sqrt_1ma * x0
 
 
 def output_to_noise(
@@ -56,8 +57,9 @@ def output_to_noise(
             schedule.posterior_mean_coef1, t, x_t.shape
         )
         return schedule.predict_noise(x_t, x0, t)
-    a = extract(schedule.alphas_cumprod, t, x_t.shape)
-    return (1 - a).sqrt() * x_t + a.sqrt() * output
+    sqrt_a = extract(schedule.sqrt_alphas_cumprod, t, x_t.shape)
+    sqrt_1ma = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t.shape)
+    return sqrt_1ma * x_t + sqrt_a * output
 
 
 def noise_predictor(
