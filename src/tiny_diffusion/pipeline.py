@@ -32,6 +32,7 @@ class TrainSummary:
 
     run_dir: Path
     seconds: float  # training loop, snapshots included
+    snapshot_seconds: float  # of which spent drawing snapshots
     sample_seconds: float  # drawing the final samples
     samples: np.ndarray  # (N, D)
 
@@ -89,7 +90,7 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
         viz.plot_strip(np.stack(frames), [f"epoch {e + 1}" for e in frame_epochs], stage / "frames.png",
                        limits=limits, title="samples during training")
         viz.plot_loss(result.losses, stage / "loss.png", steps_per_epoch=len(result.losses) // config.num_epochs)
-    return TrainSummary(Path(out), result.seconds, sample_seconds, samples)
+    return TrainSummary(Path(out), result.seconds, result.snapshot_seconds, sample_seconds, samples)
 
 
 def _write_history(path: Path, losses: np.ndarray, epoch_seconds: list[float], frame_epochs: list[int]) -> None:

@@ -31,7 +31,8 @@ class TrainResult:
     model: nn.Module  # the network to sample with (the EMA copy when EMA is on)
     losses: np.ndarray  # (steps,) training loss per optimiser step
     seconds: float  # wall time of the loop, snapshots included
-    epoch_seconds: list[float] = field(default_factory=list)
+    snapshot_seconds: float  # of which spent drawing snapshots
+    epoch_seconds: list[float] = field(default_factory=list)  # time since start at the end of each epoch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,7 +87,7 @@ def train(
     ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
     losses = torch.empty(total_steps)
     device = data.device
-    start, epoch_seconds, step = time.perf_counter(), [], 0
+    start, epoch_seconds, step, snapshot_seconds = time.perf_counter(), [], 0, 0.0
     bar = tqdm(range(config.num_epochs), desc="train", unit="epoch", disable=not progress, dynamic_ncols=True)
     for epoch in bar:
         model.train()
@@ -103,7 +104,8 @@ def train(
             optimizer.step()
             scheduler.step()
             if ema is not None:
-                torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - config.ema_decay)
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - config.ema_decay)
             losses[step] = loss.detach()
             step += 1
         epoch_seconds.append(time.perf_counter() - start)
@@ -112,10 +114,12 @@ def train(
             raise UsageError(f"training diverged at epoch {epoch} (loss {recent}); try a lower --learning-rate")
         bar.set_postfix(loss=f"{recent:.4f}", steps_per_s=f"{step / epoch_seconds[-1]:.0f}")
         if snapshot is not None and (epoch % config.save_images_step == 0 or epoch == config.num_epochs - 1):
+            snapshot_start = time.perf_counter()
             sampling_model = ema if ema is not None else model
             sampling_model.eval()
             snapshot(sampling_model, epoch)
+            snapshot_seconds += time.perf_counter() - snapshot_start
     bar.close()
     final = ema if ema is not None else model
     final.eval()
-    return TrainResult(final, losses.numpy(), time.perf_counter() - start, epoch_seconds)
+    return TrainResult(final, losses.numpy(), time.perf_counter() - start, snapshot_seconds, epoch_seconds)

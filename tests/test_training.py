@@ -1,0 +1,70 @@
+"""The training loop: learning-rate shape, that it learns, determinism, and the divergence guard."""
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_diffusion.config import TrainConfig
+from tiny_diffusion.errors import UsageError
+from tiny_diffusion.models import build_model
+from tiny_diffusion.schedule import NoiseSchedule
+from tiny_diffusion.training import _lr_lambda, resolve_device, train
+
+SMALL = dict(num_samples=256, train_batch_size=64, num_timesteps=20, embedding_size=8, hidden_size=32,
+             hidden_layers=1, warmup_steps=4)
+
+
+def _fit(config: TrainConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    data = torch.from_numpy(np.random.default_rng(0).normal(size=(config.num_samples, 2)).astype(np.float32) * 0.1 + 1)
+    model = build_model(config, dim=2)
+    schedule = NoiseSchedule(config.num_timesteps)
+    return train(model, schedule, data, config, generator=torch.Generator().manual_seed(seed), progress=False)
+
+
+def test_learning_rate_warms_up_linearly_then_decays_to_zero():
+    factor = _lr_lambda(TrainConfig(warmup_steps=10, lr_schedule="cosine"), total_steps=110)
+    assert [factor(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert factor(60) == pytest.approx(0.5)
+    assert factor(110) == pytest.approx(0.0, abs=1e-12)
+    constant = _lr_lambda(TrainConfig(warmup_steps=0, lr_schedule="constant"), total_steps=100)
+    assert {constant(s) for s in (0, 50, 99)} == {1.0}
+
+
+def test_training_lowers_the_loss():
+    result = _fit(TrainConfig(**SMALL, num_epochs=30, learning_rate=3e-3))
+    steps_per_epoch = 256 // 64
+    assert result.losses.shape == (30 * steps_per_epoch,)
+    assert result.losses[-20:].mean() < 0.7 * result.losses[:20].mean()
+
+
+def test_same_seed_same_weights():
+    a = _fit(TrainConfig(**SMALL, num_epochs=2)).model.state_dict()
+    b = _fit(TrainConfig(**SMALL, num_epochs=2)).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ema_copy_is_what_training_returns():
+    result = _fit(TrainConfig(**SMALL, num_epochs=2, ema_decay=0.9))
+    assert not any(p.requires_grad for p in result.model.parameters())
+
+
+def test_divergence_stops_with_a_hint():
+    with pytest.raises(UsageError, match="diverged.*learning-rate"):
+        _fit(TrainConfig(**{**SMALL, "warmup_steps": 0}, num_epochs=3, learning_rate=1e30))
+
+
+def test_snapshots_follow_save_images_step():
+    epochs = []
+    config = TrainConfig(**SMALL, num_epochs=7, save_images_step=3)
+    torch.manual_seed(0)
+    train(build_model(config, dim=2), NoiseSchedule(20), torch.randn(256, 2), config,
+          generator=torch.Generator().manual_seed(0), progress=False, snapshot=lambda m, e: epochs.append(e))
+    assert epochs == [0, 3, 6]
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(UsageError, match="choose from"):
+        resolve_device("tpu")
