@@ -54,9 +54,14 @@ def test_evaluate_prints_metrics_with_floors(run_dir, capsys):
         assert np.isfinite(metrics[key]), key
 
 
-def test_config_file_sets_flags_and_the_command_line_wins(tmp_path):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text('dataset = "moons"\nbeta-schedule = "cosine"\nhidden_size = 8\n')
+@pytest.mark.parametrize("suffix,text", [
+    (".toml", 'dataset = "moons"\nbeta-schedule = "cosine"\nhidden_size = 8\n'),
+    (".yaml", "dataset: moons\nbeta_schedule: cosine\nhidden-size: 8\n"),
+    (".json", '{"dataset": "moons", "beta_schedule": "cosine", "hidden_size": 8}'),
+])
+def test_config_file_sets_flags_and_the_command_line_wins(suffix, text, tmp_path):
+    cfg = tmp_path / f"c{suffix}"
+    cfg.write_text(text)
     out = tmp_path / "run"
     assert main(["train", *TINY, "--config", str(cfg), "--hidden-size", "12", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())["config"]

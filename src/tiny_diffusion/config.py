@@ -45,7 +45,7 @@ class TrainConfig:
                            ("constant", "cosine"))
     warmup_steps: int = opt(100, "optimiser steps of linear learning-rate warm-up (0 = none)")
     ema_decay: float = opt(0.0, "decay of an exponential moving average of the weights used to sample (0 = off)")
-    num_timesteps: int = opt(1000, "diffusion steps T")
+    num_timesteps: int = opt(500, "diffusion steps T")
     beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES)
     beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)")
     beta_end: float = opt(0.02, "last beta (linear, quadratic, sigmoid)")

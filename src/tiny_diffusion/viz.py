@@ -35,33 +35,56 @@ def axis_limits(*point_sets: np.ndarray, margin: float = 0.1) -> list[tuple[floa
     return [(float(a), float(b)) for a, b in zip(lo - pad, hi + pad)]
 
 
+# azimuths of the views of a 3-D point set (degrees), for a figure of several fixed views
+VIEWS_3D = (-60, 30, 120)
+
+
 def _scatter(ax: plt.Axes, points: np.ndarray, limits: Sequence[tuple[float, float]], title: str) -> None:
-    ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6, linewidths=0)
+    """Scatter the first two coordinates, or all three on a 3-D axes; fixed limits so panels compare."""
+    if getattr(ax, "name", "") == "3d":
+        ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=4, alpha=0.6, linewidths=0, depthshade=True)
+        ax.set_zlim(*limits[2])
+        ax.set_box_aspect([hi - lo for lo, hi in limits[:3]])
+    else:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6, linewidths=0)
+        ax.set_aspect("equal")
     ax.set_xlim(*limits[0])
     ax.set_ylim(*limits[1])
-    ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
 
 
+def _axes_grid(count: int, *, dim: int, cols: int) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure with ``count`` panels in rows of ``cols``: 2-D axes, or 3-D ones for points with 3+ coordinates."""
+    rows = -(-count // cols)
+    fig = plt.figure(figsize=(2.6 * cols, 2.7 * rows), layout="constrained")
+    projection = "3d" if dim >= 3 else None
+    return fig, [fig.add_subplot(rows, cols, i + 1, projection=projection) for i in range(count)]
+
+
 def plot_points(points: np.ndarray, path: str | Path, *, title: str = "", limits=None) -> None:
-    """A scatter plot of (N, 2) points (the first two coordinates of higher-dimensional ones)."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    _scatter(ax, points, limits or axis_limits(points), title)
+    """A scatter plot of (N, 2) points; (N, 3) points are shown from three fixed viewpoints side by side."""
+    limits = limits or axis_limits(points)
+    if points.shape[1] >= 3:
+        fig, axes = _axes_grid(len(VIEWS_3D), dim=3, cols=len(VIEWS_3D))
+        for ax, azimuth in zip(axes, VIEWS_3D):
+            ax.view_init(elev=20, azim=azimuth)
+            _scatter(ax, points, limits, f"view from {azimuth} deg")
+    else:
+        fig, axes = _axes_grid(1, dim=2, cols=1)
+        fig.set_size_inches(4.5, 4.5)
+        _scatter(axes[0], points, limits, "")
+    if title:
+        fig.suptitle(title)
     save_figure(fig, path)
 
 
 def plot_strip(frames: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "", limits=None) -> None:
-    """One panel per frame of (K, N, 2) points, side by side with shared fixed axes, each labelled."""
-    k = len(frames)
-    cols = min(k, 6)
-    rows = -(-k // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False, layout="constrained")
+    """One panel per frame of (K, N, D) points, up to six a row, with shared fixed axes, each labelled."""
     limits = limits or axis_limits(*frames)
-    for ax, frame, label in zip(axes.flat, frames, labels):
+    fig, axes = _axes_grid(len(frames), dim=frames.shape[-1], cols=min(len(frames), 6))
+    for ax, frame, label in zip(axes, frames, labels):
         _scatter(ax, frame, limits, label)
-    for ax in axes.flat[k:]:
-        ax.axis("off")
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
