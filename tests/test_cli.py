@@ -84,7 +84,7 @@ def test_overwrite_replaces_a_run(tmp_path):
 
 
 BAD_TRAIN = [
-    (["--dataset", "dinosaur"], "invalid choice"),
+    (["--dataset", "dinosaur"], "unknown dataset"),
     (["--learning-rate", "0"], "learning_rate must be positive"),
     (["--learning_rate", "-0.001"], "learning_rate must be positive"),
     (["--num-epochs", "0"], "num_epochs must be positive"),

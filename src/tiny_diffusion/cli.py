@@ -69,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Compare samples (a .npy file or a run's samples.npy) with fresh "
                                    "draws of the dataset; every metric comes with its data-vs-data floor.")
     evaluate.add_argument("path", metavar="FILE.npy|RUN_DIR")
-    evaluate.add_argument("--dataset", help="dataset to compare with (default: the run's)")
+    evaluate.add_argument("--dataset", help="dataset to compare with (default: the run's, with its options)")
+
+    datasets = commands.add_parser("datasets", help="list the datasets, or draw each one",
+                                   description="List every registered dataset with its dimension and description.")
+    datasets.add_argument("--plot", metavar="DIR", help="also write one PNG per dataset into DIR")
+    datasets.add_argument("--num", type=int, default=2000, help="points per picture")
     return parser
 
 
@@ -115,26 +120,52 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .pipeline import evaluate_points
+    from .data import get_dataset
+    from .pipeline import dataset_for, evaluate_points
     from .runs import load_points
 
     path = Path(args.path)
-    dataset = args.dataset
     if path.is_dir():
-        meta = path / "config.json"
-        if dataset is None:
-            try:
-                dataset = json.loads(meta.read_text())["config"]["dataset"]
-            except (OSError, ValueError, KeyError, TypeError):
-                raise UsageError(f"{path} is not a readable run directory; give a .npy file and --dataset") from None
+        try:
+            config = TrainConfig.from_dict(json.loads((path / "config.json").read_text())["config"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UsageError(f"{path} is not a readable run directory; give a .npy file and --dataset") from None
+        dataset, options = dataset_for(config)
+        if args.dataset is not None:
+            dataset, options = get_dataset(args.dataset), {}
         path = path / "samples.npy"
-    elif dataset is None:
+    elif args.dataset is None:
         raise UsageError("--dataset is needed to evaluate a .npy file")
-    print(json.dumps(evaluate_points(load_points(path), dataset), indent=2))
+    else:
+        dataset, options = get_dataset(args.dataset), {}
+    samples = load_points(path)
+    if samples.shape[1] != dataset.dim:
+        raise UsageError(f"{path} holds {samples.shape[1]}-D points, dataset {dataset.name} is {dataset.dim}-D")
+    print(json.dumps(evaluate_points(samples, dataset, options), indent=2))
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate}
+def _datasets(args: argparse.Namespace) -> int:
+    from .data import DATASETS
+
+    if args.num < 1:
+        raise UsageError(f"--num must be positive, got {args.num}")
+    width = max(map(len, DATASETS))
+    for name, dataset in DATASETS.items():
+        options = f"  [options: {', '.join(dataset.options)}]" if dataset.options else ""
+        print(f"{name:<{width}}  {dataset.dim}-D  {dataset.description}{options}")
+    if args.plot:
+        from . import viz
+
+        out = Path(args.plot)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, dataset in DATASETS.items():
+            viz.plot_points(dataset.sample(args.num, seed=0), out / f"{name}.png", title=f"{name} ({dataset.dim}-D)")
+        print(f"wrote {len(DATASETS)} pictures to {out}/")
+    return 0
+
+
+COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "datasets": _datasets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

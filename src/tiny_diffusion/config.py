@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .data import DATASETS
+from .data import DATASETS, POINT_FILE_SUFFIXES
+from .data.registry import DENSIFY, OPTION_NAMES, check_options
 from .embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS
 from .errors import UsageError
 from .objectives import TARGETS
@@ -35,7 +36,17 @@ class TrainConfig:
     """Everything needed to rebuild a run. Defaults are the project's dino configuration (see README)."""
 
     experiment_name: str = opt("base", "names the run directory runs/NAME when --out is not given")
-    dataset: str = opt("dino", "dataset to learn (see `tiny-diffusion datasets`)", DATASETS)
+    dataset: str = opt("dino", "a dataset name (`tiny-diffusion datasets` lists them) or a .csv, .tsv, .npy or "
+                       ".npz file of points")
+    densify: Optional[str] = opt(None, "line datasets: how points fill each line (default none)", DENSIFY)
+    lines: Optional[int] = opt(None, "line datasets: number of parallel lines")
+    angle: Optional[float] = opt(None, "inclined_lines: angle of the lines in degrees")
+    digit: Optional[int] = opt(None, "mnist_points: which digit (0-9)")
+    image_index: Optional[int] = opt(None, "mnist_points: which image of that digit")
+    columns: Optional[str] = opt(None, "point files: comma-separated columns to use, by name or 0-based index")
+    subset: Optional[str] = opt(None, "point files: keep rows whose `dataset` column equals this (long tables)")
+    standardize: bool = opt(False, "train on data shifted and scaled to zero mean and unit variance per coordinate; "
+                            "samples come back in the data's units")
     num_samples: int = opt(8000, "size of the training set drawn from the dataset")
     train_batch_size: int = opt(512, "points per optimiser step")
     eval_batch_size: int = opt(1000, "number of final samples, and of points in each snapshot")
@@ -67,9 +78,12 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Refuse nonsense with one clear line (raises UsageError); returns self."""
+        if self.dataset not in DATASETS and not self.dataset.lower().endswith(POINT_FILE_SUFFIXES):
+            raise UsageError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)} "
+                             f"or give a {', '.join(POINT_FILE_SUFFIXES)} file")
         for f in fields(self):
             choices = f.metadata["choices"]
-            if choices and getattr(self, f.name) not in choices:
+            if choices and getattr(self, f.name) is not None and getattr(self, f.name) not in choices:
                 raise UsageError(f"unknown {f.name} {getattr(self, f.name)!r}; choose from {', '.join(choices)}")
         positive = ("num_samples", "train_batch_size", "eval_batch_size", "num_epochs", "num_timesteps",
                     "embedding_size", "hidden_size", "save_images_step", "learning_rate")
@@ -90,7 +104,12 @@ class TrainConfig:
                              f"got {self.sample_steps}")
         if self.sampler == "ddpm" and self.sample_steps not in (None, self.num_timesteps):
             raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
+        self.dataset_options()  # validates the option values
         return self
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The dataset options that were set (lines, angle, densify, digit, image_index), validated."""
+        return check_options({name: getattr(self, name) for name in OPTION_NAMES})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

