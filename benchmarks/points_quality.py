@@ -22,7 +22,7 @@ import torch
 from tiny_diffusion import viz
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data import get_dataset
-from tiny_diffusion.pipeline import evaluate_points, train_run
+from tiny_diffusion.pipeline import dataset_for, evaluate_points, train_run
 
 ORIGINAL = dict(train_batch_size=32, num_epochs=200, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0,
                 num_timesteps=50, beta_schedule="linear", hidden_size=128, hidden_layers=3, embedding_size=128,
@@ -33,7 +33,7 @@ BARS = "W2 <= 1.1 x floor, precision@0.1 >= 0.95, precision@0.05 >= 0.75, recall
 def measure(name: str, config: TrainConfig, out: Path) -> dict[str, float | str]:
     print(f"training {name} ...", file=sys.stderr, flush=True)
     summary = train_run(config, out, progress=False)
-    metrics = evaluate_points(summary.samples, config.dataset)
+    metrics = evaluate_points(summary.samples, *dataset_for(config))
     return {"config": name, "optimise_s": summary.seconds - summary.snapshot_seconds, "train_s": summary.seconds,
             "samples": summary.samples, **metrics}
 

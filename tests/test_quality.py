@@ -6,14 +6,14 @@ Run with `pytest -m slow`. Time is not asserted here; benchmarks/points_quality.
 import pytest
 
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.pipeline import evaluate_points, train_run
+from tiny_diffusion.pipeline import dataset_for, evaluate_points, train_run
 
 
 @pytest.mark.slow
 def test_default_dino_run_meets_the_quality_bar(tmp_path):
     config = TrainConfig(device="cpu", save_images_step=10_000)  # one snapshot: quality, not pictures
     summary = train_run(config, tmp_path / "dino", progress=False)
-    m = evaluate_points(summary.samples, "dino")
+    m = evaluate_points(summary.samples, *dataset_for(config))
     assert m["w2"] <= 1.1 * m["w2_floor"]
     assert m["precision@0.1"] >= 0.95
     assert m["precision@0.05"] >= 0.75
