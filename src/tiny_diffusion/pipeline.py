@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -18,11 +19,13 @@ from .metrics import point_metrics
 from .models import build_model
 from .objectives import noise_predictor
 from .runs import LoadedRun, save_json, save_npy, save_weights, staged_run_dir, write_atomic
-from .samplers import Trajectory, sample
+from .samplers import Trajectory, ddim_timesteps, sample
 from .schedule import NoiseSchedule
 from .training import resolve_device, train
 
-__all__ = ["TrainSummary", "train_run", "sample_run", "evaluate_points", "dataset_for", "REFERENCE_SEEDS"]
+__all__ = ["TrainSummary", "train_run", "sample_run", "evaluate_points", "dataset_for", "REFERENCE_SEEDS",
+           "evenly_spaced", "forward_data", "forward_states", "forward_labels", "ReverseStates", "reverse_states",
+           "sampler_timesteps", "data_box"]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
@@ -137,3 +140,96 @@ def evaluate_points(samples: np.ndarray, dataset: PointDataset, options: dict[st
     n = len(samples)
     reference, second = (dataset.sample(n, seed, **options) for seed in REFERENCE_SEEDS)
     return point_metrics(samples, reference, floor_reference=second, support=dataset.support_points(**options))
+
+
+# --- pictures of the processes -------------------------------------------------------------------------------------
+# A "step" s counts noising steps applied to the data: s = 0 is x_0, s = T is x_T. Step s > 0 therefore uses the
+# schedule's zero-based index s - 1 (alphas_cumprod[s - 1]); the reverse process walks the same steps back.
+
+
+def evenly_spaced(total: int, count: int) -> list[int]:
+    """``count`` distinct integers from 0 to ``total`` inclusive, evenly spaced (rounded): which steps to show."""
+    if not 2 <= count <= total + 1:
+        raise UsageError(f"can show between 2 and {total + 1} states of {total} steps, asked for {count}")
+    return [round(i * total / (count - 1)) for i in range(count)]
+
+
+def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset, np.ndarray]:
+    """The dataset a config names and ``num`` (N, D) points of it as training would see them (standardized if set)."""
+    dataset, options = dataset_for(config)
+    points = dataset.sample(num, config.data_seed, **options)
+    if config.standardize:
+        points = (points - points.mean(axis=0)) / np.maximum(points.std(axis=0), 1e-12)
+    return dataset, points
+
+
+def forward_states(points: np.ndarray, schedule: NoiseSchedule, steps: Sequence[int], *, seed: int = 0
+                   ) -> np.ndarray:
+    """x_s ~ q(x_s | x_0) of (N, D) points after each of ``steps`` noising steps (0: the points), as (K, N, D).
+
+    One noise draw (seeded) serves every step, x_s = sqrt(alpha-bar) x_0 + sqrt(1 - alpha-bar) noise, so each point
+    slides along a straight line from its data position towards its own noise sample and the panels evolve smoothly.
+    """
+    x0 = torch.as_tensor(np.asarray(points), dtype=torch.float32, device=schedule.device)  # (N, D)
+    generator = torch.Generator(schedule.device).manual_seed(seed)
+    noise = torch.randn(x0.shape, generator=generator, device=schedule.device)
+    states = []
+    for step in steps:
+        if not 0 <= step <= len(schedule):
+            raise UsageError(f"a forward step must be between 0 and {len(schedule)}, got {step}")
+        t = torch.full((len(x0),), step - 1, device=schedule.device, dtype=torch.long)
+        states.append(x0 if step == 0 else schedule.add_noise(x0, noise, t))
+    return torch.stack(states).cpu().numpy()
+
+
+def forward_labels(steps: Sequence[int]) -> list[str]:
+    """Panel titles of forward states: "t = 0 (data)", "t = 100", ..."""
+    return [f"t = {s} (data)" if s == 0 else f"t = {s}" for s in steps]
+
+
+@dataclass
+class ReverseStates:
+    """Evenly spaced states of one reverse-process run, in the data's units."""
+
+    states: np.ndarray  # (K, N, D): the initial noise first, the samples last
+    timesteps: list[int]  # the step t of each state: T for the noise, 0 for the samples
+    num_timesteps: int  # T
+
+    def labels(self) -> list[str]:
+        """Panel titles: "t = 500 (noise)", ..., "t = 0 (samples)"."""
+        T = self.num_timesteps
+        return [f"t = {t} (noise)" if t == T else f"t = {t} (samples)" if t == 0 else f"t = {t}"
+                for t in self.timesteps]
+
+    def captions(self) -> list[str]:
+        """Animation captions: "step 500 / 500", ..., "step 0 / 500"."""
+        return [f"step {t} / {self.num_timesteps}" for t in self.timesteps]
+
+
+def sampler_timesteps(num_timesteps: int, sampler: str, steps: int | None = None) -> list[int]:
+    """The zero-based timesteps a sampler visits, in order (as ``samplers.sample`` walks them)."""
+    if sampler == "ddim":
+        return ddim_timesteps(num_timesteps, steps or num_timesteps)
+    if steps not in (None, num_timesteps):
+        raise UsageError(f"the ddpm sampler walks all {num_timesteps} steps; use --sampler ddim for fewer")
+    return list(range(num_timesteps - 1, -1, -1))
+
+
+def reverse_states(loaded: LoadedRun, num: int, count: int, *, sampler: str = "ddpm", steps: int | None = None,
+                   eta: float = 0.0, seed: int = 0) -> ReverseStates:
+    """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first)."""
+    walked = sampler_timesteps(len(loaded.schedule), sampler, steps)
+    total = len(walked)
+    chosen = evenly_spaced(total, count)  # sampler steps done at each kept state
+    every = math.gcd(*chosen)  # record this often and every chosen state is among the recorded ones
+    trajectory = sample_run(loaded, num, sampler=sampler, steps=steps, eta=eta, seed=seed, record_every=every)
+    done = [total - left for left in trajectory.steps_left]
+    states = trajectory.states[[done.index(c) for c in chosen]].cpu().numpy()
+    # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
+    timesteps = [walked[d] + 1 if d < total else 0 for d in chosen]
+    return ReverseStates(states, timesteps, len(loaded.schedule))
+
+
+def data_box(loaded: LoadedRun) -> np.ndarray:
+    """(2, D): the per-coordinate minimum and maximum of the run's training data, in the data's units."""
+    return torch.stack([loaded.to_data_units(loaded.data_min), loaded.to_data_units(loaded.data_max)]).cpu().numpy()

@@ -36,7 +36,7 @@ from .models import build_model
 from .schedule import NoiseSchedule
 
 __all__ = ["write_atomic", "save_json", "save_npy", "save_weights", "staged_run_dir", "LoadedRun", "load_run",
-           "load_points"]
+           "load_points", "training_snapshots"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
@@ -179,3 +179,19 @@ def load_points(path: str | Path) -> np.ndarray:
     if points.ndim != 2 or not np.issubdtype(points.dtype, np.number):
         raise UsageError(f"{path} must hold a numeric (N, D) array, got {points.dtype} {points.shape}")
     return points
+
+
+def training_snapshots(run_dir: str | Path) -> tuple[np.ndarray, list[int]]:
+    """A run's snapshots (K, N, D) from frames.npy and their (1-based) epochs from history.csv's snapshot column."""
+    run_dir = Path(run_dir)
+    try:
+        frames = np.load(run_dir / "frames.npy", allow_pickle=False)
+        rows = [line.split(",") for line in (run_dir / "history.csv").read_text().splitlines()[1:] if line]
+        epochs = [int(row[0]) for row in rows if row[3].strip() == "1"]
+    except FileNotFoundError as e:
+        raise UsageError(f"{run_dir} has no {Path(e.filename).name}") from None
+    except (OSError, ValueError, IndexError, EOFError) as e:
+        raise UsageError(f"cannot read the snapshots of {run_dir}: {e}") from None
+    if frames.ndim != 3 or len(frames) != len(epochs):
+        raise UsageError(f"{run_dir}: frames.npy holds {frames.shape} but history.csv marks {len(epochs)} snapshots")
+    return frames, epochs

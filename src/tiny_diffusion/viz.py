@@ -1,8 +1,10 @@
-"""Figures: arrays in, image files out (written atomically). Matplotlib's Agg backend, so no screen is needed."""
+"""Figures and animations: arrays in, image files out (written atomically). Matplotlib's Agg backend, no screen."""
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -11,10 +13,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import animation  # noqa: E402
 
-from .runs import write_atomic  # noqa: E402
+from .errors import UsageError  # noqa: E402
+from .runs import _umask, write_atomic  # noqa: E402
 
-__all__ = ["save_figure", "plot_points", "plot_strip", "plot_loss", "axis_limits"]
+__all__ = ["save_figure", "plot_points", "plot_strip", "plot_loss", "axis_limits", "animate_points",
+           "mp4_available"]
 
 
 def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 110) -> None:
@@ -105,3 +110,61 @@ def plot_loss(losses: np.ndarray, path: str | Path, *, steps_per_epoch: int | No
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     save_figure(fig, path)
+
+
+def mp4_available() -> bool:
+    """Whether matplotlib finds an ffmpeg executable, which MP4 output needs (GIFs need only Pillow)."""
+    return animation.writers.is_available("ffmpeg")
+
+
+def animate_points(frames: np.ndarray, captions: Sequence[str], path: str | Path, *, fps: float = 20,
+                   limits: Sequence[tuple[float, float]] | None = None, title: str = "", hold: int = 0,
+                   spin: float = 90.0, size: float = 4.0, dpi: int = 80) -> int:
+    """Animate (K, N, D) points, one frame each with its caption, to a .gif (Pillow) or .mp4 (ffmpeg) file.
+
+    Axes are fixed across frames (``limits``, default: covering every frame). ``hold`` repeats the last frame that
+    many more times, so the result rests on it before looping (in a GIF, Pillow merges identical frames into one
+    shown longer, so a 2-D GIF's frame count excludes the held copies). 3-D points are seen from one elevation while the
+    azimuth turns steadily by ``spin`` degrees over the whole animation (held frames included), which shows depth
+    without a second view. The frame is ``size`` inches square at ``dpi``; the file is rendered under a temporary
+    name in the same folder and renamed, so it is never half written. Returns the number of frames written.
+    """
+    path = Path(path)
+    if len(frames) != len(captions):
+        raise ValueError(f"{len(frames)} frames but {len(captions)} captions")
+    if fps <= 0:
+        raise UsageError(f"fps must be positive, got {fps}")
+    limits = limits or axis_limits(*frames)
+    if path.suffix == ".gif":
+        writer = animation.PillowWriter(fps=fps)
+    elif path.suffix == ".mp4":
+        if not mp4_available():
+            raise UsageError("writing MP4 needs ffmpeg, which matplotlib cannot find")
+        writer = animation.FFMpegWriter(fps=fps)
+    else:
+        raise UsageError(f"an animation must end in .gif or .mp4, got {path.name}")
+    order = list(range(len(frames))) + [len(frames) - 1] * hold  # frame index shown at each tick
+    fig = plt.figure(figsize=(size, size), dpi=dpi)
+    three_d = frames.shape[-1] >= 3
+    # fixed margins rather than constrained layout, so the axes do not shift from frame to frame
+    ax = fig.add_axes((0.08, 0.07, 0.88, 0.8) if not three_d else (0.0, 0.0, 1.0, 0.88),
+                      projection="3d" if three_d else None)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        with writer.saving(fig, tmp, dpi=dpi):
+            for tick, index in enumerate(order):
+                ax.clear()
+                _scatter(ax, frames[index], limits, captions[index])
+                if three_d:  # a smaller box than a strip panel's, so its corners stay inside the frame
+                    ax.set_box_aspect([hi - lo for lo, hi in limits[:3]], zoom=0.8)
+                    ax.view_init(elev=20, azim=VIEWS_3D[0] + spin * tick / max(1, len(order) - 1))
+                writer.grab_frame()
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return len(order)
