@@ -310,7 +310,8 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 def _animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
     from . import viz
-    from .pipeline import data_box, reverse_states, sampler_timesteps
+    from .pipeline import data_box, reverse_states
+    from .samplers import sampler_timesteps
     from .runs import load_run, training_snapshots
 
     _check_counts(args)

@@ -19,13 +19,13 @@ from .metrics import point_metrics
 from .models import build_model
 from .objectives import noise_predictor
 from .runs import LoadedRun, save_json, save_npy, save_weights, staged_run_dir, write_atomic
-from .samplers import Trajectory, ddim_timesteps, sample
+from .samplers import Trajectory, sample, sampler_timesteps
 from .schedule import NoiseSchedule
 from .training import resolve_device, train
 
 __all__ = ["TrainSummary", "train_run", "sample_run", "evaluate_points", "dataset_for", "REFERENCE_SEEDS",
            "evenly_spaced", "forward_data", "forward_states", "forward_labels", "ReverseStates", "reverse_states",
-           "sampler_timesteps", "data_box"]
+           "data_box"]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
@@ -57,6 +57,17 @@ def _draw(loaded: LoadedRun, num: int, *, sampler: str, steps: int | None, eta: 
     return trajectory
 
 
+def _standardization(points: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) per coordinate that take ``points`` to zero mean and unit variance; (0, 1) when not enabled."""
+    dim = points.shape[1]
+    if not enabled:
+        return np.zeros(dim), np.ones(dim)
+    scale = points.std(axis=0)
+    if not (scale > 0).all():
+        raise UsageError("cannot standardize: a coordinate of the data is constant")
+    return points.mean(axis=0), scale
+
+
 def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
     """The dataset a config names (a registry name or a point file) and the options it was given."""
     return get_dataset(config.dataset, columns=config.columns, subset=config.subset), config.dataset_options()
@@ -70,11 +81,7 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
     if dataset.name not in DATASETS:  # a user's file: record where it is, wherever the run is read from
         config.dataset = str(Path(config.dataset).resolve())
     points = dataset.sample(config.num_samples, config.data_seed, **options)  # (N, D)
-    shift, scale = np.zeros(dataset.dim), np.ones(dataset.dim)
-    if config.standardize:
-        shift, scale = points.mean(axis=0), points.std(axis=0)
-        if not (scale > 0).all():
-            raise UsageError("cannot standardize: a coordinate of the data is constant")
+    shift, scale = _standardization(points, config.standardize)
     data = torch.from_numpy((points - shift) / scale).float().to(device)  # (N, D), the model's coordinates
     torch.manual_seed(config.seed)  # model initialisation
     model = build_model(config, dim=dataset.dim).to(device)
@@ -158,9 +165,8 @@ def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset, np.ndarra
     """The dataset a config names and ``num`` (N, D) points of it as training would see them (standardized if set)."""
     dataset, options = dataset_for(config)
     points = dataset.sample(num, config.data_seed, **options)
-    if config.standardize:
-        points = (points - points.mean(axis=0)) / np.maximum(points.std(axis=0), 1e-12)
-    return dataset, points
+    shift, scale = _standardization(points, config.standardize)
+    return dataset, (points - shift) / scale
 
 
 def forward_states(points: np.ndarray, schedule: NoiseSchedule, steps: Sequence[int], *, seed: int = 0
@@ -204,15 +210,6 @@ class ReverseStates:
     def captions(self) -> list[str]:
         """Animation captions: "step 500 / 500", ..., "step 0 / 500"."""
         return [f"step {t} / {self.num_timesteps}" for t in self.timesteps]
-
-
-def sampler_timesteps(num_timesteps: int, sampler: str, steps: int | None = None) -> list[int]:
-    """The zero-based timesteps a sampler visits, in order (as ``samplers.sample`` walks them)."""
-    if sampler == "ddim":
-        return ddim_timesteps(num_timesteps, steps or num_timesteps)
-    if steps not in (None, num_timesteps):
-        raise UsageError(f"the ddpm sampler walks all {num_timesteps} steps; use --sampler ddim for fewer")
-    return list(range(num_timesteps - 1, -1, -1))
 
 
 def reverse_states(loaded: LoadedRun, num: int, count: int, *, sampler: str = "ddpm", steps: int | None = None,

@@ -14,7 +14,7 @@ import torch
 from .errors import UsageError
 from .schedule import NoiseSchedule, extract
 
-__all__ = ["SAMPLERS", "Trajectory", "sample", "ddim_timesteps"]
+__all__ = ["SAMPLERS", "Trajectory", "sample", "ddim_timesteps", "sampler_timesteps"]
 
 NoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Bounds = tuple[torch.Tensor | float, torch.Tensor | float]
@@ -103,6 +103,17 @@ SamplerName = Literal["ddpm", "ddim"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
 
 
+def sampler_timesteps(num_timesteps: int, sampler: str, steps: int | None = None) -> list[int]:
+    """The zero-based timesteps a sampler visits, in order: all T for ddpm, ``steps`` of them for ddim."""
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if sampler == "ddim":
+        return ddim_timesteps(num_timesteps, steps or num_timesteps)
+    if steps not in (None, num_timesteps):
+        raise UsageError(f"the ddpm sampler walks all {num_timesteps} steps; use --sampler ddim for fewer")
+    return list(range(num_timesteps - 1, -1, -1))
+
+
 @torch.inference_mode()
 def sample(
     eps_fn: NoiseFn,
@@ -121,15 +132,7 @@ def sample(
     ``ddpm`` walks all T steps; ``ddim`` walks ``steps`` of them (default T). ``record_every`` > 0 keeps the state
     after every that many steps (with the initial noise and the final samples), for pictures of the reverse process.
     """
-    if sampler not in SAMPLERS:
-        raise UsageError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    T = len(schedule)
-    if sampler == "ddpm":
-        if steps not in (None, T):
-            raise UsageError(f"the ddpm sampler walks all {T} steps; use --sampler ddim for fewer")
-        timesteps = list(range(T - 1, -1, -1))
-    else:
-        timesteps = ddim_timesteps(T, steps or T)
+    timesteps = sampler_timesteps(len(schedule), sampler, steps)
     device = schedule.device
     x = torch.randn(shape, generator=generator, device=device)
     kept, states = ([len(timesteps)], [x.clone()]) if record_every else ([], [])
