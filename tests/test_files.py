@@ -103,7 +103,7 @@ MALFORMED = [
     ("bad.tsv", LONG_TABLE, {"subset": "dino", "columns": ["dataset"]}, "column 'dataset': 'dino' is not a number"),
     ("bad.npy", _npy(np.zeros((1, 2))), {}, "has 1 data row;"),
     ("bad.tsv", LONG_TABLE, {"subset": "dinosaur"}, "no subset 'dinosaur'; available: dino, star"),
-    ("bad.tsv", LONG_TABLE, {}, "holds several datasets (dino, star); choose one with subset"),
+    ("bad.tsv", LONG_TABLE, {}, "holds several datasets (dino, star); choose one with --subset"),
     ("bad.tsv", "x\ty\n1\t2\n3\t4\n", {"subset": "dino"}, "subset 'dino' needs a column named 'dataset'"),
     ("bad.txt", "1,2\n3,4\n", {}, "unknown file type '.txt'"),
     ("bad.npz", _npz_with_two_arrays, {}, "holds arrays a, b; it needs exactly one array, or one named 'points'"),

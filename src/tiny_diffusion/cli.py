@@ -28,7 +28,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, names: Sequence[str] | No
         if "_" in f.name:
             flags.append(f"--{f.name.replace('_', '-')}")
         default = f.default if f.default is not MISSING else None
-        kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} (default: {default})"}
+        shown = "" if default is None else f" (default: {default})"
+        kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']}{shown}"}
         base = f.type.removeprefix("Optional[").removesuffix("]")
         if base == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -124,7 +124,7 @@ def _read_table(path: Path, delimiter: str, names: list[str] | None, subset: str
             _fail(path, f"no subset {subset!r}; available: {', '.join(available)}")
         data = [(line, cells) for line, cells in data if cells[dataset_col] == subset]
     elif len(available) > 1:
-        _fail(path, f"holds several datasets ({', '.join(available)}); choose one with subset")
+        _fail(path, f"holds several datasets ({', '.join(available)}); choose one with --subset")
 
     _check_row_count(path, len(data))
     if names is None:  # every column holding numbers; one without any number (labels, say) is left out
