@@ -18,7 +18,7 @@ from .errors import UsageError
 from .metrics import point_metrics
 from .models import build_model
 from .objectives import noise_predictor
-from .runs import LoadedRun, save_json, save_npy, save_weights, staged_run_dir, write_atomic
+from .runs import LoadedRun, save_history, save_json, save_npy, save_weights, staged_run_dir
 from .samplers import Trajectory, sample, sampler_timesteps
 from .schedule import NoiseSchedule
 from .training import resolve_device, train
@@ -115,7 +115,7 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
         save_npy(stage / "loss.npy", result.losses)
         save_npy(stage / "frames.npy", np.stack(frames))
         save_npy(stage / "samples.npy", samples)
-        _write_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
+        save_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
         limits = viz.axis_limits(points)
         viz.plot_points(samples, stage / "samples.png", limits=limits,
                         title=f"{dataset.name}: {len(samples)} samples after {config.num_epochs} epochs")
@@ -123,15 +123,6 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
                        limits=limits, title="samples during training")
         viz.plot_loss(result.losses, stage / "loss.png", steps_per_epoch=len(result.losses) // config.num_epochs)
     return TrainSummary(Path(out), result.seconds, result.snapshot_seconds, sample_seconds, samples)
-
-
-def _write_history(path: Path, losses: np.ndarray, epoch_seconds: list[float], frame_epochs: list[int]) -> None:
-    per_epoch = np.array_split(losses, len(epoch_seconds))
-    lines = ["epoch,loss,seconds,snapshot"]
-    snapshots = set(frame_epochs)
-    for epoch, (chunk, seconds) in enumerate(zip(per_epoch, epoch_seconds)):
-        lines.append(f"{epoch + 1},{chunk.mean():.6g},{seconds:.3f},{int(epoch in snapshots)}")
-    write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
 def sample_run(loaded: LoadedRun, num: int, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,

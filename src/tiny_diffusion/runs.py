@@ -35,8 +35,8 @@ from .errors import UsageError
 from .models import build_model
 from .schedule import NoiseSchedule
 
-__all__ = ["write_atomic", "save_json", "save_npy", "save_weights", "staged_run_dir", "LoadedRun", "load_run",
-           "load_points", "training_snapshots"]
+__all__ = ["write_atomic", "save_json", "save_npy", "save_weights", "save_history", "staged_run_dir", "LoadedRun",
+           "load_run", "load_points", "training_snapshots"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
@@ -76,6 +76,17 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
 def save_weights(path: str | Path, model: nn.Module) -> None:
     state = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     write_atomic(path, save_safetensors(state))
+
+
+def save_history(path: Path, losses: np.ndarray, epoch_seconds: list[float], frame_epochs: list[int]) -> None:
+    """history.csv: per epoch the mean loss, seconds since the start, and whether a snapshot was taken (0-based
+    ``frame_epochs``; the file counts epochs from 1)."""
+    per_epoch = np.array_split(losses, len(epoch_seconds))
+    lines = ["epoch,loss,seconds,snapshot"]
+    snapshots = set(frame_epochs)
+    for epoch, (chunk, seconds) in enumerate(zip(per_epoch, epoch_seconds)):
+        lines.append(f"{epoch + 1},{chunk.mean():.6g},{seconds:.3f},{int(epoch in snapshots)}")
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
 @contextmanager
