@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--num", type=int, default=2000, help="points per picture")
     _add_plot_parsers(commands)
     _add_animate_parser(commands)
+
+    ablate = commands.add_parser("ablate", help="one run per value of a setting, a grid figure and a table",
+                                 description="Train one run per VALUE of the setting PARAM (any train flag, e.g. "
+                                 "learning_rate, num_timesteps, beta_schedule, hidden_size, time_embedding, dataset, "
+                                 "sample_steps) with the other flags as given, then write grid.png (rows: values; "
+                                 "columns: snapshots) and results.csv / results.md. Complete runs with the same "
+                                 "settings are reused, so an interrupted study resumes.")
+    ablate.add_argument("param", metavar="PARAM", help="the setting to vary (a train flag name)")
+    ablate.add_argument("values", metavar="VALUE", nargs="+", help="its values")
+    ablate.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file of train settings")
+    ablate.add_argument("--out", metavar="DIR", help="study directory (default: runs/ablate_PARAM)")
+    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(ablate)
     return parser
 
 
@@ -145,12 +158,29 @@ def _add_animate_parser(commands: argparse._SubParsersAction) -> None:
     animate.add_argument("--overwrite", action="store_true", help="replace existing animations")
 
 
+def _config_from(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the config file, then the flags given on the command line."""
+    values = load_config_file(args.config) if args.config else {}
+    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
+    return TrainConfig.from_dict(values).validate()
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from .ablation import parse_values, run_study
+
+    param, values = parse_values(args.param, args.values)
+    base = _config_from(args)
+    out = Path(args.out) if args.out else Path("runs") / f"ablate_{param}"
+    rows = run_study(base, param, values, out, progress=not args.quiet)
+    print((out / "results.md").read_text(), end="")
+    print(f"trained {sum(r.trained for r in rows)} of {len(rows)} runs; wrote {out}/grid.png and results.csv")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from .pipeline import train_run
 
-    values = load_config_file(args.config) if args.config else {}
-    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
-    config = TrainConfig.from_dict(values).validate()
+    config = _config_from(args)
     out = Path(args.out) if args.out else Path("runs") / config.experiment_name
     summary = train_run(config, out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} points in "
@@ -346,7 +376,7 @@ def _animate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "datasets": _datasets, "plot": _plot,
-            "animate": _animate}
+            "animate": _animate, "ablate": _ablate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "load_config_file", "DEVICES"]
+__all__ = ["TrainConfig", "load_config_file", "coerce_field", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -125,6 +125,11 @@ class TrainConfig:
                 raise UsageError(f"unknown config key {key!r}")
             clean[name] = _coerce(name, by_name[name].type, value)
         return cls(**clean)
+
+
+def coerce_field(name: str, value: Any) -> Any:
+    """``value`` checked (and ints widened to float) for the TrainConfig field ``name``."""
+    return _coerce(name, {f.name: f.type for f in fields(TrainConfig)}[name], value)
 
 
 def _coerce(name: str, type_name: str, value: Any) -> Any:

@@ -95,6 +95,23 @@ def plot_strip(frames: np.ndarray, labels: Sequence[str], path: str | Path, *, t
     save_figure(fig, path)
 
 
+def plot_grid(grid: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], path: str | Path, *,
+              title: str = "", limits=None) -> None:
+    """A grid of panels from (R, C, N, D) points: one row per setting, one column per checkpoint, shared axes."""
+    rows, cols = grid.shape[:2]
+    limits = limits or axis_limits(*grid[:, -1])  # fit the final samples of every row
+    fig, axes = _axes_grid(rows * cols, dim=grid.shape[-1], cols=cols)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r * cols + c]
+            _scatter(ax, grid[r, c], limits, column_labels[c] if r == 0 else "")
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, path)
+
+
 def plot_loss(losses: np.ndarray, path: str | Path, *, steps_per_epoch: int | None = None) -> None:
     """The training loss per step (faint) and its running mean over an epoch (bold), log scale."""
     fig, ax = plt.subplots(figsize=(6, 3.5))

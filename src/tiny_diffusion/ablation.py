@@ -1,0 +1,131 @@
+"""Ablation studies: one run per value of one setting, a grid figure and a table of metrics.
+
+A study directory holds one run directory per value (``PARAM=VALUE``), ``grid.png`` (rows: values; columns: the
+training snapshots, as in the original tiny-diffusion's figures) and ``results.csv`` / ``results.md``. A study
+resumes: a run directory that is complete and was made with the same settings is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import viz
+from .config import TrainConfig, coerce_field
+from .errors import UsageError
+from .pipeline import dataset_for, evaluate_points, train_run
+from .runs import training_snapshots, write_atomic
+
+__all__ = ["StudyRow", "parse_values", "run_study"]
+
+COMPLETE = ("config.json", "model.safetensors", "samples.npy", "frames.npy", "history.csv")
+
+
+@dataclass
+class StudyRow:
+    """One value of the study and what its run measured."""
+
+    value: Any
+    run_dir: Path
+    trained: bool  # False when an earlier complete run was reused
+    seconds: float  # the run's training time, snapshots included (from its history.csv)
+    metrics: dict[str, float]
+
+
+def parse_values(param: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+    """The TrainConfig field ``param`` names (dashes allowed) and ``values`` parsed as its type."""
+    by_name = {f.name: f for f in fields(TrainConfig)}
+    name = param.replace("-", "_")
+    if name not in by_name:
+        raise UsageError(f"unknown setting {param!r} to study; choose from {', '.join(by_name)}")
+    if not values:
+        raise UsageError("give at least one value to study")
+    base = by_name[name].type.removeprefix("Optional[").removesuffix("]")
+    parsed = []
+    for text in values:
+        try:
+            value = {"int": int, "float": float, "str": str, "bool": _parse_bool}[base](text)
+        except ValueError:
+            raise UsageError(f"{name} takes {base} values, got {text!r}") from None
+        parsed.append(coerce_field(name, value))
+    if len(set(map(str, parsed))) != len(parsed):
+        raise UsageError(f"the values of {name} repeat: {', '.join(values)}")
+    return name, parsed
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(text)
+    return text.lower() in ("true", "1", "yes")
+
+
+def _same_run(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether ``run_dir`` is a complete run made with ``config``'s settings (the device aside)."""
+    if not all((run_dir / name).is_file() for name in COMPLETE):
+        return False
+    try:
+        recorded = json.loads((run_dir / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    wanted = config.to_dict()
+    return all(recorded.get(key) == wanted[key] for key in wanted if key != "device")
+
+
+def _train_seconds(run_dir: Path) -> float:
+    last = (run_dir / "history.csv").read_text().strip().splitlines()[-1]
+    return float(last.split(",")[2])
+
+
+def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | Path, *,
+              progress: bool = True) -> list[StudyRow]:
+    """Train (or reuse) one run per value, then write grid.png, results.csv and results.md into ``out``."""
+    out = Path(out)
+    configs = [replace(base, **{param: value}).validate() for value in values]  # refuse bad values before training
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for value, config in zip(values, configs):
+        run_dir = out / f"{param}={value}"
+        reuse = _same_run(run_dir, config)
+        if not reuse:
+            if run_dir.exists():
+                raise UsageError(f"{run_dir} exists but is incomplete or was made with other settings; "
+                                 "remove it or choose another --out")
+            if progress:
+                print(f"{param} = {value}: training into {run_dir}", flush=True)
+            train_run(config, run_dir, progress=progress)
+        samples = np.load(run_dir / "samples.npy", allow_pickle=False)
+        metrics = evaluate_points(samples, *dataset_for(config))
+        rows.append(StudyRow(value, run_dir, not reuse, _train_seconds(run_dir), metrics))
+    _write_grid(rows, param, out / "grid.png")
+    _write_tables(rows, param, out)
+    return rows
+
+
+def _write_grid(rows: list[StudyRow], param: str, path: Path) -> None:
+    snapshots = [training_snapshots(row.run_dir) for row in rows]
+    counts = {len(frames) for frames, _ in snapshots}
+    if len(counts) != 1:  # e.g. a study of num_epochs: show the last snapshots each run has in common
+        keep = min(counts)
+        snapshots = [(frames[-keep:], epochs[-keep:]) for frames, epochs in snapshots]
+    grid = np.stack([frames for frames, _ in snapshots])  # (values, checkpoints, N, D)
+    column_labels = [f"epoch {e}" for e in snapshots[0][1]]
+    row_labels = [f"{param} = {row.value}" for row in rows]
+    viz.plot_grid(grid, row_labels, column_labels, path, title=f"ablation: {param}")
+
+
+METRIC_COLUMNS = ("w2", "w2_floor", "mmd", "mmd_floor", "precision@0.05", "precision@0.1", "recall@0.05")
+
+
+def _write_tables(rows: list[StudyRow], param: str, out: Path) -> None:
+    columns = [c for c in METRIC_COLUMNS if all(c in row.metrics for row in rows)]
+    header = [param, *columns, "train_s"]
+    table = [[str(row.value), *(f"{row.metrics[c]:.4g}" for c in columns), f"{row.seconds:.1f}"] for row in rows]
+    csv = "\n".join(",".join(line) for line in [header, *table]) + "\n"
+    markdown = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                         + ["| " + " | ".join(line) + " |" for line in table]) + "\n"
+    write_atomic(out / "results.csv", csv.encode())
+    write_atomic(out / "results.md", markdown.encode())

@@ -1,0 +1,65 @@
+"""Ablation studies: one run per value, a grid and a table, resuming without retraining."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tiny_diffusion.ablation import parse_values, run_study
+from tiny_diffusion.cli import main
+from tiny_diffusion.config import TrainConfig
+from tiny_diffusion.errors import UsageError
+
+TINY = dict(num_samples=256, train_batch_size=64, eval_batch_size=60, num_epochs=3, num_timesteps=20,
+            embedding_size=8, hidden_size=16, hidden_layers=1, save_images_step=1, device="cpu")
+
+
+def test_a_study_writes_one_run_per_value_a_grid_and_a_table(tmp_path):
+    rows = run_study(TrainConfig(**TINY), "learning_rate", [1e-2, 1e-3], tmp_path, progress=False)
+    assert [r.trained for r in rows] == [True, True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "grid.png", "learning_rate=0.001", "learning_rate=0.01", "results.csv", "results.md"]
+    table = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [row["learning_rate"] for row in table] == ["0.01", "0.001"]
+    for row in table:
+        assert all(np.isfinite(float(row[key])) for key in ("w2", "w2_floor", "mmd", "precision@0.05", "train_s"))
+    width, height = Image.open(tmp_path / "grid.png").size
+    assert width > height  # 2 rows of 3 checkpoints
+
+
+def test_a_study_resumes_without_training_complete_runs_again(tmp_path):
+    run_study(TrainConfig(**TINY), "num_timesteps", [10, 20], tmp_path, progress=False)
+    weights = (tmp_path / "num_timesteps=10" / "model.safetensors").stat().st_mtime_ns
+    rows = run_study(TrainConfig(**TINY), "num_timesteps", [10, 20, 30], tmp_path, progress=False)
+    assert [r.trained for r in rows] == [False, False, True]
+    assert (tmp_path / "num_timesteps=10" / "model.safetensors").stat().st_mtime_ns == weights
+    assert len(list(csv.DictReader((tmp_path / "results.csv").open()))) == 3
+
+
+def test_a_run_made_with_other_settings_is_not_silently_reused(tmp_path):
+    run_study(TrainConfig(**TINY), "hidden_size", [8], tmp_path, progress=False)
+    with pytest.raises(UsageError, match="other settings"):
+        run_study(TrainConfig(**{**TINY, "num_epochs": 2}), "hidden_size", [8], tmp_path, progress=False)
+
+
+def test_values_are_parsed_as_the_settings_type():
+    assert parse_values("learning-rate", ["1e-3", "2"]) == ("learning_rate", [1e-3, 2.0])
+    assert parse_values("beta_schedule", ["linear", "cosine"]) == ("beta_schedule", ["linear", "cosine"])
+    assert parse_values("clip_sample", ["true", "no"]) == ("clip_sample", [True, False])
+
+
+@pytest.mark.parametrize("param,values,message", [
+    ("colour", ["red"], "unknown setting"),
+    ("num_timesteps", ["ten"], "takes int values"),
+    ("hidden_size", ["8", "8"], "repeat"),
+])
+def test_bad_studies_are_refused(param, values, message):
+    with pytest.raises(UsageError, match=message):
+        parse_values(param, values)
+
+
+def test_ablate_command_refuses_a_bad_value_with_exit_2(tmp_path, capsys):
+    assert main(["ablate", "learning_rate", "0", "--out", str(tmp_path / "s"), "--quiet"]) == 2
+    assert "learning_rate must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
