@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tiny_diffusion import cli, viz
+from tiny_diffusion import cli_pictures, viz
 from tiny_diffusion.cli import main
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.pipeline import evenly_spaced, forward_labels, forward_states, reverse_states, sample_run
@@ -183,7 +183,7 @@ def test_animate_writes_the_reverse_process_and_the_training_snapshots(own_run, 
     frames, size, durations = _gif(own_run / "reverse.gif")
     # T + 1 = 21 states, then HOLD_FRAMES copies of the last; Pillow merges identical frames into one longer one
     assert frames == T + 1 and size == (320, 320)
-    assert durations[:-1] == [100] * T and durations[-1] == 100 * (1 + 10) == 100 * (1 + cli.HOLD_FRAMES)
+    assert durations[:-1] == [100] * T and durations[-1] == 100 * (1 + 10) == 100 * (1 + cli_pictures.HOLD_FRAMES)
     snapshots, epochs = training_snapshots(own_run)
     assert epochs == [1, 2, 3] and snapshots.shape == (3, 50, 2)
     frames, size, durations = _gif(own_run / "training.gif")

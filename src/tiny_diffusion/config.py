@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from .data import DATASETS, POINT_FILE_SUFFIXES
 from .data.registry import DENSIFY, OPTION_NAMES, check_options
@@ -21,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "load_config_file", "coerce_field", "DEVICES"]
+__all__ = ["TrainConfig", "load_config_file", "coerce_field", "add_config_flags", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -173,3 +174,27 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise UsageError(f"config file {path} must hold a mapping of option names to values")
     return values
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """One flag per TrainConfig field (or per field in ``names``), in both spellings (--num_epochs and
+    --num-epochs), help from the field."""
+    for f in fields(TrainConfig):
+        if names is not None and f.name not in names:
+            continue
+        flags = [f"--{f.name}"]
+        if "_" in f.name:
+            flags.append(f"--{f.name.replace('_', '-')}")
+        default = f.default if f.default is not MISSING else None
+        shown = "" if default is None else f" (default: {default})"
+        kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']}{shown}"}
+        base = f.type.removeprefix("Optional[").removesuffix("]")
+        if base == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {"int": int, "float": float, "str": str}[base]
+            kwargs["metavar"] = base.upper()
+        if f.metadata["choices"]:
+            kwargs["choices"] = f.metadata["choices"]
+            kwargs.pop("metavar")
+        parser.add_argument(*flags, **kwargs)

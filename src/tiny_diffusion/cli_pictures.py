@@ -1,0 +1,189 @@
+"""The picture commands of ``tiny-diffusion``: ``plot forward``, ``plot reverse`` and ``animate``.
+
+Parsers and handlers only, as in ``cli``: the drawing is in ``viz``, the states to draw come from ``pipeline``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .config import TrainConfig, add_config_flags
+from .errors import UsageError
+from .samplers import SAMPLERS
+
+__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "plot", "animate", "FIGURE_FORMATS"]
+
+# file types `plot` writes (viz.save_figure picks matplotlib's backend from the suffix); run directories keep PNG
+FIGURE_FORMATS = ("png", "svg", "pdf")
+# the TrainConfig fields that `plot forward` takes: the data (as in train) and the noise schedule
+FORWARD_FIELDS = ("dataset", "densify", "lines", "angle", "digit", "image_index", "columns", "subset",
+                  "standardize", "data_seed", "num_timesteps", "beta_schedule", "beta_start", "beta_end")
+
+
+def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sampler", choices=SAMPLERS, default="ddpm", help="ancestral ddpm or ddim "
+                        "(default: %(default)s)")
+    parser.add_argument("--sample-steps", "--sample_steps", dest="sample_steps", type=int, default=None,
+                        help="ddim steps (default: all training steps)")
+    parser.add_argument("--eta", type=float, default=0.0, help="ddim noise: 0 deterministic, 1 like ddpm "
+                        "(default: %(default)s)")
+
+
+def add_plot_parser(commands: argparse._SubParsersAction) -> None:
+    plot = commands.add_parser("plot", help="a strip of panels of the forward or reverse process",
+                               description="Draw the forward process q(x_t | x_0) of a dataset, or the reverse "
+                               "process of a trained run, as a strip of panels at evenly spaced steps.")
+    kinds = plot.add_subparsers(dest="kind", required=True, metavar="KIND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--num", type=int, default=1000, help="points per panel (default: %(default)s)")
+    common.add_argument("--panels", type=int, default=6, help="number of panels, from t = T to t = 0 at evenly "
+                        "spaced steps (default: %(default)s)")
+    common.add_argument("--seed", type=int, default=0, help="seed of the noise (default: %(default)s)")
+    common.add_argument("--format", choices=FIGURE_FORMATS, default=None,
+                        help="file type (default: from --out's suffix, else png)")
+    common.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    forward = kinds.add_parser("forward", parents=[common], help="the data being noised, step by step",
+                               description="The forward process q(x_t | x_0) of a dataset: the data (t = 0) "
+                               "through T, one fixed noise draw per point. Dataset and schedule flags as in train.")
+    forward.add_argument("--out", metavar="FILE", help="output (default: forward_DATASET.FORMAT here)")
+    add_config_flags(forward, FORWARD_FIELDS)
+    reverse = kinds.add_parser("reverse", parents=[common], help="a trained run's noise becoming samples",
+                               description="Rebuild the model from RUN_DIR and draw the reverse process: the "
+                               "initial noise (t = T) to the samples (t = 0).")
+    reverse.add_argument("run_dir", metavar="RUN_DIR")
+    reverse.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/reverse.FORMAT)")
+    add_sampler_flags(reverse)
+
+
+def add_animate_parser(commands: argparse._SubParsersAction) -> None:
+    animate = commands.add_parser("animate", help="GIFs of a run's reverse process and of its training",
+                                  description="Write RUN_DIR/reverse.gif (noise to samples, evenly spaced steps, "
+                                  "resting on the samples) and RUN_DIR/training.gif (one frame per snapshot).")
+    animate.add_argument("run_dir", metavar="RUN_DIR")
+    animate.add_argument("--num", type=int, default=1000, help="points in the reverse process "
+                         "(default: %(default)s)")
+    animate.add_argument("--fps", type=float, default=20, help="frames per second of the reverse process "
+                         "(default: %(default)s)")
+    animate.add_argument("--training-fps", "--training_fps", dest="training_fps", type=float, default=2,
+                         help="frames (snapshots) per second of the training "
+                         "animation (default: %(default)s)")
+    animate.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: %(default)s)")
+    add_sampler_flags(animate)
+    animate.add_argument("--mp4", action="store_true", help="also write .mp4 files (needs ffmpeg; skipped with a "
+                         "note when it is missing)")
+    animate.add_argument("--overwrite", action="store_true", help="replace existing animations")
+
+
+def _figure_path(out: str | None, default: Path, fmt: str | None, *, overwrite: bool) -> Path:
+    """Where a figure goes: --out (whose suffix, if any, must agree with --format) or ``default`` + format."""
+    path = Path(out) if out else default
+    suffix = path.suffix.lstrip(".").lower()
+    if not suffix:
+        path = path.with_name(f"{path.name}.{fmt or 'png'}")
+    elif suffix not in FIGURE_FORMATS:
+        raise UsageError(f"--out must end in .{', .'.join(FIGURE_FORMATS)} or have no suffix, got {path}")
+    elif fmt and fmt != suffix:
+        raise UsageError(f"--out {path} does not match --format {fmt}")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    if args.num < 1:
+        raise UsageError(f"--num must be positive, got {args.num}")
+    if getattr(args, "panels", 2) < 2:
+        raise UsageError(f"--panels must be at least 2, got {args.panels}")
+    if getattr(args, "eta", 0) < 0:
+        raise UsageError(f"--eta must be >= 0, got {args.eta}")
+
+
+def _plot_forward(args: argparse.Namespace) -> int:
+    from . import viz
+    from .pipeline import evenly_spaced, forward_data, forward_labels, forward_states
+    from .schedule import NoiseSchedule
+
+    _check_counts(args)
+    values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
+    config = TrainConfig.from_dict(values).validate()
+    dataset, points = forward_data(config, args.num)
+    name = Path(dataset.name).stem  # a registry name, or a point file's name without its folder and suffix
+    out = _figure_path(args.out, Path(f"forward_{name}"), args.format, overwrite=args.overwrite)
+    schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
+                             beta_end=config.beta_end)
+    steps = evenly_spaced(config.num_timesteps, args.panels)
+    states = forward_states(points, schedule, steps, seed=args.seed)
+    viz.plot_strip(states, forward_labels(steps), out, title=f"forward process q(x_t | x_0): {name}, "
+                   f"T = {config.num_timesteps}, {config.beta_schedule} betas")
+    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, steps))})")
+    return 0
+
+
+def _plot_reverse(args: argparse.Namespace) -> int:
+    from . import viz
+    from .pipeline import data_box, reverse_states
+    from .runs import load_run
+
+    _check_counts(args)
+    loaded = load_run(args.run_dir)
+    out = _figure_path(args.out, Path(args.run_dir) / "reverse", args.format, overwrite=args.overwrite)
+    result = reverse_states(loaded, args.num, args.panels, sampler=args.sampler, steps=args.sample_steps,
+                            eta=args.eta, seed=args.seed)
+    # axes fit the training data and the samples, not the initial noise, so the shape fills its panel;
+    # noise points outside those limits are cut off
+    limits = viz.axis_limits(data_box(loaded), result.states[-1])
+    viz.plot_strip(result.states, result.labels(), out, limits=limits,
+                   title=f"reverse process ({args.sampler}): {Path(loaded.config.dataset).stem}")
+    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
+    return 0
+
+
+PLOTS = {"forward": _plot_forward, "reverse": _plot_reverse}
+
+
+def plot(args: argparse.Namespace) -> int:
+    """The `plot` command: a forward or reverse strip."""
+    return PLOTS[args.kind](args)
+
+
+REVERSE_FRAMES = 60  # intervals between the reverse process's frames (so at most 61 states are shown)
+HOLD_FRAMES = 10  # extra frames resting on the final samples before the animation loops
+
+
+def animate(args: argparse.Namespace) -> int:
+    """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
+    from . import viz
+    from .pipeline import data_box, reverse_states
+    from .samplers import sampler_timesteps
+    from .runs import load_run, training_snapshots
+
+    _check_counts(args)
+    for name in ("fps", "training_fps"):
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    loaded = load_run(args.run_dir)
+    run_dir = Path(args.run_dir)
+    suffixes = (".gif", ".mp4") if args.mp4 and viz.mp4_available() else (".gif",)
+    outputs = [run_dir / f"{stem}{suffix}" for stem in ("reverse", "training") for suffix in suffixes]
+    if not args.overwrite and any(p.exists() for p in outputs):
+        raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
+    frames, epochs = training_snapshots(run_dir)
+    total = len(sampler_timesteps(loaded.config.num_timesteps, args.sampler, args.sample_steps))
+    result = reverse_states(loaded, args.num, min(total, REVERSE_FRAMES) + 1, sampler=args.sampler,
+                            steps=args.sample_steps, eta=args.eta, seed=args.seed)
+    # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
+    box, name = data_box(loaded), Path(loaded.config.dataset).stem
+    for suffix in suffixes:
+        viz.animate_points(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
+                           hold=HOLD_FRAMES, limits=viz.axis_limits(box, result.states[-1]),
+                           title=f"{name}: reverse process ({args.sampler})")
+        viz.animate_points(frames, [f"epoch {e}" for e in epochs], run_dir / f"training{suffix}",
+                           fps=args.training_fps, limits=viz.axis_limits(box, frames[-1]),
+                           title=f"{name}: samples during training")
+    if args.mp4 and ".mp4" not in suffixes:
+        print("note: ffmpeg is not installed, so no MP4 was written (GIFs need only Pillow)")
+    print(f"wrote {', '.join(str(p) for p in outputs)} ({len(result.states)} reverse states, "
+          f"{len(frames)} snapshots)")
+    return 0
