@@ -32,13 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw samples from a trained run",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                  description="Rebuild the model from RUN_DIR alone and write samples as .npy.")
     sample.add_argument("run_dir", metavar="RUN_DIR")
-    sample.add_argument("--num", type=int, default=1000, help="number of samples")
+    sample.add_argument("--num", type=int, default=1000, help="number of samples (default: %(default)s)")
     add_sampler_flags(sample)
-    sample.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
-    sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="where to sample")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: %(default)s)")
+    sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="where to sample (default: %(default)s)")
     sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy)")
     sample.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
