@@ -63,3 +63,13 @@ def test_ablate_command_refuses_a_bad_value_with_exit_2(tmp_path, capsys):
     assert main(["ablate", "learning_rate", "0", "--out", str(tmp_path / "s"), "--quiet"]) == 2
     assert "learning_rate must be positive" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_study_on_a_users_file_resumes_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the file is named by a relative path, as a user would type it
+    rng = np.random.default_rng(0)
+    (tmp_path / "pts.csv").write_text("".join(f"{x},{y}\n" for x, y in rng.normal(size=(300, 2))))
+    base = TrainConfig(**{**TINY, "dataset": "pts.csv"})
+    run_study(base, "hidden_size", [8], tmp_path / "study", progress=False)
+    rows = run_study(base, "hidden_size", [8], tmp_path / "study", progress=False)
+    assert [r.trained for r in rows] == [False]

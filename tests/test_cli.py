@@ -160,3 +160,8 @@ def test_evaluate_refuses_a_non_array_file(tmp_path):
     bad.write_text("not an array")
     code, err = _cli("evaluate", str(bad), "--dataset", "dino")
     assert code == 2 and "cannot read" in err and "Traceback" not in err
+
+
+def test_evaluate_a_folder_that_is_not_a_run_is_one_line_and_exit_2(tmp_path):
+    code, err = _cli("evaluate", str(tmp_path))
+    assert code == 2 and err.strip().count("\n") == 0 and "not a run directory" in err

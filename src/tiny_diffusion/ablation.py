@@ -7,7 +7,6 @@ resumes: a run directory that is complete and was made with the same settings is
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,8 +16,8 @@ import numpy as np
 from . import viz
 from .config import TrainConfig, coerce_field
 from .errors import UsageError
-from .pipeline import dataset_for, evaluate_points, train_run
-from .runs import training_snapshots, write_atomic
+from .pipeline import dataset_for, evaluate_points, train_run, with_absolute_dataset
+from .runs import read_config, training_snapshots, write_atomic
 
 __all__ = ["StudyRow", "parse_values", "run_study"]
 
@@ -68,11 +67,11 @@ def _same_run(run_dir: Path, config: TrainConfig) -> bool:
     if not all((run_dir / name).is_file() for name in COMPLETE):
         return False
     try:
-        recorded = json.loads((run_dir / "config.json").read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        recorded = read_config(run_dir).to_dict()
+    except UsageError:
         return False
     wanted = config.to_dict()
-    return all(recorded.get(key) == wanted[key] for key in wanted if key != "device")
+    return all(recorded[key] == wanted[key] for key in wanted if key != "device")
 
 
 def _train_seconds(run_dir: Path) -> float:
@@ -84,7 +83,8 @@ def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | P
               progress: bool = True) -> list[StudyRow]:
     """Train (or reuse) one run per value, then write grid.png, results.csv and results.md into ``out``."""
     out = Path(out)
-    configs = [replace(base, **{param: value}).validate() for value in values]  # refuse bad values before training
+    # refuse bad values before training; name a user's file as train_run records it, so its runs can be reused
+    configs = [with_absolute_dataset(replace(base, **{param: value}).validate()) for value in values]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for value, config in zip(values, configs):

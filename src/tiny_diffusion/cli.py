@@ -130,22 +130,17 @@ def _sample(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import get_dataset
     from .pipeline import dataset_for, evaluate_points
-    from .runs import load_points
+    from .runs import load_points, read_config
 
     path = Path(args.path)
-    if path.is_dir():
-        try:
-            config = TrainConfig.from_dict(json.loads((path / "config.json").read_text())["config"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UsageError(f"{path} is not a readable run directory; give a .npy file and --dataset") from None
-        dataset, options = dataset_for(config)
-        if args.dataset is not None:
-            dataset, options = get_dataset(args.dataset), {}
-        path = path / "samples.npy"
-    elif args.dataset is None:
-        raise UsageError("--dataset is needed to evaluate a .npy file")
-    else:
+    if args.dataset is not None:
         dataset, options = get_dataset(args.dataset), {}
+    elif path.is_dir():
+        dataset, options = dataset_for(read_config(path))
+    else:
+        raise UsageError("--dataset is needed to evaluate a .npy file")
+    if path.is_dir():
+        path = path / "samples.npy"
     samples = load_points(path)
     if samples.shape[1] != dataset.dim:
         raise UsageError(f"{path} holds {samples.shape[1]}-D points, dataset {dataset.name} is {dataset.dim}-D")

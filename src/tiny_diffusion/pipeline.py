@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +23,7 @@ from .samplers import Trajectory, sample, sampler_timesteps
 from .schedule import NoiseSchedule
 from .training import resolve_device, train
 
-__all__ = ["TrainSummary", "train_run", "sample_run", "evaluate_points", "dataset_for", "REFERENCE_SEEDS",
+__all__ = ["TrainSummary", "train_run", "sample_run", "evaluate_points", "dataset_for", "with_absolute_dataset", "REFERENCE_SEEDS",
            "evenly_spaced", "forward_data", "forward_states", "forward_labels", "ReverseStates", "reverse_states",
            "data_box"]
 
@@ -68,6 +68,14 @@ def _standardization(points: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.
     return points.mean(axis=0), scale
 
 
+def with_absolute_dataset(config: TrainConfig) -> TrainConfig:
+    """``config`` with a user's point file named by its absolute path, so a run records where its data is
+    wherever it is read from (registry names are kept)."""
+    if config.dataset in DATASETS:
+        return config
+    return replace(config, dataset=str(Path(config.dataset).resolve()))
+
+
 def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
     """The dataset a config names (a registry name or a point file) and the options it was given."""
     return get_dataset(config.dataset, columns=config.columns, subset=config.subset), config.dataset_options()
@@ -75,11 +83,9 @@ def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
 
 def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> TrainSummary:
     """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``)."""
-    config.validate()
+    config = with_absolute_dataset(config.validate())
     device = resolve_device(config.device)
     dataset, options = dataset_for(config)
-    if dataset.name not in DATASETS:  # a user's file: record where it is, wherever the run is read from
-        config.dataset = str(Path(config.dataset).resolve())
     points = dataset.sample(config.num_samples, config.data_seed, **options)  # (N, D)
     shift, scale = _standardization(points, config.standardize)
     data = torch.from_numpy((points - shift) / scale).float().to(device)  # (N, D), the model's coordinates

@@ -36,7 +36,7 @@ from .models import build_model
 from .schedule import NoiseSchedule
 
 __all__ = ["write_atomic", "save_json", "save_npy", "save_weights", "save_history", "staged_run_dir", "LoadedRun",
-           "load_run", "load_points", "training_snapshots"]
+           "load_run", "read_config", "load_points", "training_snapshots"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
@@ -151,14 +151,27 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def _config_of(meta: dict[str, Any], run_dir: Path) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(meta["config"]).validate()
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"{run_dir / CONFIG} is corrupt: {e!r}") from None
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    """The settings a run directory was made with, validated; one clear error when missing or corrupt."""
+    run_dir = Path(run_dir)
+    return _config_of(_read_json(run_dir / CONFIG), run_dir)
+
+
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     """Rebuild config, model (weights loaded), schedule and data range from a run directory."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist")
     meta = _read_json(run_dir / CONFIG)
+    config = _config_of(meta, run_dir)
     try:
-        config = TrainConfig.from_dict(meta["config"]).validate()
         data_min, data_max, shift, scale = (torch.tensor(meta["data"][key], dtype=torch.float32)
                                             for key in ("min", "max", "shift", "scale"))
     except (KeyError, TypeError, ValueError) as e:
