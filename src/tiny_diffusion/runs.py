@@ -35,7 +35,7 @@ from .errors import UsageError
 from .models import build_model
 from .schedule import NoiseSchedule
 
-__all__ = ["write_atomic", "save_json", "save_npy", "save_weights", "save_history", "staged_run_dir", "LoadedRun",
+__all__ = ["atomic_path", "write_atomic", "save_json", "save_npy", "save_weights", "save_history", "staged_run_dir", "LoadedRun",
            "load_run", "read_config", "load_points", "training_snapshots"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -47,20 +47,27 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder (same suffix, for writers that go by it) to write the file to; on
+    success it is renamed to ``path``, on failure removed: ``path`` never holds half a file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def save_json(path: str | Path, value: Any) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
 from .errors import UsageError  # noqa: E402
-from .runs import _umask, write_atomic  # noqa: E402
+from .runs import atomic_path, write_atomic  # noqa: E402
 
 __all__ = ["save_figure", "plot_points", "plot_strip", "plot_loss", "axis_limits", "animate_points",
            "mp4_available"]
@@ -168,10 +166,8 @@ def animate_points(frames: np.ndarray, captions: Sequence[str], path: str | Path
                       projection="3d" if three_d else None)
     if title:
         fig.suptitle(title, fontsize=10)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
     try:
-        with writer.saving(fig, tmp, dpi=dpi):
+        with atomic_path(path) as tmp, writer.saving(fig, str(tmp), dpi=dpi):
             for tick, index in enumerate(order):
                 ax.clear()
                 _scatter(ax, frames[index], limits, captions[index])
@@ -179,9 +175,6 @@ def animate_points(frames: np.ndarray, captions: Sequence[str], path: str | Path
                     ax.set_box_aspect([hi - lo for lo, hi in limits[:3]], zoom=0.8)
                     ax.view_init(elev=20, azim=VIEWS_3D[0] + spin * tick / max(1, len(order) - 1))
                 writer.grab_frame()
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, path)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return len(order)
