@@ -17,7 +17,7 @@ from . import viz
 from .config import TrainConfig, coerce_field
 from .errors import UsageError
 from .pipeline import dataset_for, evaluate_points, train_run, with_absolute_dataset
-from .runs import read_config, training_snapshots, write_atomic
+from .runs import read_config, read_history, training_snapshots, write_atomic
 
 __all__ = ["StudyRow", "parse_values", "run_study"]
 
@@ -74,11 +74,6 @@ def _same_run(run_dir: Path, config: TrainConfig) -> bool:
     return all(recorded[key] == wanted[key] for key in wanted if key != "device")
 
 
-def _train_seconds(run_dir: Path) -> float:
-    last = (run_dir / "history.csv").read_text().strip().splitlines()[-1]
-    return float(last.split(",")[2])
-
-
 def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | Path, *,
               progress: bool = True) -> list[StudyRow]:
     """Train (or reuse) one run per value, then write grid.png, results.csv and results.md into ``out``."""
@@ -99,7 +94,7 @@ def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | P
             train_run(config, run_dir, progress=progress)
         samples = np.load(run_dir / "samples.npy", allow_pickle=False)
         metrics = evaluate_points(samples, *dataset_for(config))
-        rows.append(StudyRow(value, run_dir, not reuse, _train_seconds(run_dir), metrics))
+        rows.append(StudyRow(value, run_dir, not reuse, read_history(run_dir)[-1].seconds, metrics))
     _write_grid(rows, param, out / "grid.png")
     _write_tables(rows, param, out)
     return rows

@@ -36,7 +36,7 @@ from .models import build_model
 from .schedule import NoiseSchedule
 
 __all__ = ["atomic_path", "write_atomic", "save_json", "save_npy", "save_weights", "save_history", "staged_run_dir", "LoadedRun",
-           "load_run", "read_config", "load_points", "training_snapshots"]
+           "load_run", "read_config", "load_points", "HistoryRow", "read_history", "training_snapshots"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
@@ -212,16 +212,38 @@ def load_points(path: str | Path) -> np.ndarray:
     return points
 
 
+@dataclass
+class HistoryRow:
+    """One line of history.csv."""
+
+    epoch: int  # 1-based
+    loss: float  # mean training loss over the epoch
+    seconds: float  # since the start of training, at the end of the epoch
+    snapshot: bool  # whether a snapshot was drawn after the epoch
+
+
+def read_history(run_dir: str | Path) -> list[HistoryRow]:
+    """The rows of a run's history.csv (see ``save_history``), with one clear error when missing or corrupt."""
+    path = Path(run_dir) / "history.csv"
+    try:
+        lines = path.read_text().splitlines()[1:]
+        rows = [line.split(",") for line in lines if line]
+        return [HistoryRow(int(r[0]), float(r[1]), float(r[2]), r[3].strip() == "1") for r in rows]
+    except FileNotFoundError:
+        raise UsageError(f"{Path(run_dir)} has no history.csv") from None
+    except (OSError, ValueError, IndexError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+
+
 def training_snapshots(run_dir: str | Path) -> tuple[np.ndarray, list[int]]:
     """A run's snapshots (K, N, D) from frames.npy and their (1-based) epochs from history.csv's snapshot column."""
     run_dir = Path(run_dir)
+    epochs = [row.epoch for row in read_history(run_dir) if row.snapshot]
     try:
         frames = np.load(run_dir / "frames.npy", allow_pickle=False)
-        rows = [line.split(",") for line in (run_dir / "history.csv").read_text().splitlines()[1:] if line]
-        epochs = [int(row[0]) for row in rows if row[3].strip() == "1"]
-    except FileNotFoundError as e:
-        raise UsageError(f"{run_dir} has no {Path(e.filename).name}") from None
-    except (OSError, ValueError, IndexError, EOFError) as e:
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} has no frames.npy") from None
+    except (OSError, ValueError, EOFError) as e:
         raise UsageError(f"cannot read the snapshots of {run_dir}: {e}") from None
     if frames.ndim != 3 or len(frames) != len(epochs):
         raise UsageError(f"{run_dir}: frames.npy holds {frames.shape} but history.csv marks {len(epochs)} snapshots")
