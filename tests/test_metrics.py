@@ -60,6 +60,16 @@ def test_point_metrics_reports_floors_and_support_scores():
     assert m["w2"] == pytest.approx(m["w2_floor"], rel=0.5)
 
 
+def test_recall_floor_shows_how_much_of_a_filled_shape_n_points_can_cover():
+    rng = np.random.default_rng(3)
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 51), np.linspace(0, 1, 51)), axis=-1).reshape(-1, 2)
+    draw = lambda: rng.uniform(0, 1, size=(100, 2))  # noqa: E731
+    m = point_metrics(draw(), draw(), floor_reference=draw(), support=grid)
+    # 100 disks of radius 0.05 cover at most 100 * pi * 0.05^2 = 0.79 of the unit square
+    assert m["precision@0.05_floor"] == 1.0 and m["recall@0.05_floor"] < 0.79
+    assert m["recall@0.05"] == pytest.approx(m["recall@0.05_floor"], abs=0.1)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((0, 2)), np.zeros(5), np.array([[0.0, np.nan]])])
 def test_metrics_refuse_malformed_arrays(bad):
     with pytest.raises(UsageError):

@@ -88,7 +88,9 @@ def point_metrics(
             out[f"precision@{r:g}"] = precision(samples, support, r)
         for r in radii:
             out[f"recall@{r:g}"] = recall(samples, support, r)
-        if floor_reference is not None:
+        if floor_reference is not None:  # a filled shape's recall stays below 1 even for data: n points cover it
             for r in radii:
                 out[f"precision@{r:g}_floor"] = precision(floor_reference[:n], support, r)
+            for r in radii:
+                out[f"recall@{r:g}_floor"] = recall(floor_reference[:n], support, r)
     return out

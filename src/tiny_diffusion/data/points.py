@@ -42,16 +42,30 @@ def dino(n: int, seed: int = 42) -> np.ndarray:
     return _scale_dino(np.stack((x, y), axis=1))
 
 
-@register("moons", 2)
+def _stretch_moons(X: np.ndarray) -> np.ndarray:
+    return np.stack(((X[:, 0] + 0.3) * 2 - 1, (X[:, 1] + 0.3) * 3 - 1), axis=1)
+
+
+def moons_support() -> np.ndarray:
+    """The two half circles without noise, 2,000 points each (about 0.005 apart), stretched like the dataset."""
+    X, _ = make_moons(n_samples=4000, shuffle=False, noise=None)
+    return _stretch_moons(X)
+
+
+@register("moons", 2, support=moons_support)
 def moons(n: int, seed: int = 42) -> np.ndarray:
     """Two interleaved half circles (scikit-learn, noise 0.03), stretched to about [-2, 2] x [-2.5, 3]."""
     X, _ = make_moons(n_samples=n, random_state=seed, noise=0.03)
-    X[:, 0] = (X[:, 0] + 0.3) * 2 - 1
-    X[:, 1] = (X[:, 1] + 0.3) * 3 - 1
-    return X
+    return _stretch_moons(X)
 
 
-@register("line", 2)
+def line_support() -> np.ndarray:
+    """A grid over the band, 0.05 apart: every point of the band lies within 0.036 of a node."""
+    x, y = np.meshgrid(np.linspace(-2, 2, 81), np.linspace(-4, 4, 161))
+    return np.stack((x.ravel(), y.ravel()), axis=1)
+
+
+@register("line", 2, support=line_support)
 def line(n: int, seed: int = 42) -> np.ndarray:
     """Uniform on the rectangle [-2, 2] x [-4, 4] (the original's "line": a thick vertical band)."""
     rng = np.random.default_rng(seed)
@@ -60,15 +74,27 @@ def line(n: int, seed: int = 42) -> np.ndarray:
     return np.stack((x, y), axis=1) * 4
 
 
-@register("circle", 2)
+def _circle_directions(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # the original's normalisation; x = y = 0 stays at the centre
+    norm = np.sqrt(x**2 + y**2) + 1e-10
+    return x / norm, y / norm
+
+
+def circle_support() -> np.ndarray:
+    """The 17 points the rounded angles can reach (16 on the circle, and its centre, which x = y = 0 gives)."""
+    grid = np.round(np.linspace(-0.4, 0.4, 5), 1)  # the values np.round(u / 2, 1) * 2 takes for u in [-0.5, 0.5)
+    x, y = (a.ravel() for a in np.meshgrid(grid, grid))
+    directions = np.stack(_circle_directions(x, y), axis=1).round(6) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return np.unique(directions, axis=0) * 3
+
+
+@register("circle", 2, support=circle_support)
 def circle(n: int, seed: int = 42) -> np.ndarray:
-    """Points on a circle of radius 3 at grid-rounded angles, jittered by up to 0.09."""
+    """Points on a circle of radius 3 at grid-rounded angles (and a few at its centre), jittered by up to 0.09."""
     rng = np.random.default_rng(seed)
     x = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
     y = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
-    norm = np.sqrt(x**2 + y**2) + 1e-10
-    x /= norm
-    y /= norm
+    x, y = _circle_directions(x, y)
     theta = 2 * np.pi * rng.uniform(0, 1, n)
     r = rng.uniform(0, 0.03, n)
     x += r * np.cos(theta)
