@@ -7,11 +7,15 @@ resumes: a run directory that is complete and was made with the same settings is
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from . import viz
 from .config import TrainConfig, coerce_field
@@ -19,7 +23,7 @@ from .errors import UsageError
 from .pipeline import dataset_for, evaluate_points, train_run, with_absolute_dataset
 from .runs import read_config, read_history, training_snapshots, write_atomic
 
-__all__ = ["StudyRow", "parse_values", "run_study"]
+__all__ = ["StudyRow", "parse_values", "run_study", "ensure_runs"]
 
 COMPLETE = ("config.json", "model.safetensors", "samples.npy", "frames.npy", "history.csv")
 
@@ -74,27 +78,71 @@ def _same_run(run_dir: Path, config: TrainConfig) -> bool:
     return all(recorded[key] == wanted[key] for key in wanted if key != "device")
 
 
+def ensure_runs(runs: Sequence[tuple[TrainConfig, Path]], *, jobs: int = 1, progress: bool = True) -> set[Path]:
+    """Train every (config, run_dir) whose directory does not already hold that complete run; return those trained.
+
+    A directory that exists but holds something else is refused before anything trains. With ``jobs`` > 1 the runs
+    train in that many processes at once, each with an equal share of the CPU threads: the small point MLP steps
+    are too short to keep several threads busy, so separate runs use the cores better.
+    """
+    if jobs < 1:
+        raise UsageError(f"--jobs must be positive, got {jobs}")
+    missing: dict[Path, TrainConfig] = {}
+    for config, run_dir in runs:
+        if _same_run(run_dir, config):
+            continue
+        if run_dir.exists():
+            raise UsageError(f"{run_dir} exists but is incomplete or was made with other settings; "
+                             "remove it or choose another --out")
+        missing[run_dir] = config
+    if jobs == 1 or len(missing) <= 1:
+        for run_dir, config in missing.items():
+            if progress:
+                print(f"training {run_dir}", flush=True)
+            train_run(config, run_dir, progress=progress)
+    else:
+        _train_in_processes(missing, jobs=jobs, progress=progress)
+    return set(missing)
+
+
+def _train_in_processes(missing: dict[Path, TrainConfig], *, jobs: int, progress: bool) -> None:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: a forked copy of a process that has used torch's thread pool can deadlock
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=torch.set_num_threads,
+                               initargs=(threads,))
+    try:
+        futures = {pool.submit(train_run, config, run_dir, progress=False): run_dir
+                   for run_dir, config in missing.items()}
+        if progress:
+            print(f"training {len(futures)} runs, {jobs} at a time", flush=True)
+        for done, future in enumerate(as_completed(futures), 1):
+            summary = future.result()  # re-raises a run's error here
+            if progress:
+                print(f"[{done}/{len(futures)}] {futures[future]}: trained in {summary.seconds:.1f} s", flush=True)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # a run that was cut off leaves no directory behind
+        raise
+    pool.shutdown()
+
+
 def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | Path, *,
-              progress: bool = True) -> list[StudyRow]:
-    """Train (or reuse) one run per value, then write grid.png, results.csv and results.md into ``out``."""
+              run_dirs: Sequence[Path] | None = None, jobs: int = 1, progress: bool = True) -> list[StudyRow]:
+    """Train (or reuse) one run per value, then write grid.png, results.csv and results.md into ``out``.
+
+    Runs live in ``out/PARAM=VALUE`` unless ``run_dirs`` names one directory per value (studies that share runs).
+    """
     out = Path(out)
     # refuse bad values before training; name a user's file as train_run records it, so its runs can be reused
     configs = [with_absolute_dataset(replace(base, **{param: value}).validate()) for value in values]
+    run_dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [out / f"{param}={v}" for v in values]
     out.mkdir(parents=True, exist_ok=True)
+    trained = ensure_runs(list(zip(configs, run_dirs)), jobs=jobs, progress=progress)
     rows = []
-    for value, config in zip(values, configs):
-        run_dir = out / f"{param}={value}"
-        reuse = _same_run(run_dir, config)
-        if not reuse:
-            if run_dir.exists():
-                raise UsageError(f"{run_dir} exists but is incomplete or was made with other settings; "
-                                 "remove it or choose another --out")
-            if progress:
-                print(f"{param} = {value}: training into {run_dir}", flush=True)
-            train_run(config, run_dir, progress=progress)
+    for value, config, run_dir in zip(values, configs, run_dirs):
         samples = np.load(run_dir / "samples.npy", allow_pickle=False)
         metrics = evaluate_points(samples, *dataset_for(config))
-        rows.append(StudyRow(value, run_dir, not reuse, read_history(run_dir)[-1].seconds, metrics))
+        rows.append(StudyRow(value, run_dir, run_dir in trained, read_history(run_dir)[-1].seconds, metrics))
     _write_grid(rows, param, out / "grid.png")
     _write_tables(rows, param, out)
     return rows
@@ -112,7 +160,8 @@ def _write_grid(rows: list[StudyRow], param: str, path: Path) -> None:
     viz.plot_grid(grid, row_labels, column_labels, path, title=f"ablation: {param}")
 
 
-METRIC_COLUMNS = ("w2", "w2_floor", "mmd", "mmd_floor", "precision@0.05", "precision@0.1", "recall@0.05")
+METRIC_COLUMNS = ("w2", "w2_floor", "mmd", "mmd_floor", "precision@0.05", "precision@0.1", "recall@0.05",
+                  "recall@0.1")
 
 
 def _write_tables(rows: list[StudyRow], param: str, out: Path) -> None:

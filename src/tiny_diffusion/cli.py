@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
 from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot
-from .config import TrainConfig, add_config_flags, load_config_file
+from .config import DEVICES, TrainConfig, add_config_flags, load_config_file
 from .errors import UsageError
 
 __all__ = ["main", "build_parser"]
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num", type=int, default=1000, help="number of samples (default: %(default)s)")
     add_sampler_flags(sample)
     sample.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: %(default)s)")
-    sample.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"), help="where to sample (default: %(default)s)")
+    sample.add_argument("--device", default="cpu", choices=DEVICES, help="where to sample (default: %(default)s)")
     sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy)")
     sample.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -64,8 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("values", metavar="VALUE", nargs="+", help="its values")
     ablate.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file of train settings")
     ablate.add_argument("--out", metavar="DIR", help="study directory (default: runs/ablate_PARAM)")
+    ablate.add_argument("--jobs", type=int, default=1, help="runs to train at once, in separate processes "
+                        "(default: %(default)s)")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(ablate)
+
+    from .reproduce import QUICK_EPOCHS, STUDY_NAMES
+
+    reproduce = commands.add_parser("reproduce", help="re-run the original tiny-diffusion's eight studies",
+                                    description="Train the original tiny-diffusion's eight ablation studies with its "
+                                    "settings and values, write each study's grid and tables, and findings.md: "
+                                    "every study's numbers beside the original's conclusion. Complete runs are "
+                                    "reused, so an interrupted reproduction resumes.")
+    reproduce.add_argument("--quick", action="store_true", help=f"train {QUICK_EPOCHS} epochs instead of 200")
+    reproduce.add_argument("--only", nargs="+", metavar="STUDY", choices=STUDY_NAMES,
+                           help=f"run only these studies: {', '.join(STUDY_NAMES)}")
+    reproduce.add_argument("--out", metavar="DIR", help="output directory (default: runs/reproduce or "
+                           "runs/reproduce_quick)")
+    reproduce.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                           help="runs to train at once, one process each (default: the number of CPU cores, %(default)s)")
+    reproduce.add_argument("--device", default="auto", choices=DEVICES, help="where to train (default: %(default)s)")
+    reproduce.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
 
@@ -82,9 +102,21 @@ def _ablate(args: argparse.Namespace) -> int:
     param, values = parse_values(args.param, args.values)
     base = _config_from(args)
     out = Path(args.out) if args.out else Path("runs") / f"ablate_{param}"
-    rows = run_study(base, param, values, out, progress=not args.quiet)
+    rows = run_study(base, param, values, out, jobs=args.jobs, progress=not args.quiet)
     print((out / "results.md").read_text(), end="")
     print(f"trained {sum(r.trained for r in rows)} of {len(rows)} runs; wrote {out}/grid.png and results.csv")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import base_config, reproduce
+
+    out = Path(args.out or Path("runs") / ("reproduce_quick" if args.quick else "reproduce"))
+    results = reproduce(out, base_config(quick=args.quick, device=args.device), only=args.only, jobs=args.jobs,
+                        progress=not args.quiet)
+    print((out / "findings.md").read_text(), end="")
+    shape, fit = (sum(result.agrees(score) for result in results) for score in ("shape", "fit"))
+    print(f"of {len(results)} studies, {shape} agree with the original by shape score and {fit} by fit; wrote {out}/")
     return 0
 
 
@@ -169,7 +201,7 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "datasets": _datasets, "plot": plot,
-            "animate": animate, "ablate": _ablate}
+            "animate": animate, "ablate": _ablate, "reproduce": _reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
