@@ -27,7 +27,7 @@ def test_train_writes_a_complete_run_directory(run_dir):
     assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
     meta = json.loads((run_dir / "config.json").read_text())
-    assert meta["config"]["num_epochs"] == 2 and meta["data"]["dim"] == 2
+    assert meta["config"]["num_epochs"] == 2 and meta["data"]["shape"] == [2]
     frames, samples = np.load(run_dir / "frames.npy"), np.load(run_dir / "samples.npy")
     assert frames.shape == (2, 50, 2) and samples.shape == (50, 2)
     assert np.isfinite(samples).all()

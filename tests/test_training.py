@@ -17,7 +17,7 @@ SMALL = dict(num_samples=256, train_batch_size=64, num_timesteps=20, embedding_s
 def _fit(config: TrainConfig, seed: int = 0):
     torch.manual_seed(seed)
     data = torch.from_numpy(np.random.default_rng(0).normal(size=(config.num_samples, 2)).astype(np.float32) * 0.1 + 1)
-    model = build_model(config, dim=2)
+    model = build_model(config, shape=(2,))
     schedule = NoiseSchedule(config.num_timesteps)
     return train(model, schedule, data, config, generator=torch.Generator().manual_seed(seed), progress=False)
 
@@ -58,7 +58,7 @@ def test_snapshots_follow_save_images_step():
     epochs = []
     config = TrainConfig(**SMALL, num_epochs=7, save_images_step=3)
     torch.manual_seed(0)
-    train(build_model(config, dim=2), NoiseSchedule(20), torch.randn(256, 2), config,
+    train(build_model(config, shape=(2,)), NoiseSchedule(20), torch.randn(256, 2), config,
           generator=torch.Generator().manual_seed(0), progress=False, snapshot=lambda m, e: epochs.append(e))
     assert epochs == [0, 3, 6]
 

@@ -20,7 +20,7 @@ import torch
 from . import viz
 from .config import TrainConfig, coerce_field
 from .errors import UsageError
-from .pipeline import dataset_for, evaluate_points, train_run, with_absolute_dataset
+from .pipeline import evaluate_run_samples, train_run, with_absolute_dataset
 from .runs import read_config, read_history, training_snapshots, write_atomic
 
 __all__ = ["StudyRow", "parse_values", "run_study", "ensure_runs"]
@@ -141,7 +141,7 @@ def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | P
     rows = []
     for value, config, run_dir in zip(values, configs, run_dirs):
         samples = np.load(run_dir / "samples.npy", allow_pickle=False)
-        metrics = evaluate_points(samples, *dataset_for(config))
+        metrics = evaluate_run_samples(samples, config, progress=progress)
         rows.append(StudyRow(value, run_dir, run_dir in trained, read_history(run_dir)[-1].seconds, metrics))
     _write_grid(rows, param, out / "grid.png")
     _write_tables(rows, param, out)
@@ -154,14 +154,18 @@ def _write_grid(rows: list[StudyRow], param: str, path: Path) -> None:
     if len(counts) != 1:  # e.g. a study of num_epochs: show the last snapshots each run has in common
         keep = min(counts)
         snapshots = [(frames[-keep:], epochs[-keep:]) for frames, epochs in snapshots]
-    grid = np.stack([frames for frames, _ in snapshots])  # (values, checkpoints, N, D)
+    grid = np.stack([frames for frames, _ in snapshots])  # (values, checkpoints, N, *shape)
     column_labels = [f"epoch {e}" for e in snapshots[0][1]]
     row_labels = [f"{param} = {row.value}" for row in rows]
-    viz.plot_grid(grid, row_labels, column_labels, path, title=f"ablation: {param}")
+    if grid.ndim == 6:  # images: a 4 x 4 tile of each snapshot
+        viz.plot_image_grid(grid[:, :, :16], row_labels, column_labels, path, title=f"ablation: {param}")
+    else:
+        viz.plot_grid(grid, row_labels, column_labels, path, title=f"ablation: {param}")
 
 
 METRIC_COLUMNS = ("w2", "w2_floor", "mmd", "mmd_floor", "precision@0.05", "precision@0.1", "recall@0.05",
-                  "recall@0.1")
+                  "recall@0.1",  # points
+                  "confident", "confident_floor", "class_entropy_bits", "frechet", "frechet_floor")  # images
 
 
 def _write_tables(rows: list[StudyRow], param: str, out: Path) -> None:

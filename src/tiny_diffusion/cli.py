@@ -6,11 +6,11 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Sequence
 
-from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot
+from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot, resolve_sampler
 from .config import DEVICES, TrainConfig, add_config_flags, load_config_file
 from .errors import UsageError
 
@@ -44,9 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="metrics of samples against a dataset, as JSON",
                                    description="Compare samples (a .npy file or a run's samples.npy) with fresh "
-                                   "draws of the dataset; every metric comes with its data-vs-data floor.")
+                                   "draws of the dataset; every metric comes with its data-vs-data floor. Image "
+                                   "samples are scored by the judge (trained and cached first if needed).")
     evaluate.add_argument("path", metavar="FILE.npy|RUN_DIR")
     evaluate.add_argument("--dataset", help="dataset to compare with (default: the run's, with its options)")
+    evaluate.add_argument("--data-dir", metavar="DIR", help="mnist: the directory of its IDX files")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar (when the judge must be trained)")
 
     datasets = commands.add_parser("datasets", help="list the datasets, or draw each one",
                                    description="List every registered dataset with its dimension and description.")
@@ -69,6 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(ablate)
+
+    from .data.images import IMAGE_DATASETS
+    from .judge import DEFAULT_EPOCHS
+
+    judge = commands.add_parser("judge", help="the digit classifier that scores image samples",
+                                description="The judge: a small classifier trained on real digits; `evaluate` "
+                                "uses its confidence, class histogram and features to score image samples.")
+    judge_commands = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
+    judge_train = judge_commands.add_parser("train", help="train the judge and cache it",
+                                            description="Train the judge on the dataset's train split, report its "
+                                            "test accuracy and cache it (replacing a cached one).")
+    judge_train.add_argument("--dataset", default="mnist5k", choices=tuple(IMAGE_DATASETS),
+                             help="image dataset (default: %(default)s)")
+    judge_train.add_argument("--data-dir", metavar="DIR", help="mnist: the directory of its IDX files")
+    judge_train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="(default: %(default)s)")
+    judge_train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    judge_train.add_argument("--cache-dir", metavar="DIR", help="where judges are cached (default: "
+                             "$TINY_DIFFUSION_CACHE, else ~/.cache/tiny-diffusion)")
+    judge_train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     from .reproduce import QUICK_EPOCHS, STUDY_NAMES
 
@@ -120,13 +142,24 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge(args: argparse.Namespace) -> int:
+    from .judge import judge_path, train_judge
+
+    path = judge_path(args.dataset, args.cache_dir)
+    judge = train_judge(args.dataset, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
+                        progress=not args.quiet)
+    judge.save(path)
+    print(f"judge for {args.dataset}: test accuracy {judge.test_accuracy:.4f}; cached at {path}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from .pipeline import train_run
 
     config = _config_from(args)
     out = Path(args.out) if args.out else Path("runs") / config.experiment_name
     summary = train_run(config, out, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} points in "
+    print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in "
           f"{summary.sample_seconds:.1f} s; wrote {summary.run_dir}/")
     return 0
 
@@ -141,6 +174,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
     loaded = load_run(args.run_dir, device=resolve_device(args.device))
+    resolve_sampler(args, loaded.config)
     out = Path(args.out or Path(args.run_dir) / f"sampled_{args.sampler}_seed{args.seed}.npy")
     if out.suffix != ".npy":
         raise UsageError(f"--out must end in .npy, got {out}")
@@ -160,23 +194,32 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import get_dataset
-    from .pipeline import dataset_for, evaluate_points
-    from .runs import load_points, read_config
+    from .data import IMAGE_DATASETS, get_dataset
+    from .pipeline import dataset_for, evaluate_images, evaluate_points
+    from .runs import load_points, load_samples, read_config
 
     path = Path(args.path)
-    if args.dataset is not None:
-        dataset, options = get_dataset(args.dataset), {}
-    elif path.is_dir():
-        dataset, options = dataset_for(read_config(path))
-    else:
-        raise UsageError("--dataset is needed to evaluate a .npy file")
+    run_config = read_config(path) if path.is_dir() else None
     if path.is_dir():
         path = path / "samples.npy"
-    samples = load_points(path)
-    if samples.shape[1] != dataset.dim:
-        raise UsageError(f"{path} holds {samples.shape[1]}-D points, dataset {dataset.name} is {dataset.dim}-D")
-    print(json.dumps(evaluate_points(samples, dataset, options), indent=2))
+    if args.dataset in IMAGE_DATASETS or (args.dataset is None and run_config is not None and run_config.is_images):
+        config = run_config if args.dataset is None else TrainConfig.from_dict({"dataset": args.dataset})
+        if args.data_dir:
+            config = replace(config, data_dir=args.data_dir)
+        samples = load_samples(path, shape="(N, C, H, W)")
+        metrics = evaluate_images(samples, config, progress=not args.quiet)
+    else:
+        if args.dataset is not None:
+            dataset, options = get_dataset(args.dataset), {}
+        elif run_config is not None:
+            dataset, options = dataset_for(run_config)
+        else:
+            raise UsageError("--dataset is needed to evaluate a .npy file")
+        samples = load_points(path)
+        if samples.shape[1] != dataset.dim:
+            raise UsageError(f"{path} holds {samples.shape[1]}-D points, dataset {dataset.name} is {dataset.dim}-D")
+        metrics = evaluate_points(samples, dataset, options)
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
@@ -201,7 +244,8 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "datasets": _datasets, "plot": plot,
-            "animate": animate, "ablate": _ablate, "reproduce": _reproduce}
+            "animate": animate, "ablate": _ablate, "reproduce": _reproduce,
+            "judge": _judge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

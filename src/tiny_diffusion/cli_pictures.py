@@ -12,20 +12,23 @@ from .config import TrainConfig, add_config_flags
 from .errors import UsageError
 from .samplers import SAMPLERS
 
-__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "plot", "animate", "FIGURE_FORMATS"]
+__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "resolve_sampler", "plot", "animate",
+           "FIGURE_FORMATS"]
 
 # file types `plot` writes (viz.save_figure picks matplotlib's backend from the suffix); run directories keep PNG
 FIGURE_FORMATS = ("png", "svg", "pdf")
 # the TrainConfig fields that `plot forward` takes: the data (as in train) and the noise schedule
-FORWARD_FIELDS = ("dataset", "densify", "lines", "angle", "digit", "image_index", "columns", "subset",
+FORWARD_FIELDS = ("dataset", "densify", "lines", "angle", "digit", "image_index", "columns", "subset", "data_dir",
                   "standardize", "data_seed", "num_timesteps", "beta_schedule", "beta_start", "beta_end")
+PANEL_IMAGES = 9  # images in each panel of an image strip (a 3 x 3 tile)
+ANIMATED_IMAGES = 16  # images in each frame of an image animation (4 x 4)
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sampler", choices=SAMPLERS, default="ddpm", help="ancestral ddpm or ddim "
-                        "(default: %(default)s)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="ancestral ddpm or ddim "
+                        "(default: the run's)")
     parser.add_argument("--sample-steps", "--sample_steps", dest="sample_steps", type=int, default=None,
-                        help="ddim steps (default: all training steps)")
+                        help="ddim steps (default: the run's when its sampler is used, else all training steps)")
     parser.add_argument("--eta", type=float, default=0.0, help="ddim noise: 0 deterministic, 1 like ddpm "
                         "(default: %(default)s)")
 
@@ -36,7 +39,8 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
                                "process of a trained run, as a strip of panels at evenly spaced steps.")
     kinds = plot.add_subparsers(dest="kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--num", type=int, default=1000, help="points per panel (default: %(default)s)")
+    common.add_argument("--num", type=int, default=1000, help="points per panel (default: %(default)s; images: "
+                        f"at most {PANEL_IMAGES})")
     common.add_argument("--panels", type=int, default=6, help="number of panels, from t = T to t = 0 at evenly "
                         "spaced steps (default: %(default)s)")
     common.add_argument("--seed", type=int, default=0, help="seed of the noise (default: %(default)s)")
@@ -62,7 +66,7 @@ def add_animate_parser(commands: argparse._SubParsersAction) -> None:
                                   "resting on the samples) and RUN_DIR/training.gif (one frame per snapshot).")
     animate.add_argument("run_dir", metavar="RUN_DIR")
     animate.add_argument("--num", type=int, default=1000, help="points in the reverse process "
-                         "(default: %(default)s)")
+                         f"(default: %(default)s; images: at most {ANIMATED_IMAGES})")
     animate.add_argument("--fps", type=float, default=20, help="frames per second of the reverse process "
                          "(default: %(default)s)")
     animate.add_argument("--training-fps", "--training_fps", dest="training_fps", type=float, default=2,
@@ -91,6 +95,14 @@ def _figure_path(out: str | None, default: Path, fmt: str | None, *, overwrite: 
     return path
 
 
+def resolve_sampler(args: argparse.Namespace, config: TrainConfig) -> None:
+    """Fill in --sampler and --sample-steps left out with the run's own (set ``args.sampler``/``sample_steps``)."""
+    if args.sampler is None:
+        args.sampler = config.sampler
+    if args.sample_steps is None and args.sampler == config.sampler:
+        args.sample_steps = config.sample_steps
+
+
 def _check_counts(args: argparse.Namespace) -> None:
     if args.num < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
@@ -108,29 +120,37 @@ def _plot_forward(args: argparse.Namespace) -> int:
     _check_counts(args)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
     config = TrainConfig.from_dict(values).validate()
-    dataset, points = forward_data(config, args.num)
+    dataset, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
     name = Path(dataset.name).stem  # a registry name, or a point file's name without its folder and suffix
     out = _figure_path(args.out, Path(f"forward_{name}"), args.format, overwrite=args.overwrite)
     schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
                              beta_end=config.beta_end)
     steps = evenly_spaced(config.num_timesteps, args.panels)
     states = forward_states(points, schedule, steps, seed=args.seed)
-    viz.plot_strip(states, forward_labels(steps), out, title=f"forward process q(x_t | x_0): {name}, "
-                   f"T = {config.num_timesteps}, {config.beta_schedule} betas")
+    title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
+    draw = viz.plot_image_strip if config.is_images else viz.plot_strip
+    draw(states, forward_labels(steps), out, title=title)
     print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, steps))})")
     return 0
 
 
 def _plot_reverse(args: argparse.Namespace) -> int:
     from . import viz
-    from .pipeline import data_box, reverse_states
+    from .pipeline import data_box, predicted_x0, reverse_states
     from .runs import load_run
 
     _check_counts(args)
     loaded = load_run(args.run_dir)
+    resolve_sampler(args, loaded.config)
+    images = loaded.config.is_images
     out = _figure_path(args.out, Path(args.run_dir) / "reverse", args.format, overwrite=args.overwrite)
-    result = reverse_states(loaded, args.num, args.panels, sampler=args.sampler, steps=args.sample_steps,
-                            eta=args.eta, seed=args.seed)
+    result = reverse_states(loaded, min(args.num, PANEL_IMAGES) if images else args.num, args.panels,
+                            sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed)
+    if images:  # the denoising strip: x_t and what the model predicts x_0 to be from it
+        viz.plot_denoising(result.states, predicted_x0(loaded, result), result.labels(), out,
+                           title=f"reverse process ({args.sampler}): {loaded.config.dataset}")
+        print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
+        return 0
     # axes fit the training data and the samples, not the initial noise, so the shape fills its panel;
     # noise points outside those limits are cut off
     limits = viz.axis_limits(data_box(loaded), result.states[-1])
@@ -164,6 +184,7 @@ def animate(args: argparse.Namespace) -> int:
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     loaded = load_run(args.run_dir)
+    resolve_sampler(args, loaded.config)
     run_dir = Path(args.run_dir)
     suffixes = (".gif", ".mp4") if args.mp4 and viz.mp4_available() else (".gif",)
     outputs = [run_dir / f"{stem}{suffix}" for stem in ("reverse", "training") for suffix in suffixes]
@@ -171,11 +192,18 @@ def animate(args: argparse.Namespace) -> int:
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     frames, epochs = training_snapshots(run_dir)
     total = len(sampler_timesteps(loaded.config.num_timesteps, args.sampler, args.sample_steps))
-    result = reverse_states(loaded, args.num, min(total, REVERSE_FRAMES) + 1, sampler=args.sampler,
-                            steps=args.sample_steps, eta=args.eta, seed=args.seed)
+    images = loaded.config.is_images
+    result = reverse_states(loaded, min(args.num, ANIMATED_IMAGES) if images else args.num,
+                            min(total, REVERSE_FRAMES) + 1, sampler=args.sampler, steps=args.sample_steps,
+                            eta=args.eta, seed=args.seed)
     # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
     box, name = data_box(loaded), Path(loaded.config.dataset).stem
-    for suffix in suffixes:
+    for suffix in suffixes if images else ():
+        viz.animate_images(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
+                           hold=HOLD_FRAMES, title=f"{name}: reverse process ({args.sampler})")
+        viz.animate_images(frames[:, :ANIMATED_IMAGES], [f"epoch {e}" for e in epochs],
+                           run_dir / f"training{suffix}", fps=args.training_fps, title=f"{name}: samples during training")
+    for suffix in () if images else suffixes:
         viz.animate_points(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
                            hold=HOLD_FRAMES, limits=viz.axis_limits(box, result.states[-1]),
                            title=f"{name}: reverse process ({args.sampler})")

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .data import DATASETS, POINT_FILE_SUFFIXES
+from .data.images import IMAGE_DATASETS
 from .data.registry import DENSIFY, OPTION_NAMES, check_options
 from .embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS
 from .errors import UsageError
+from .models import IMAGE_MODELS, MODELS
 from .objectives import TARGETS
 from .samplers import SAMPLERS
 from .schedule import BETA_SCHEDULES
@@ -22,9 +24,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "load_config_file", "coerce_field", "add_config_flags", "DEVICES"]
+__all__ = ["TrainConfig", "load_config_file", "coerce_field", "add_config_flags", "DEVICES", "IMAGE_DEFAULTS"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Where an image dataset differs from the field defaults (which are the dino's). from_dict starts from these when the
+# dataset is an image set; see the README's image section for how they were chosen.
+IMAGE_DEFAULTS: dict[str, Any] = dict(
+    model="unet", num_samples=0, train_batch_size=128, eval_batch_size=500, num_epochs=30, learning_rate=1e-3,
+    warmup_steps=200, ema_decay=0.999, num_timesteps=1000, beta_schedule="cosine", sampler="ddim", sample_steps=50,
+    save_images_step=5,
+)
 
 
 def opt(default: Any, help: str, choices: Iterable[str] | None = None) -> Any:
@@ -46,9 +56,11 @@ class TrainConfig:
     image_index: Optional[int] = opt(None, "mnist_points: which image of that digit")
     columns: Optional[str] = opt(None, "point files: comma-separated columns to use, by name or 0-based index")
     subset: Optional[str] = opt(None, "point files: keep rows whose `dataset` column equals this (long tables)")
+    data_dir: Optional[str] = opt(None, "mnist: the directory holding the IDX files (train-images-idx3-ubyte[.gz], ...)")
     standardize: bool = opt(False, "train on data shifted and scaled to zero mean and unit variance per coordinate; "
                             "samples come back in the data's units")
-    num_samples: int = opt(8000, "size of the training set drawn from the dataset")
+    num_samples: int = opt(8000, "size of the training set drawn from the dataset (images: the first this many "
+                           "training images; 0 = all)")
     train_batch_size: int = opt(512, "points per optimiser step")
     eval_batch_size: int = opt(1000, "number of final samples, and of points in each snapshot")
     num_epochs: int = opt(1000, "passes over the training set")
@@ -57,18 +69,22 @@ class TrainConfig:
                            ("constant", "cosine"))
     warmup_steps: int = opt(100, "optimiser steps of linear learning-rate warm-up (0 = none)")
     ema_decay: float = opt(0.0, "decay of an exponential moving average of the weights used to sample (0 = off)")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = no clipping)")
     num_timesteps: int = opt(500, "diffusion steps T")
     beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES)
     beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)")
     beta_end: float = opt(0.02, "last beta (linear, quadratic, sigmoid)")
     target: str = opt("noise", "what the network predicts", TARGETS)
+    model: str = opt("mlp", "the denoiser: mlp for points; seed-cnn or unet for images", MODELS)
     embedding_size: int = opt(128, "width of each timestep and input embedding")
-    hidden_size: int = opt(128, "width of the MLP's hidden layers")
-    hidden_layers: int = opt(3, "number of residual hidden blocks")
+    hidden_size: int = opt(128, "mlp: width of the hidden layers")
+    hidden_layers: int = opt(3, "mlp: number of residual hidden blocks")
+    channels: int = opt(32, "seed-cnn and unet: channels of the first level (deeper levels have more)")
     time_embedding: str = opt("sinusoidal", "timestep embedding", TIME_EMBEDDINGS)
     input_embedding: str = opt("sinusoidal", "embedding of each input coordinate", INPUT_EMBEDDINGS)
     input_scale: float = opt(25.0, "frequency scale of the sinusoidal and linear input embeddings")
-    save_images_step: int = opt(100, "take a snapshot (sample eval_batch_size points) every this many epochs")
+    save_images_step: int = opt(100, "take a snapshot (sample eval_batch_size points, or 64 images) every this "
+                                "many epochs")
     sampler: str = opt("ddpm", "sampler for snapshots and final samples", SAMPLERS)
     sample_steps: Optional[int] = opt(None, "denoising steps of the ddim sampler (default: num_timesteps)")
     eta: float = opt(0.0, "ddim noise: 0 deterministic, 1 like ddpm")
@@ -79,26 +95,34 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Refuse nonsense with one clear line (raises UsageError); returns self."""
-        if self.dataset not in DATASETS and not self.dataset.lower().endswith(POINT_FILE_SUFFIXES):
-            raise UsageError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)} "
+        if (self.dataset not in DATASETS and self.dataset not in IMAGE_DATASETS
+                and not self.dataset.lower().endswith(POINT_FILE_SUFFIXES)):
+            raise UsageError(f"unknown dataset {self.dataset!r}; choose from {', '.join([*DATASETS, *IMAGE_DATASETS])} "
                              f"or give a {', '.join(POINT_FILE_SUFFIXES)} file")
         for f in fields(self):
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) is not None and getattr(self, f.name) not in choices:
                 raise UsageError(f"unknown {f.name} {getattr(self, f.name)!r}; choose from {', '.join(choices)}")
-        positive = ("num_samples", "train_batch_size", "eval_batch_size", "num_epochs", "num_timesteps",
-                    "embedding_size", "hidden_size", "save_images_step", "learning_rate")
+        if self.is_images and self.model not in IMAGE_MODELS:
+            raise UsageError(f"{self.dataset} is an image dataset: choose --model {' or '.join(IMAGE_MODELS)}")
+        if not self.is_images and self.model != "mlp":
+            raise UsageError(f"the {self.model} model is for image datasets ({', '.join(IMAGE_DATASETS)}); "
+                             "points use --model mlp")
+        positive = ("train_batch_size", "eval_batch_size", "num_epochs", "num_timesteps", "embedding_size",
+                    "hidden_size", "channels", "save_images_step", "learning_rate")
+        if not self.is_images:  # images: 0 = every training image
+            positive += ("num_samples",)
         for name in positive:
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("hidden_layers", "warmup_steps", "eta"):
+        for name in ("num_samples", "hidden_layers", "warmup_steps", "eta", "grad_clip"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:
             raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 < self.beta_start <= self.beta_end < 1:
             raise UsageError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}")
-        if self.train_batch_size > self.num_samples:
+        if self.num_samples and self.train_batch_size > self.num_samples:
             raise UsageError(f"train_batch_size ({self.train_batch_size}) exceeds num_samples ({self.num_samples})")
         if self.sample_steps is not None and not 1 <= self.sample_steps <= self.num_timesteps:
             raise UsageError(f"sample_steps must be between 1 and num_timesteps ({self.num_timesteps}), "
@@ -107,6 +131,11 @@ class TrainConfig:
             raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
         self.dataset_options()  # validates the option values
         return self
+
+    @property
+    def is_images(self) -> bool:
+        """Whether the dataset is an image set (else points)."""
+        return self.dataset in IMAGE_DATASETS
 
     def dataset_options(self) -> dict[str, Any]:
         """The dataset options that were set (lines, angle, densify, digit, image_index), validated."""
@@ -117,9 +146,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Build from a mapping of field names (dashes allowed) to values; unknown keys and bad types are refused."""
+        """Build from a mapping of field names (dashes allowed) to values; unknown keys and bad types are refused.
+        An image dataset starts from IMAGE_DEFAULTS rather than the dino's defaults."""
         by_name = {f.name: f for f in fields(cls)}
-        clean = {}
+        dataset = values.get("dataset")
+        clean = dict(IMAGE_DEFAULTS) if isinstance(dataset, str) and dataset in IMAGE_DATASETS else {}
         for key, value in values.items():
             name = str(key).replace("-", "_")
             if name not in by_name:

@@ -14,18 +14,20 @@ import torch
 from . import __version__, viz
 from .config import TrainConfig
 from .data import DATASETS, PointDataset, get_dataset
+from .data.images import ImageDataset, get_image_dataset
 from .errors import UsageError
 from .metrics import point_metrics
-from .models import build_model
+from .models import build_model, parameter_count
 from .objectives import noise_predictor
 from .runs import LoadedRun, save_history, save_json, save_npy, save_weights, staged_run_dir
 from .samplers import Trajectory, sample, sampler_timesteps
 from .schedule import NoiseSchedule
 from .training import resolve_device, train
 
-__all__ = ["TrainSummary", "train_run", "sample_run", "evaluate_points", "dataset_for", "with_absolute_dataset", "REFERENCE_SEEDS",
+__all__ = ["TrainSummary", "TrainingData", "training_data", "train_run", "sample_run", "evaluate_points",
+           "evaluate_images", "evaluate_run_samples", "dataset_for", "with_absolute_dataset", "REFERENCE_SEEDS",
            "evenly_spaced", "forward_data", "forward_states", "forward_labels", "ReverseStates", "reverse_states",
-           "data_box"]
+           "predicted_x0", "data_box"]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
@@ -39,7 +41,7 @@ class TrainSummary:
     seconds: float  # training loop, snapshots included
     snapshot_seconds: float  # of which spent drawing snapshots
     sample_seconds: float  # drawing the final samples
-    samples: np.ndarray  # (N, D)
+    samples: np.ndarray  # (N, *shape)
 
 
 def _draw(loaded: LoadedRun, num: int, *, sampler: str, steps: int | None, eta: float, seed: int,
@@ -47,9 +49,9 @@ def _draw(loaded: LoadedRun, num: int, *, sampler: str, steps: int | None, eta: 
     """Sample in the model's coordinates, return samples and states in the data's units."""
     config = loaded.config
     generator = torch.Generator(loaded.schedule.device).manual_seed(seed)
-    clip = (loaded.data_min, loaded.data_max) if config.clip_sample else None
+    clip = (loaded.per_channel(loaded.data_min), loaded.per_channel(loaded.data_max)) if config.clip_sample else None
     eps_fn = noise_predictor(loaded.model, loaded.schedule, config.target)
-    trajectory = sample(eps_fn, loaded.schedule, (num, loaded.dim), sampler=sampler, steps=steps, eta=eta, clip=clip,
+    trajectory = sample(eps_fn, loaded.schedule, (num, *loaded.shape), sampler=sampler, steps=steps, eta=eta, clip=clip,
                         generator=generator, record_every=record_every)
     trajectory.samples = loaded.to_data_units(trajectory.samples)
     if trajectory.states is not None:
@@ -70,7 +72,9 @@ def _standardization(points: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.
 
 def with_absolute_dataset(config: TrainConfig) -> TrainConfig:
     """``config`` with a user's point file named by its absolute path, so a run records where its data is
-    wherever it is read from (registry names are kept)."""
+    wherever it is read from (registry names are kept; so is an image set's data_dir, made absolute)."""
+    if config.is_images:
+        return replace(config, data_dir=str(Path(config.data_dir).resolve())) if config.data_dir else config
     if config.dataset in DATASETS:
         return config
     return replace(config, dataset=str(Path(config.dataset).resolve()))
@@ -81,36 +85,73 @@ def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
     return get_dataset(config.dataset, columns=config.columns, subset=config.subset), config.dataset_options()
 
 
+@dataclass
+class TrainingData:
+    """The training set in the model's coordinates, and how to get back to the data's units."""
+
+    x: np.ndarray  # (N, *shape)
+    shift: np.ndarray  # (C,) per channel: data = x * scale + shift
+    scale: np.ndarray
+    name: str  # for figure titles
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.x.shape[1:]
+
+
+def training_data(config: TrainConfig) -> TrainingData:
+    """The training set a config describes: drawn points (standardized if asked) or the images of the train split."""
+    if config.is_images:
+        dataset = get_image_dataset(config.dataset)
+        images, _ = dataset.images("train", data_dir=config.data_dir)
+        if config.num_samples:
+            images = images[: config.num_samples]
+        if config.train_batch_size > len(images):
+            raise UsageError(f"train_batch_size ({config.train_batch_size}) exceeds the {len(images)} training images")
+        channels = images.shape[1]
+        return TrainingData(images, np.zeros(channels), np.ones(channels), dataset.name)
+    dataset, options = dataset_for(config)
+    points = dataset.sample(config.num_samples, config.data_seed, **options)  # (N, D)
+    shift, scale = _standardization(points, config.standardize)
+    return TrainingData((points - shift) / scale, shift, scale, dataset.name)
+
+
+SNAPSHOT_IMAGES = 64  # images per training snapshot (an 8 x 8 grid); points snapshots hold eval_batch_size points
+
+
 def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> TrainSummary:
     """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``)."""
     config = with_absolute_dataset(config.validate())
     device = resolve_device(config.device)
-    dataset, options = dataset_for(config)
-    points = dataset.sample(config.num_samples, config.data_seed, **options)  # (N, D)
-    shift, scale = _standardization(points, config.standardize)
-    data = torch.from_numpy((points - shift) / scale).float().to(device)  # (N, D), the model's coordinates
+    train_set = training_data(config)
+    data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
     torch.manual_seed(config.seed)  # model initialisation
-    model = build_model(config, dim=dataset.dim).to(device)
+    model = build_model(config, shape=train_set.shape).to(device)
+    if progress:
+        print(f"{config.model}: {parameter_count(model):,} parameters; {len(data):,} training samples of shape "
+              f"{tuple(train_set.shape)}", flush=True)
     schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
                              beta_end=config.beta_end, device=device)
     generator = torch.Generator(device).manual_seed(config.seed)
-    data_min, data_max = data.min(dim=0).values, data.max(dim=0).values
+    channel_axes = [0, *range(2, data.ndim)]  # every axis but the channel's
+    data_min, data_max = data.amin(dim=channel_axes), data.amax(dim=channel_axes)  # (C,)
+    shift, scale = (torch.tensor(v, dtype=torch.float32, device=device) for v in (train_set.shift, train_set.scale))
+    snapshot_size = SNAPSHOT_IMAGES if config.is_images else config.eval_batch_size
     frames: list[np.ndarray] = []
     frame_epochs: list[int] = []
 
     def loaded(model: torch.nn.Module) -> LoadedRun:
-        return LoadedRun(config, model, schedule, data_min, data_max, torch.tensor(shift, dtype=torch.float32,
-                         device=device), torch.tensor(scale, dtype=torch.float32, device=device))
+        return LoadedRun(config, model, schedule, train_set.shape, data_min, data_max, shift, scale)
 
     def snapshot(current: torch.nn.Module, epoch: int) -> None:
-        frames.append(_draw(loaded(current), config.eval_batch_size, sampler=config.sampler, steps=config.sample_steps,
+        frames.append(_draw(loaded(current), snapshot_size, sampler=config.sampler, steps=config.sample_steps,
                             eta=config.eta, seed=config.seed + 1).samples.cpu().numpy())
         frame_epochs.append(epoch)
 
     with staged_run_dir(out, overwrite=overwrite) as stage:
         meta = {"config": config.to_dict(), "tiny_diffusion": __version__,
-                "data": {"dim": dataset.dim, "min": data_min.tolist(), "max": data_max.tolist(),
-                         "shift": shift.tolist(), "scale": scale.tolist()}}
+                "data": {"shape": list(train_set.shape), "min": data_min.tolist(), "max": data_max.tolist(),
+                         "shift": train_set.shift.tolist(), "scale": train_set.scale.tolist()}}
         save_json(stage / "config.json", meta)
         result = train(model, schedule, data, config, generator=generator, snapshot=snapshot, progress=progress)
         start = time.perf_counter()
@@ -122,13 +163,23 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
         save_npy(stage / "frames.npy", np.stack(frames))
         save_npy(stage / "samples.npy", samples)
         save_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
-        limits = viz.axis_limits(points)
-        viz.plot_points(samples, stage / "samples.png", limits=limits,
-                        title=f"{dataset.name}: {len(samples)} samples after {config.num_epochs} epochs")
-        viz.plot_strip(np.stack(frames), [f"epoch {e + 1}" for e in frame_epochs], stage / "frames.png",
-                       limits=limits, title="samples during training")
-        viz.plot_loss(result.losses, stage / "loss.png", steps_per_epoch=len(result.losses) // config.num_epochs)
+        _write_run_figures(stage, config, train_set, samples, np.stack(frames), frame_epochs, result.losses)
     return TrainSummary(Path(out), result.seconds, result.snapshot_seconds, sample_seconds, samples)
+
+
+def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData, samples: np.ndarray,
+                       frames: np.ndarray, frame_epochs: list[int], losses: np.ndarray) -> None:
+    """samples.png, frames.png (the snapshots) and loss.png."""
+    title = f"{train_set.name}: {len(samples)} samples after {config.num_epochs} epochs"
+    captions = [f"epoch {e + 1}" for e in frame_epochs]
+    if config.is_images:
+        viz.plot_images(samples[:100], stage / "samples.png", title=title)
+        viz.plot_image_strip(frames[:, :16], captions, stage / "frames.png", title="samples during training")
+    else:
+        limits = viz.axis_limits(train_set.x * train_set.scale + train_set.shift)
+        viz.plot_points(samples, stage / "samples.png", limits=limits, title=title)
+        viz.plot_strip(frames, captions, stage / "frames.png", limits=limits, title="samples during training")
+    viz.plot_loss(losses, stage / "loss.png", steps_per_epoch=len(losses) // config.num_epochs)
 
 
 def sample_run(loaded: LoadedRun, num: int, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
@@ -146,6 +197,27 @@ def evaluate_points(samples: np.ndarray, dataset: PointDataset, options: dict[st
     return point_metrics(samples, reference, floor_reference=second, support=dataset.support_points(**options))
 
 
+def evaluate_images(samples: np.ndarray, config: TrainConfig, *, progress: bool = True) -> dict[str, float]:
+    """The judge's numbers for (N, C, H, W) samples of an image run: against the test split, each beside its floor
+    (a random subset of as many training images). Trains and caches the judge first if there is none yet."""
+    from .judge import get_judge, image_metrics  # the judge is needed for images only
+
+    dataset = get_image_dataset(config.dataset)
+    judge = get_judge(config.dataset, data_dir=config.data_dir, train_if_missing=True, progress=progress)
+    real, _ = dataset.images("test", data_dir=config.data_dir)
+    train_images, _ = dataset.images("train", data_dir=config.data_dir)
+    n = min(len(samples), len(real))
+    floor = train_images[np.random.default_rng(0).choice(len(train_images), n, replace=False)]
+    return image_metrics(judge, samples[:n], real=real, floor_real=floor)
+
+
+def evaluate_run_samples(samples: np.ndarray, config: TrainConfig, *, progress: bool = True) -> dict[str, float]:
+    """The metrics of a run's samples: the judge's for images, point metrics (with floors) for points."""
+    if config.is_images:
+        return evaluate_images(samples, config, progress=progress)
+    return evaluate_points(samples, *dataset_for(config))
+
+
 # --- pictures of the processes -------------------------------------------------------------------------------------
 # A "step" s counts noising steps applied to the data: s = 0 is x_0, s = T is x_T. Step s > 0 therefore uses the
 # schedule's zero-based index s - 1 (alphas_cumprod[s - 1]); the reverse process walks the same steps back.
@@ -158,8 +230,13 @@ def evenly_spaced(total: int, count: int) -> list[int]:
     return [round(i * total / (count - 1)) for i in range(count)]
 
 
-def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset, np.ndarray]:
-    """The dataset a config names and ``num`` (N, D) points of it as training would see them (standardized if set)."""
+def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset | ImageDataset, np.ndarray]:
+    """The dataset a config names and ``num`` (N, D) points of it as training would see them (standardized if set);
+    for images, ``num`` training images spread evenly over the split (so over the classes too)."""
+    if config.is_images:
+        dataset = get_image_dataset(config.dataset)
+        images, _ = dataset.images("train", data_dir=config.data_dir)
+        return dataset, images[np.linspace(0, len(images) - 1, min(num, len(images))).astype(int)]
     dataset, options = dataset_for(config)
     points = dataset.sample(num, config.data_seed, **options)
     shift, scale = _standardization(points, config.standardize)
@@ -222,6 +299,27 @@ def reverse_states(loaded: LoadedRun, num: int, count: int, *, sampler: str = "d
     # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
     timesteps = [walked[d] + 1 if d < total else 0 for d in chosen]
     return ReverseStates(states, timesteps, len(loaded.schedule))
+
+
+def predicted_x0(loaded: LoadedRun, result: ReverseStates) -> np.ndarray:
+    """The model's estimate of x_0 from each state of a reverse process (the samples themselves at t = 0), clipped
+    as the sampler clips it, in the data's units: what the network "sees" through the noise at each step."""
+    config, schedule = loaded.config, loaded.schedule
+    eps_fn = noise_predictor(loaded.model, schedule, config.target)
+    estimates = []
+    with torch.no_grad():
+        for state, t in zip(result.states, result.timesteps):
+            x = torch.as_tensor(state, device=schedule.device)
+            if t == 0:
+                estimates.append(x)
+                continue
+            x_t = (x - loaded.per_channel(loaded.shift)) / loaded.per_channel(loaded.scale)  # model coordinates
+            index = torch.full((len(x_t),), t - 1, device=schedule.device, dtype=torch.long)
+            x0 = schedule.predict_x0(x_t, eps_fn(x_t, index), index)
+            if config.clip_sample:
+                x0 = x0.clamp(loaded.per_channel(loaded.data_min), loaded.per_channel(loaded.data_max))
+            estimates.append(loaded.to_data_units(x0))
+    return torch.stack(estimates).cpu().numpy()
 
 
 def data_box(loaded: LoadedRun) -> np.ndarray:

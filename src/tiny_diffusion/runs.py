@@ -132,18 +132,25 @@ class LoadedRun:
     config: TrainConfig
     model: nn.Module
     schedule: NoiseSchedule
-    data_min: torch.Tensor  # (D,) per-coordinate range of the training data in the model's coordinates (clipping)
+    shape: tuple[int, ...]  # of one sample: (D,) for points, (C, H, W) for images
+    # per channel (a point's coordinates, an image's colour channels), each (C,):
+    data_min: torch.Tensor  # range of the training data in the model's coordinates (for clipping)
     data_max: torch.Tensor
-    shift: torch.Tensor  # (D,) data = model coordinates * scale + shift (zeros and ones unless standardized)
+    shift: torch.Tensor  # data = model coordinates * scale + shift (zeros and ones unless standardized)
     scale: torch.Tensor
 
     @property
     def dim(self) -> int:
-        return self.data_min.shape[0]
+        """Number of channels: a point's dimension D, an image's C."""
+        return self.shape[0]
+
+    def per_channel(self, values: torch.Tensor) -> torch.Tensor:
+        """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""
+        return values.reshape(-1, *[1] * (len(self.shape) - 1))
 
     def to_data_units(self, x: torch.Tensor) -> torch.Tensor:
-        """Points (..., D) in the model's coordinates -> the data's units."""
-        return x * self.scale + self.shift
+        """Samples (..., *shape) in the model's coordinates -> the data's units."""
+        return x * self.per_channel(self.scale) + self.per_channel(self.shift)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -181,9 +188,12 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
     try:
         data_min, data_max, shift, scale = (torch.tensor(meta["data"][key], dtype=torch.float32)
                                             for key in ("min", "max", "shift", "scale"))
+        shape = tuple(int(n) for n in meta["data"].get("shape", [len(data_min)]))  # runs before images: points
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{run_dir / CONFIG} is corrupt: {e!r}") from None
-    model = build_model(config, dim=data_min.shape[0])
+    if not shape or min(shape) < 1 or any(len(v) != shape[0] for v in (data_min, data_max, shift, scale)):
+        raise UsageError(f"{run_dir / CONFIG} is corrupt: data shape {shape} does not match its ranges")
+    model = build_model(config, shape=shape)
     try:
         state = load_safetensors((run_dir / WEIGHTS).read_bytes())
         model.load_state_dict(state)
@@ -194,22 +204,28 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
         raise UsageError(f"{run_dir / WEIGHTS} is corrupt or does not match config.json: {first}") from None
     schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
                              beta_end=config.beta_end, device=device)
-    return LoadedRun(config, model.to(device).eval(), schedule, data_min.to(device), data_max.to(device),
+    return LoadedRun(config, model.to(device).eval(), schedule, shape, data_min.to(device), data_max.to(device),
                      shift.to(device), scale.to(device))
 
 
-def load_points(path: str | Path) -> np.ndarray:
-    """Read an (N, D) array of points from a .npy file, with one clear error for anything else."""
+def load_samples(path: str | Path, *, shape: str = "(N, D)") -> np.ndarray:
+    """Read samples from a .npy file: points (N, D), or images (N, C, H, W) when ``shape`` is "(N, C, H, W)";
+    one clear error for anything else."""
     path = Path(path)
     try:
-        points = np.load(path, allow_pickle=False)
+        samples = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist") from None
     except (OSError, ValueError, EOFError) as e:
         raise UsageError(f"cannot read {path} as a .npy array: {e}") from None
-    if points.ndim != 2 or not np.issubdtype(points.dtype, np.number):
-        raise UsageError(f"{path} must hold a numeric (N, D) array, got {points.dtype} {points.shape}")
-    return points
+    if samples.ndim != shape.count(",") + 1 or not np.issubdtype(samples.dtype, np.number):
+        raise UsageError(f"{path} must hold a numeric {shape} array, got {samples.dtype} {samples.shape}")
+    return samples
+
+
+def load_points(path: str | Path) -> np.ndarray:
+    """Read an (N, D) array of points from a .npy file, with one clear error for anything else."""
+    return load_samples(path)
 
 
 @dataclass
@@ -236,7 +252,7 @@ def read_history(run_dir: str | Path) -> list[HistoryRow]:
 
 
 def training_snapshots(run_dir: str | Path) -> tuple[np.ndarray, list[int]]:
-    """A run's snapshots (K, N, D) from frames.npy and their (1-based) epochs from history.csv's snapshot column."""
+    """A run's snapshots (K, N, *shape) from frames.npy and their (1-based) epochs from history.csv's snapshot column."""
     run_dir = Path(run_dir)
     epochs = [row.epoch for row in read_history(run_dir) if row.snapshot]
     try:
@@ -245,6 +261,6 @@ def training_snapshots(run_dir: str | Path) -> tuple[np.ndarray, list[int]]:
         raise UsageError(f"{run_dir} has no frames.npy") from None
     except (OSError, ValueError, EOFError) as e:
         raise UsageError(f"cannot read the snapshots of {run_dir}: {e}") from None
-    if frames.ndim != 3 or len(frames) != len(epochs):
+    if frames.ndim < 3 or len(frames) != len(epochs):
         raise UsageError(f"{run_dir}: frames.npy holds {frames.shape} but history.csv marks {len(epochs)} snapshots")
     return frames, epochs

@@ -100,7 +100,8 @@ def train(
             loss = F.mse_loss(model(x_t, t), training_target(config.target, schedule, x0, noise, x_t, t))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
             if ema is not None:
@@ -112,7 +113,7 @@ def train(
         recent = losses[max(0, step - steps_per_epoch) : step].mean().item()
         if not math.isfinite(recent):
             raise UsageError(f"training diverged at epoch {epoch} (loss {recent}); try a lower --learning-rate")
-        bar.set_postfix(loss=f"{recent:.4f}", steps_per_s=f"{step / epoch_seconds[-1]:.0f}")
+        bar.set_postfix(loss=f"{recent:.4f}", samples_per_s=f"{step * batch / epoch_seconds[-1]:.0f}")
         if snapshot is not None and (epoch % config.save_images_step == 0 or epoch == config.num_epochs - 1):
             snapshot_start = time.perf_counter()
             sampling_model = ema if ema is not None else model

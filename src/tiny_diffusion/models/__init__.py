@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
+from torch import nn
+
+from .cnn import parameter_count
+from .images import IMAGE_MODELS
 from .mlp import PointMLP
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
-__all__ = ["PointMLP", "build_model"]
+__all__ = ["PointMLP", "IMAGE_MODELS", "MODELS", "build_model", "parameter_count"]
+
+MODELS: tuple[str, ...] = ("mlp", *IMAGE_MODELS)
 
 
-def build_model(config: "TrainConfig", *, dim: int) -> PointMLP:
-    """The denoiser a config describes, for data of dimension ``dim``."""
+def build_model(config: "TrainConfig", *, shape: Sequence[int]) -> nn.Module:
+    """The denoiser a config describes, for samples of ``shape``: (D,) points or (C, H, W) images."""
+    if config.model in IMAGE_MODELS:
+        return IMAGE_MODELS[config.model](shape[0], channels=config.channels, time_embedding=config.time_embedding,
+                                          embedding_size=config.embedding_size)
     return PointMLP(
-        dim,
+        shape[0],
         embedding_size=config.embedding_size,
         hidden_size=config.hidden_size,
         hidden_layers=config.hidden_layers,
