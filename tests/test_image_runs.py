@@ -89,3 +89,24 @@ def test_an_image_study_writes_an_image_grid_and_the_judges_columns(tmp_path):
     table = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert len(table) == 2 and all(np.isfinite(float(row[key])) for row in table for key in ("confident", "frechet"))
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_predicted_x0_recovers_the_data_under_a_model_that_knows_the_noise():
+    import torch
+
+    from tiny_diffusion.pipeline import ReverseStates, predicted_x0
+    from tiny_diffusion.runs import LoadedRun
+    from tiny_diffusion.schedule import NoiseSchedule
+
+    schedule = NoiseSchedule(50, "cosine")
+    x0 = torch.rand(4, 1, 8, 8) * 2 - 1
+    noise = torch.randn_like(x0)
+    t = torch.full((4,), 29)
+    x_t = schedule.add_noise(x0, noise, t)
+    config = tiny(num_timesteps=50, clip_sample=False)
+    ones, zeros = torch.ones(1), torch.zeros(1)
+    loaded = LoadedRun(config, lambda x, t: noise, schedule, (1, 8, 8), -ones, ones, zeros, ones)
+    states = ReverseStates(np.stack([x_t.numpy(), x0.numpy()]), [30, 0], 50)  # step 30 is schedule index 29
+    estimates = predicted_x0(loaded, states)
+    np.testing.assert_allclose(estimates[0], x0.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(estimates[1], x0.numpy())  # at t = 0 the state is the estimate

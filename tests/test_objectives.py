@@ -136,3 +136,23 @@ def test_unknown_target_lists_valid_names(call):
         getattr(objectives, call)(*args)
     for name in objectives.TARGETS:
         assert name in str(info.value)
+
+
+@pytest.mark.parametrize("target", objectives.TARGETS)
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_min_snr_weights_give_every_target_the_same_loss_in_x0_terms(target, name):
+    # an error e in the estimate of x0 (x_t fixed) is some error in the target; weighted, it must cost
+    # min(SNR, gamma) |e|^2 whatever the target, as Hang et al. define the weighting
+    schedule = NoiseSchedule(T, name)
+    g = torch.Generator().manual_seed(1)
+    t = torch.tensor([0, 1, 10, T // 4, T // 2, T - 2])
+    x0, noise = torch.randn(len(t), 3, generator=g), torch.randn(len(t), 3, generator=g)
+    x_t = schedule.add_noise(x0, noise, t)
+    wrong_x0 = x0 + 1e-2 * torch.randn(len(t), 3, generator=g)
+    wrong_noise = schedule.predict_noise(x_t, wrong_x0, t)
+    error = (objectives.training_target(target, schedule, wrong_x0, wrong_noise, x_t, t)
+             - objectives.training_target(target, schedule, x0, noise, x_t, t)).square().sum(dim=1)
+    ab = schedule.alphas_cumprod[t].double()
+    expected = (ab / (1 - ab)).clamp(max=5.0) * (wrong_x0 - x0).double().square().sum(dim=1)
+    weighted = objectives.loss_weights(target, schedule, t, 5.0).double() * error.double()
+    torch.testing.assert_close(weighted, expected, rtol=2e-2, atol=1e-7)

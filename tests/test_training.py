@@ -49,6 +49,39 @@ def test_ema_copy_is_what_training_returns():
     assert not any(p.requires_grad for p in result.model.parameters())
 
 
+def test_ema_warms_up_so_the_initial_weights_do_not_linger():
+    # 2 epochs = 8 steps: a plain 0.999 average would still be 99% the initial weights
+    torch.manual_seed(0)
+    initial = build_model(TrainConfig(**SMALL), shape=(2,)).state_dict()
+    config = TrainConfig(**SMALL, num_epochs=2, ema_decay=0.999)
+    result = _fit(config)
+    torch.manual_seed(0)
+    live = _fit(TrainConfig(**SMALL, num_epochs=2)).model.state_dict()  # the same run without the average
+    ema = result.model.state_dict()
+    to_live = sum((ema[k] - live[k]).norm() for k in ema)
+    to_initial = sum((ema[k] - initial[k]).norm() for k in ema)
+    assert to_live < to_initial
+
+
+def test_ema_keeps_the_live_batch_norm_statistics():
+    config = TrainConfig.from_dict({"dataset": "digits8", "model": "seed-cnn", "channels": 4, "num_timesteps": 20,
+                                    "train_batch_size": 32, "num_epochs": 1, "ema_decay": 0.99})
+    model = build_model(config, shape=(1, 8, 8))
+    data = torch.rand(64, 1, 8, 8) * 2 - 1
+    result = train(model, NoiseSchedule(20), data, config, generator=torch.Generator().manual_seed(0),
+                   progress=False)
+    ema_buffers, live_buffers = dict(result.model.named_buffers()), dict(model.named_buffers())
+    assert ema_buffers and all(torch.equal(ema_buffers[k], live_buffers[k]) for k in ema_buffers)
+    assert ema_buffers["stem.norm.num_batches_tracked"].item() == 2
+
+
+@pytest.mark.parametrize("target", ["noise", "x0", "previous", "v"])
+def test_min_snr_weighted_training_lowers_the_loss(target):
+    result = _fit(TrainConfig(**SMALL, num_epochs=30, learning_rate=3e-3, target=target, min_snr_gamma=5.0))
+    assert np.isfinite(result.losses).all()
+    assert result.losses[-20:].mean() < 0.8 * result.losses[:20].mean()
+
+
 def test_divergence_stops_with_a_hint():
     with pytest.raises(UsageError, match="diverged.*learning-rate"):
         _fit(TrainConfig(**{**SMALL, "warmup_steps": 0}, num_epochs=3, learning_rate=1e30))

@@ -31,9 +31,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Where an image dataset differs from the field defaults (which are the dino's). from_dict starts from these when the
 # dataset is an image set; see the README's image section for how they were chosen.
 IMAGE_DEFAULTS: dict[str, Any] = dict(
-    model="unet", num_samples=0, train_batch_size=128, eval_batch_size=500, num_epochs=30, learning_rate=1e-3,
-    warmup_steps=200, ema_decay=0.999, num_timesteps=1000, beta_schedule="cosine", sampler="ddim", sample_steps=50,
-    save_images_step=5,
+    model="unet", channels=16, num_samples=0, train_batch_size=64, eval_batch_size=500, num_epochs=30,
+    learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, num_timesteps=1000, beta_schedule="cosine",
+    sampler="ddim", sample_steps=50, save_images_step=10,
 )
 
 
@@ -70,6 +70,8 @@ class TrainConfig:
     warmup_steps: int = opt(100, "optimiser steps of linear learning-rate warm-up (0 = none)")
     ema_decay: float = opt(0.0, "decay of an exponential moving average of the weights used to sample (0 = off)")
     grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = no clipping)")
+    min_snr_gamma: float = opt(0.0, "weight each step's loss by min(SNR, gamma), in x0 terms (Hang et al. 2023; "
+                               "5 is theirs); 0 = the plain mean squared error")
     num_timesteps: int = opt(500, "diffusion steps T")
     beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES)
     beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)")
@@ -115,7 +117,7 @@ class TrainConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("num_samples", "hidden_layers", "warmup_steps", "eta", "grad_clip"):
+        for name in ("num_samples", "hidden_layers", "warmup_steps", "eta", "grad_clip", "min_snr_gamma"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:

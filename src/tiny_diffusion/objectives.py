@@ -15,7 +15,7 @@ import torch
 from .errors import UsageError
 from .schedule import NoiseSchedule, extract
 
-__all__ = ["TARGETS", "training_target", "noise_predictor"]
+__all__ = ["TARGETS", "training_target", "noise_predictor", "loss_weights"]
 
 Target = Literal["noise", "x0", "previous", "v"]
 TARGETS: tuple[str, ...] = ("noise", "x0", "previous", "v")
@@ -40,6 +40,22 @@ def training_target(
     sqrt_a = extract(schedule.sqrt_alphas_cumprod, t, x0.shape)
     sqrt_1ma = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.shape)
     return sqrt_a * noise - sqrt_1ma * x0
+
+
+def loss_weights(target: Target, schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(B,) weights of each sample's squared error for min-SNR-gamma weighting (Hang et al. 2023,
+    https://arxiv.org/abs/2303.09556): in x0 terms every step is weighted by min(SNR_t, gamma), SNR_t =
+    alpha-bar / (1 - alpha-bar), so the nearly noise-free steps, which are easy, stop dominating the gradient.
+
+    An error e in x0 is an error k e in the target, with k^2 = SNR (noise), 1 (x0), SNR + 1 (v) or the posterior's
+    coefficient of x0 squared (previous); dividing by k^2 turns the x0 weight into the target's.
+    """
+    _check(target)
+    alpha_bar = schedule.alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    scale = {"noise": snr, "x0": torch.ones_like(snr), "v": snr + 1,
+             "previous": schedule.posterior_mean_coef1[t] ** 2}[target]
+    return snr.clamp(max=gamma) / scale
 
 
 def output_to_noise(

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .errors import UsageError
-from .objectives import training_target
+from .objectives import loss_weights, training_target
 from .schedule import NoiseSchedule
 
 __all__ = ["TrainResult", "train", "resolve_device"]
@@ -97,7 +97,11 @@ def train(
             noise = torch.randn(x0.shape, generator=generator, device=device)
             t = torch.randint(0, len(schedule), (batch,), generator=generator, device=device)
             x_t = schedule.add_noise(x0, noise, t)
-            loss = F.mse_loss(model(x_t, t), training_target(config.target, schedule, x0, noise, x_t, t))
+            error = F.mse_loss(model(x_t, t), training_target(config.target, schedule, x0, noise, x_t, t),
+                               reduction="none").flatten(1).mean(dim=1)  # (B,)
+            if config.min_snr_gamma > 0:
+                error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
+            loss = error.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -105,8 +109,12 @@ def train(
             optimizer.step()
             scheduler.step()
             if ema is not None:
+                # warm-up: early on the average forgets fast, so the initial weights do not linger in it
+                decay = min(config.ema_decay, (1 + step) / (10 + step))
                 with torch.no_grad():
-                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - config.ema_decay)
+                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+                    for kept, live in zip(ema.buffers(), model.buffers()):  # BatchNorm statistics: the latest
+                        kept.copy_(live)
             losses[step] = loss.detach()
             step += 1
         epoch_seconds.append(time.perf_counter() - start)
