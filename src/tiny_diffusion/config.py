@@ -31,9 +31,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Where an image dataset differs from the field defaults (which are the dino's). from_dict starts from these when the
 # dataset is an image set; see the README's image section for how they were chosen.
 IMAGE_DEFAULTS: dict[str, Any] = dict(
-    model="unet", channels=16, num_samples=0, train_batch_size=64, eval_batch_size=500, num_epochs=30,
-    learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, num_timesteps=1000, beta_schedule="cosine",
-    sampler="ddim", sample_steps=50, save_images_step=10,
+    model="unet", channels=16, num_samples=0, train_batch_size=64, eval_batch_size=500, num_epochs=45,
+    learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, min_snr_gamma=5.0, num_timesteps=1000,
+    beta_schedule="cosine", sampler="ddim", sample_steps=50, save_images_step=10,
 )
 
 
