@@ -73,3 +73,12 @@ def test_a_study_on_a_users_file_resumes_too(tmp_path, monkeypatch):
     run_study(base, "hidden_size", [8], tmp_path / "study", progress=False)
     rows = run_study(base, "hidden_size", [8], tmp_path / "study", progress=False)
     assert [r.trained for r in rows] == [False]
+
+
+def test_a_study_of_sample_steps_varies_only_the_sampler(tmp_path):
+    base = TrainConfig(**{**TINY, "sampler": "ddim"})
+    rows = run_study(base, "sample_steps", [5, 20], tmp_path, progress=False)
+    assert [row.value for row in rows] == [5, 20]
+    table = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [row["sample_steps"] for row in table] == ["5", "20"]
+    assert all(np.isfinite(float(row["w2"])) for row in table)
