@@ -113,6 +113,8 @@ def base_config(*, quick: bool, device: str = "auto") -> TrainConfig:
 
 @dataclass
 class StudyResult:
+    """A study's runs as measured, and the scores its finding is checked by."""
+
     study: Study
     rows: list[StudyRow]
 
