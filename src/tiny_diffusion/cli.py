@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"run only these studies: {', '.join(STUDY_NAMES)}")
     reproduce.add_argument("--out", metavar="DIR", help="output directory (default: runs/reproduce or "
                            "runs/reproduce_quick)")
-    reproduce.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                           help="runs to train at once, one process each (default: the number of CPU cores, %(default)s)")
+    reproduce.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 8),
+                           help="runs to train at once, one process each (default: one per CPU core, at most 8: "
+                           "%(default)s here)")
     reproduce.add_argument("--device", default="auto", choices=DEVICES, help="where to train (default: %(default)s)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
