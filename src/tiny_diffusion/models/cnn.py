@@ -48,8 +48,15 @@ class TimeConditioning(nn.Module):
         )
         self.size_out = cond_size
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
+    def vector(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,) timesteps -> (B, cond_size), before the activation."""
         return self.mlp(self.embedding(t))
+
+    def forward(self, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The blocks' input: SiLU(vector(t) + cond). The MLP ends in a Linear; the nonlinearity keeps the blocks'
+        projections from folding into it."""
+        emb = self.vector(t)
+        return F.silu(emb if cond is None else emb + cond)
 
 
 class ConvBlock(nn.Module):
@@ -105,16 +112,12 @@ class SeedCNN(nn.Module):
 
     def condition(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) timesteps -> (B, cond_size) conditioning vector."""
-        return self.time(t)
+        return self.time.vector(t)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, *, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W), t: (B,) timesteps, cond: optional (B, cond_size) added to the time's -> (B, C, H, W)."""
         check_image_size(x, self.levels, "SeedCNN")
-        emb = self.condition(t)
-        if cond is not None:
-            emb = emb + cond
-        # the time MLP ends in a Linear: a nonlinearity keeps the blocks' projections from folding into it
-        emb = F.silu(emb)
+        emb = self.time(t, cond)  # (B, cond_size)
         h = self.stem(x, emb)
         for block in self.down:
             h = block(h, emb)

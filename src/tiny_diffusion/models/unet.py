@@ -113,16 +113,12 @@ class UNet(nn.Module):
 
     def condition(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) timesteps -> (B, cond_size) conditioning vector."""
-        return self.time(t)
+        return self.time.vector(t)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, *, cond: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W), t: (B,) timesteps, cond: optional (B, cond_size) added to the time's -> (B, C, H, W)."""
         check_image_size(x, self.levels, "UNet")
-        emb = self.condition(t)
-        if cond is not None:
-            emb = emb + cond
-        # the time MLP ends in a Linear: a nonlinearity keeps the blocks' projections from folding into it
-        emb = F.silu(emb)
+        emb = self.time(t, cond)  # (B, cond_size)
         h = self.stem(x)
         skips = []
         for i, level in enumerate(self.down_blocks):
