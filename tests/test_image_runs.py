@@ -110,3 +110,10 @@ def test_predicted_x0_recovers_the_data_under_a_model_that_knows_the_noise():
     estimates = predicted_x0(loaded, states)
     np.testing.assert_allclose(estimates[0], x0.numpy(), atol=1e-4)
     np.testing.assert_array_equal(estimates[1], x0.numpy())  # at t = 0 the state is the estimate
+
+
+def test_judge_train_refuses_a_cache_it_cannot_write_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["judge", "train", "--dataset", "digits8", "--cache-dir", str(blocker / "cache"), "--quiet"]) == 2
+    assert "cannot create the judge cache" in capsys.readouterr().err

@@ -144,9 +144,10 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from .judge import judge_path, train_judge
+    from .judge import judge_path, make_cache_dir, train_judge
 
     path = judge_path(args.dataset, args.cache_dir)
+    make_cache_dir(path)
     judge = train_judge(args.dataset, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
                         progress=not args.quiet)
     judge.save(path)

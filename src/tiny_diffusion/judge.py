@@ -46,7 +46,7 @@ from .errors import UsageError
 from .runs import write_atomic
 
 __all__ = ["JudgeNet", "Judge", "Verdict", "train_judge", "load_judge", "judge_path", "get_judge", "image_metrics",
-           "class_histogram", "frechet_distance", "DEFAULT_EPOCHS", "CACHE_ENV"]
+           "class_histogram", "frechet_distance", "make_cache_dir", "DEFAULT_EPOCHS", "CACHE_ENV"]
 
 DEFAULT_EPOCHS = 8
 CACHE_ENV = "TINY_DIFFUSION_CACHE"  # overrides the default cache folder ~/.cache/tiny-diffusion
@@ -144,14 +144,26 @@ class Judge:
         longer matches, which ``load_judge`` refuses, never a judge that silently mixes two trainings.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_cache_dir(path)
         weights = save_safetensors({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()})
-        write_atomic(path, weights)
         meta = {"format": FORMAT, "dataset": self.dataset, "shape": list(self.shape),
                 "num_classes": self.num_classes, "feature_dim": self.feature_dim,
                 "test_accuracy": self.test_accuracy, "sha256": hashlib.sha256(weights).hexdigest()}
-        write_atomic(sidecar_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+        try:
+            write_atomic(path, weights)
+            write_atomic(sidecar_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+        except OSError as e:
+            raise UsageError(f"cannot write the judge to {path}: {e.strerror}") from None
         return path
+
+
+def make_cache_dir(path: str | Path) -> None:
+    """Create the folder a judge will be saved in, or refuse in one line: called before training, so a cache that
+    cannot be written does not cost a training first."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the judge cache {Path(path).parent}: {e.strerror}") from None
 
 
 def _check_images(judge: Judge, images: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
@@ -316,6 +328,7 @@ def get_judge(dataset: str, *, data_dir: str | Path | None = None, cache_dir: st
     if not train_if_missing:
         raise UsageError(f"no judge for {dataset} at {path}; run `tiny-diffusion judge train --dataset {dataset}` "
                          "first (about a minute on a CPU)")
+    make_cache_dir(path)
     judge = train_judge(dataset, data_dir=data_dir, device=device, progress=progress)
     judge.save(path)
     return judge
