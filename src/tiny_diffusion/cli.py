@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot, resolve_sampler
 from .config import DEVICES, TrainConfig, add_config_flags, load_config_file
@@ -19,8 +19,21 @@ __all__ = ["main", "build_parser"]
 PROG = "tiny-diffusion"
 
 
+def _one_line(message: str) -> str:
+    """``message`` with control characters (line breaks among them) written as escapes: an argument or a path may
+    hold them, and an error is one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error line kept to one line (sub-commands' parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_one_line(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Small, readable diffusion models (DDPM) for point sets.")
+    parser = _Parser(prog=PROG, description="Small, readable diffusion models (DDPM) for point sets.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run directory",
@@ -256,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; earlier results are untouched", file=sys.stderr)

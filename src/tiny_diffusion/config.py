@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -102,9 +103,19 @@ class TrainConfig:
             raise UsageError(f"unknown dataset {self.dataset!r}; choose from {', '.join([*DATASETS, *IMAGE_DATASETS])} "
                              f"or give a {', '.join(POINT_FILE_SUFFIXES)} file")
         for f in fields(self):
-            choices = f.metadata["choices"]
-            if choices and getattr(self, f.name) is not None and getattr(self, f.name) not in choices:
-                raise UsageError(f"unknown {f.name} {getattr(self, f.name)!r}; choose from {', '.join(choices)}")
+            value, choices = getattr(self, f.name), f.metadata["choices"]
+            if choices and value is not None and value not in choices:
+                raise UsageError(f"unknown {f.name} {value!r}; choose from {', '.join(choices)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"{f.name} must be a finite number, got {value}")
+            if isinstance(value, str) and "\0" in value:
+                raise UsageError(f"{f.name} must not contain a NUL character")
+        name = self.experiment_name
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise UsageError(f"experiment_name names the folder runs/NAME: give a plain name, got {name!r}")
+        for seed in ("seed", "data_seed"):
+            if not 0 <= getattr(self, seed) < 2**63:
+                raise UsageError(f"{seed} must be an integer from 0 to 2**63 - 1, got {getattr(self, seed)}")
         if self.is_images and self.model not in IMAGE_MODELS:
             raise UsageError(f"{self.dataset} is an image dataset: choose --model {' or '.join(IMAGE_MODELS)}")
         if not self.is_images and self.model != "mlp":
@@ -186,9 +197,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML, YAML or JSON mapping of flag names to values."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"config file {path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
     try:
         if path.suffix == ".toml":
             values = tomllib.loads(text)

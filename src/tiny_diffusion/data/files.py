@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import zipfile
 from pathlib import Path
 from typing import NoReturn, Sequence
 
@@ -169,8 +168,10 @@ def _read_array(path: Path, names: list[str] | None, subset: str | None) -> np.n
                 array = _only_array(path, loaded)
         else:
             array = np.asarray(loaded)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        _fail(path, f"cannot be read as a numpy file ({e})")
+    except UsageError:
+        raise
+    except Exception as e:  # numpy and zipfile raise a dozen types for damaged files; all mean the same here
+        _fail(path, f"cannot be read as a numpy file ({type(e).__name__}: {e})")
     if array.ndim != 2 or array.shape[1] == 0:
         _fail(path, f"holds an array of shape {array.shape}; a point set needs a 2-D (N, D) array, D >= 1")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
