@@ -1,15 +1,18 @@
 """Ablation studies: one run per value, a grid and a table, resuming without retraining."""
 
 import csv
+import signal
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tiny_diffusion import checkpoints
 from tiny_diffusion.ablation import parse_values, run_study
 from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
+from tiny_diffusion.interrupts import Interrupted
 
 TINY = dict(num_samples=256, train_batch_size=64, eval_batch_size=60, num_epochs=3, num_timesteps=20,
             embedding_size=8, hidden_size=16, hidden_layers=1, save_images_step=1, device="cpu")
@@ -82,3 +85,34 @@ def test_a_study_of_sample_steps_varies_only_the_sampler(tmp_path):
     table = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert [row["sample_steps"] for row in table] == ["5", "20"]
     assert all(np.isfinite(float(row["w2"])) for row in table)
+
+
+def _interrupted_study(monkeypatch, config, param, values, out):
+    """Run a study that is interrupted (as if by Ctrl-C) right after its first checkpoint."""
+    save = checkpoints.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        save(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoints, "save_checkpoint", save_then_interrupt)
+        with pytest.raises(Interrupted, match="resume with"):
+            run_study(config, param, values, out, progress=False)
+
+
+def test_an_interrupted_study_resumes_its_unfinished_run(tmp_path, monkeypatch):
+    _interrupted_study(monkeypatch, TrainConfig(**TINY), "hidden_size", [8], tmp_path / "study")
+    assert (tmp_path / "study" / ".hidden_size=8.partial").is_dir()
+    rows = run_study(TrainConfig(**TINY), "hidden_size", [8], tmp_path / "study", progress=False)
+    assert [r.trained for r in rows] == [True] and not (tmp_path / "study" / ".hidden_size=8.partial").exists()
+    run_study(TrainConfig(**TINY), "hidden_size", [8], tmp_path / "fresh", progress=False)
+    for name in ("model.safetensors", "samples.npy", "loss.npy"):
+        assert (tmp_path / "study" / "hidden_size=8" / name).read_bytes() == \
+            (tmp_path / "fresh" / "hidden_size=8" / name).read_bytes()
+
+
+def test_an_unfinished_run_with_other_settings_is_not_resumed(tmp_path, monkeypatch):
+    _interrupted_study(monkeypatch, TrainConfig(**TINY), "hidden_size", [4], tmp_path)
+    with pytest.raises(UsageError, match="unfinished run with other settings"):
+        run_study(TrainConfig(**{**TINY, "num_epochs": 2}), "hidden_size", [4], tmp_path, progress=False)

@@ -8,7 +8,7 @@ from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.models import build_model
 from tiny_diffusion.schedule import NoiseSchedule
-from tiny_diffusion.training import _lr_lambda, resolve_device, train
+from tiny_diffusion.training import TrainState, _lr_lambda, resolve_device, train
 
 SMALL = dict(num_samples=256, train_batch_size=64, num_timesteps=20, embedding_size=8, hidden_size=32,
              hidden_layers=1, warmup_steps=4)
@@ -18,8 +18,8 @@ def _fit(config: TrainConfig, seed: int = 0):
     torch.manual_seed(seed)
     data = torch.from_numpy(np.random.default_rng(0).normal(size=(config.num_samples, 2)).astype(np.float32) * 0.1 + 1)
     model = build_model(config, shape=(2,))
-    schedule = NoiseSchedule(config.num_timesteps)
-    return train(model, schedule, data, config, generator=torch.Generator().manual_seed(seed), progress=False)
+    state = TrainState.start(model, config, generator=torch.Generator().manual_seed(seed), num_samples=len(data))
+    return train(state, NoiseSchedule(config.num_timesteps), data, config, progress=False)
 
 
 def test_learning_rate_warms_up_linearly_then_decays_to_zero():
@@ -68,8 +68,8 @@ def test_ema_keeps_the_live_batch_norm_statistics():
                                     "train_batch_size": 32, "num_epochs": 1, "ema_decay": 0.99})
     model = build_model(config, shape=(1, 8, 8))
     data = torch.rand(64, 1, 8, 8) * 2 - 1
-    result = train(model, NoiseSchedule(20), data, config, generator=torch.Generator().manual_seed(0),
-                   progress=False)
+    state = TrainState.start(model, config, generator=torch.Generator().manual_seed(0), num_samples=64)
+    result = train(state, NoiseSchedule(20), data, config, progress=False)
     ema_buffers, live_buffers = dict(result.model.named_buffers()), dict(model.named_buffers())
     assert ema_buffers and all(torch.equal(ema_buffers[k], live_buffers[k]) for k in ema_buffers)
     assert ema_buffers["stem.norm.num_batches_tracked"].item() == 2
@@ -91,8 +91,10 @@ def test_snapshots_follow_save_images_step():
     epochs = []
     config = TrainConfig(**SMALL, num_epochs=7, save_images_step=3)
     torch.manual_seed(0)
-    train(build_model(config, shape=(2,)), NoiseSchedule(20), torch.randn(256, 2), config,
-          generator=torch.Generator().manual_seed(0), progress=False, snapshot=lambda m, e: epochs.append(e))
+    state = TrainState.start(build_model(config, shape=(2,)), config, generator=torch.Generator().manual_seed(0),
+                             num_samples=256)
+    train(state, NoiseSchedule(20), torch.randn(256, 2), config, progress=False,
+          snapshot=lambda m, e: epochs.append(e))
     assert epochs == [0, 3, 6]
 
 

@@ -22,6 +22,7 @@ from .config import TrainConfig, coerce_field
 from .errors import UsageError
 from .pipeline import evaluate_run_samples, train_run, with_absolute_dataset
 from .runs import read_config, read_history, training_snapshots, write_atomic
+from .staging import partial_dir, unfinished_config
 
 __all__ = ["StudyRow", "parse_values", "run_study", "ensure_runs"]
 
@@ -71,15 +72,23 @@ def _same_run(run_dir: Path, config: TrainConfig) -> bool:
     if not all((run_dir / name).is_file() for name in COMPLETE):
         return False
     try:
-        recorded = read_config(run_dir).to_dict()
+        return not read_config(run_dir).differences(config, ignore=("device",))
     except UsageError:
         return False
-    wanted = config.to_dict()
-    return all(recorded[key] == wanted[key] for key in wanted if key != "device")
+
+
+def _resumable(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether ``run_dir`` has an unfinished run of ``config``'s settings (one of other settings is refused)."""
+    unfinished = unfinished_config(run_dir)
+    if unfinished is not None and unfinished.differences(config, ignore=("device",)):
+        raise UsageError(f"{partial_dir(run_dir)} holds an unfinished run with other settings; remove it or choose "
+                         "another --out")
+    return unfinished is not None
 
 
 def ensure_runs(runs: Sequence[tuple[TrainConfig, Path]], *, jobs: int = 1, progress: bool = True) -> set[Path]:
     """Train every (config, run_dir) whose directory does not already hold that complete run; return those trained.
+    An unfinished run of the same settings (an interrupted study) is resumed from its checkpoint.
 
     A directory that exists but holds something else is refused before anything trains. With ``jobs`` > 1 the runs
     train in that many processes at once, each with an equal share of the CPU threads: the small point MLP steps
@@ -87,33 +96,33 @@ def ensure_runs(runs: Sequence[tuple[TrainConfig, Path]], *, jobs: int = 1, prog
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be positive, got {jobs}")
-    missing: dict[Path, TrainConfig] = {}
+    missing: dict[Path, tuple[TrainConfig, bool]] = {}  # run_dir -> (config, whether to resume)
     for config, run_dir in runs:
         if _same_run(run_dir, config):
             continue
         if run_dir.exists():
             raise UsageError(f"{run_dir} exists but is incomplete or was made with other settings; "
                              "remove it or choose another --out")
-        missing[run_dir] = config
+        missing[run_dir] = (config, _resumable(run_dir, config))
     if jobs == 1 or len(missing) <= 1:
-        for run_dir, config in missing.items():
+        for run_dir, (config, resume) in missing.items():
             if progress:
-                print(f"training {run_dir}", flush=True)
-            train_run(config, run_dir, progress=progress)
+                print(f"{'resuming' if resume else 'training'} {run_dir}", flush=True)
+            train_run(config, run_dir, resume=resume, progress=progress)
     else:
         _train_in_processes(missing, jobs=jobs, progress=progress)
     return set(missing)
 
 
-def _train_in_processes(missing: dict[Path, TrainConfig], *, jobs: int, progress: bool) -> None:
+def _train_in_processes(missing: dict[Path, tuple[TrainConfig, bool]], *, jobs: int, progress: bool) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn, not fork: a forked copy of a process that has used torch's thread pool can deadlock
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=torch.set_num_threads,
                                initargs=(threads,))
     try:
-        futures = {pool.submit(train_run, config, run_dir, progress=False): run_dir
-                   for run_dir, config in missing.items()}
+        futures = {pool.submit(train_run, config, run_dir, resume=resume, progress=False): run_dir
+                   for run_dir, (config, resume) in missing.items()}
         if progress:
             print(f"training {len(futures)} runs, {jobs} at a time", flush=True)
         for done, future in enumerate(as_completed(futures), 1):
@@ -121,7 +130,7 @@ def _train_in_processes(missing: dict[Path, TrainConfig], *, jobs: int, progress
             if progress:
                 print(f"[{done}/{len(futures)}] {futures[future]}: trained in {summary.seconds:.1f} s", flush=True)
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # a run that was cut off leaves no directory behind
+        pool.shutdown(wait=True, cancel_futures=True)  # a run that was cut off keeps its checkpoint, to resume
         raise
     pool.shutdown()
 

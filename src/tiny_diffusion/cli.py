@@ -10,9 +10,11 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from .checkpoints import DEFAULT_EVERY, DEFAULT_KEEP
 from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot, resolve_sampler
 from .config import DEVICES, TrainConfig, add_config_flags, load_config_file
 from .errors import UsageError
+from .interrupts import Interrupted
 
 __all__ = ["main", "build_parser"]
 
@@ -41,8 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file whose keys match the flags; "
                        "flags given on the command line win")
     train.add_argument("--out", metavar="DIR", help="run directory (default: runs/EXPERIMENT_NAME)")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory (once the new "
+                       "run is complete), or discard an unfinished run there")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--resume", metavar="RUN_DIR", help="carry on the interrupted run of RUN_DIR from its newest "
+                       "checkpoint, with the settings it was started with (no other setting flags needed)")
+    train.add_argument("--checkpoint-every", type=int, default=DEFAULT_EVERY, metavar="STEPS",
+                       help="save a checkpoint every this many optimiser steps (0 = only when interrupted); "
+                       "results do not depend on it (default: %(default)s)")
+    train.add_argument("--keep-checkpoints", type=int, default=DEFAULT_KEEP, metavar="K",
+                       help="keep the newest K checkpoints (default: %(default)s)")
     add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw samples from a trained run",
@@ -54,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="where to sample (default: %(default)s)")
     sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy)")
     sample.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    verify = commands.add_parser("verify", help="check every file of a run against its manifest",
+                                 description="Check the size and sha256 of every file of RUN_DIR against its "
+                                 "manifest.json, and of an unfinished run's config and checkpoints; a missing, "
+                                 "truncated or changed file is reported in one line (exit code 2).")
+    verify.add_argument("run_dir", metavar="RUN_DIR")
 
     evaluate = commands.add_parser("evaluate", help="metrics of samples against a dataset, as JSON",
                                    description="Compare samples (a .npy file or a run's samples.npy) with fresh "
@@ -125,11 +141,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_from(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the config file, then the flags given on the command line."""
+def _given(args: argparse.Namespace) -> dict:
+    """The settings the config file and the command line give (the flags win)."""
     values = load_config_file(args.config) if args.config else {}
     values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
-    return TrainConfig.from_dict(values).validate()
+    return values
+
+
+def _config_from(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the config file, then the flags given on the command line."""
+    return TrainConfig.from_dict(_given(args)).validate()
+
+
+def _resumed_config(args: argparse.Namespace) -> TrainConfig:
+    """The saved settings of the run to resume; a setting given on the command line must agree with them (but
+    --device, which only says where to carry on)."""
+    from .pipeline import with_absolute_dataset
+    from .staging import resumable_config
+
+    if args.out or args.overwrite:
+        raise UsageError(f"--resume carries on the run in {args.resume}: drop --out and --overwrite")
+    saved = resumable_config(Path(args.resume))
+    given = _given(args)
+    wanted = with_absolute_dataset(TrainConfig.from_dict({**saved.to_dict(), **given}).validate())
+    differing = saved.differences(wanted, ignore=("device",))
+    if differing:
+        raise UsageError(f"--resume carries on {args.resume} with the settings it was started with; these "
+                         f"differ: {'; '.join(differing)}")
+    return wanted
 
 
 def _ablate(args: argparse.Namespace) -> int:
@@ -171,9 +210,16 @@ def _judge(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .pipeline import train_run
 
-    config = _config_from(args)
-    out = Path(args.out) if args.out else Path("runs") / config.experiment_name
-    summary = train_run(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    from .checkpoints import CheckpointPolicy
+
+    policy = CheckpointPolicy(args.checkpoint_every, args.keep_checkpoints).validate()
+    if args.resume:
+        config, out = _resumed_config(args), Path(args.resume)
+    else:
+        config = _config_from(args)
+        out = Path(args.out) if args.out else Path("runs") / config.experiment_name
+    summary = train_run(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet,
+                        checkpoints=policy)
     print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in "
           f"{summary.sample_seconds:.1f} s; wrote {summary.run_dir}/")
     return 0
@@ -258,9 +304,15 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "datasets": _datasets, "plot": plot,
-            "animate": animate, "ablate": _ablate, "reproduce": _reproduce,
-            "judge": _judge}
+def _verify(args: argparse.Namespace) -> int:
+    from .staging import verify_report
+
+    print(verify_report(Path(args.run_dir)))
+    return 0
+
+
+COMMANDS = {"train": _train, "verify": _verify, "sample": _sample, "evaluate": _evaluate, "datasets": _datasets,
+            "plot": plot, "animate": animate, "ablate": _ablate, "reproduce": _reproduce, "judge": _judge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"{PROG}: {_one_line(str(e))}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; earlier results are untouched", file=sys.stderr)
         return 130

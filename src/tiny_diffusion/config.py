@@ -157,6 +157,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def differences(self, other: "TrainConfig", *, ignore: Sequence[str] = ()) -> list[str]:
+        """The settings (but those in ``ignore``) in which ``other`` differs, as "name: mine -> other's"."""
+        return [f"{f.name}: {getattr(self, f.name)!r} -> {getattr(other, f.name)!r}" for f in fields(self)
+                if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Build from a mapping of field names (dashes allowed) to values; unknown keys and bad types are refused.

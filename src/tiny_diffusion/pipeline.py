@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,10 +21,15 @@ from .errors import UsageError
 from .metrics import point_metrics
 from .models import build_model, parameter_count
 from .objectives import noise_predictor
-from .runs import LoadedRun, save_history, save_json, save_npy, save_weights, staged_run_dir
+from .checkpoints import CheckpointPolicy, Checkpointer, resume_state
+from .interrupts import Interrupted, Signals, caught_signals
+from .locking import run_lock
+from .runs import RUN_FILES, LoadedRun, save_history, save_npy, save_weights
 from .samplers import Trajectory, sample, sampler_timesteps
 from .schedule import NoiseSchedule
-from .training import resolve_device, train
+from .staging import (CHECKPOINTS, begin, check_fresh, checkpoints_dir, finish, partial_dir, resumable_config,
+                      unfinished_meta)
+from .training import Diverged, TrainResult, TrainState, resolve_device, train
 
 __all__ = ["TrainSummary", "TrainingData", "training_data", "train_run", "sample_run", "evaluate_points",
            "evaluate_images", "evaluate_run_samples", "dataset_for", "with_absolute_dataset", "REFERENCE_SEEDS",
@@ -119,9 +126,39 @@ def training_data(config: TrainConfig) -> TrainingData:
 SNAPSHOT_IMAGES = 64  # images per training snapshot (an 8 x 8 grid); points snapshots hold eval_batch_size points
 
 
-def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True) -> TrainSummary:
-    """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``)."""
+def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
+              progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy()) -> TrainSummary:
+    """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``).
+
+    Training goes on in the unfinished run beside ``out`` and checkpoints there (see ``staging``); SIGINT and SIGTERM
+    save a checkpoint and stop with ``Interrupted``. ``resume`` carries on the unfinished run of ``out`` from its
+    newest intact checkpoint, with the settings it was started with: ``config`` must have them (the device aside).
+    """
+    out = Path(out)
     config = with_absolute_dataset(config.validate())
+    checkpoints.validate()
+    with run_lock(out), caught_signals() as signals:
+        if resume:
+            _check_resumable(out, config)
+        else:
+            check_fresh(out, overwrite=overwrite)
+        try:
+            return _train_into(out, config, resume=resume, progress=progress, policy=checkpoints, signals=signals)
+        except Interrupted as e:
+            if not partial_dir(out).exists():
+                raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
+            raise Interrupted(f"{e}; resume with: tiny-diffusion train --resume {out}", e.signum) from None
+
+
+def _check_resumable(out: Path, config: TrainConfig) -> None:
+    differing = resumable_config(out).differences(config, ignore=("device",))
+    if differing:
+        raise UsageError(f"the unfinished run of {out} was started with other settings ({', '.join(differing)}); "
+                         "resume it with its own settings, or pass --overwrite to start again")
+
+
+def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool, policy: CheckpointPolicy,
+                signals: Signals) -> TrainSummary:
     device = resolve_device(config.device)
     train_set = training_data(config)
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
@@ -132,39 +169,92 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
               f"{tuple(train_set.shape)}", flush=True)
     schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
                              beta_end=config.beta_end, device=device)
-    generator = torch.Generator(device).manual_seed(config.seed)
     channel_axes = [0, *range(2, data.ndim)]  # every axis but the channel's
     data_min, data_max = data.amin(dim=channel_axes), data.amax(dim=channel_axes)  # (C,)
     shift, scale = (torch.tensor(v, dtype=torch.float32, device=device) for v in (train_set.shift, train_set.scale))
-    snapshot_size = SNAPSHOT_IMAGES if config.is_images else config.eval_batch_size
+    stage = _stage(out, _run_meta(config, train_set, data_min, data_max), resume=resume)
+    state = TrainState.start(model, config, generator=torch.Generator(device).manual_seed(config.seed),
+                             num_samples=len(data))
     frames: list[np.ndarray] = []
     frame_epochs: list[int] = []
+    saved = _restore(out, state, frames, frame_epochs) if resume else 0
 
     def loaded(model: torch.nn.Module) -> LoadedRun:
         return LoadedRun(config, model, schedule, train_set.shape, data_min, data_max, shift, scale)
 
     def snapshot(current: torch.nn.Module, epoch: int) -> None:
-        frames.append(_draw(loaded(current), snapshot_size, sampler=config.sampler, steps=config.sample_steps,
-                            eta=config.eta, seed=config.seed + 1).samples.cpu().numpy())
+        frames.append(_draw(loaded(current), SNAPSHOT_IMAGES if config.is_images else config.eval_batch_size,
+                            sampler=config.sampler, steps=config.sample_steps, eta=config.eta,
+                            seed=config.seed + 1).samples.cpu().numpy())
         frame_epochs.append(epoch)
 
-    with staged_run_dir(out, overwrite=overwrite) as stage:
-        meta = {"config": config.to_dict(), "tiny_diffusion": __version__,
-                "data": {"shape": list(train_set.shape), "min": data_min.tolist(), "max": data_max.tolist(),
-                         "shift": train_set.shift.tolist(), "scale": train_set.scale.tolist()}}
-        save_json(stage / "config.json", meta)
-        result = train(model, schedule, data, config, generator=generator, snapshot=snapshot, progress=progress)
-        start = time.perf_counter()
-        samples = _draw(loaded(result.model), config.eval_batch_size, sampler=config.sampler,
-                        steps=config.sample_steps, eta=config.eta, seed=config.seed + 2).samples.cpu().numpy()
-        sample_seconds = time.perf_counter() - start
-        save_weights(stage / "model.safetensors", result.model)
-        save_npy(stage / "loss.npy", result.losses)
-        save_npy(stage / "frames.npy", np.stack(frames))
-        save_npy(stage / "samples.npy", samples)
-        save_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
-        _write_run_figures(stage, config, train_set, samples, np.stack(frames), frame_epochs, result.losses)
-    return TrainSummary(Path(out), result.seconds, result.snapshot_seconds, sample_seconds, samples)
+    def extra() -> dict[str, Any]:  # what a checkpoint holds besides the training state
+        return {"frames": torch.from_numpy(np.stack(frames)) if frames else None, "frame_epochs": frame_epochs}
+
+    checkpointer = Checkpointer(stage / CHECKPOINTS, policy, signals=signals, extra=extra, saved_step=saved)
+    try:
+        with signals.deferred():
+            result = train(state, schedule, data, config, snapshot=snapshot, checkpoint=checkpointer,
+                           progress=progress)
+            checkpointer.save(state)  # the end of training: an interruption from here on only redoes the sampling
+    except Diverged as e:
+        kept = (f"the last good checkpoint, of step {checkpointer.saved_step}, is kept in {stage}"
+                if checkpointer.saved_step else "no checkpoint was written")
+        raise UsageError(f"{e} (and --overwrite to start again; {kept})") from None
+    start = time.perf_counter()
+    samples = _draw(loaded(result.model), config.eval_batch_size, sampler=config.sampler, steps=config.sample_steps,
+                    eta=config.eta, seed=config.seed + 2).samples.cpu().numpy()
+    sample_seconds = time.perf_counter() - start
+    _write_run(stage, config, train_set, result, samples, frames, frame_epochs)
+    finish(stage, out, list(RUN_FILES))
+    return TrainSummary(out, result.seconds, result.snapshot_seconds, sample_seconds, samples)
+
+
+def _run_meta(config: TrainConfig, train_set: TrainingData, data_min: torch.Tensor, data_max: torch.Tensor
+              ) -> dict[str, Any]:
+    """config.json: the settings, and the data's shape, range and hash (a resumed run checks it is the same)."""
+    digest = hashlib.sha256(np.ascontiguousarray(train_set.x).tobytes()).hexdigest()
+    return {"config": config.to_dict(), "tiny_diffusion": __version__,
+            "data": {"shape": list(train_set.shape), "min": data_min.tolist(), "max": data_max.tolist(),
+                     "shift": train_set.shift.tolist(), "scale": train_set.scale.tolist(), "sha256": digest}}
+
+
+def _stage(out: Path, meta: dict[str, Any], *, resume: bool) -> Path:
+    """The unfinished run to train in: a fresh one, or the one to resume (if its training data are the same)."""
+    if not resume:
+        return begin(out, meta)
+    if unfinished_meta(out)["data"].get("sha256") != meta["data"]["sha256"]:
+        raise UsageError(f"the training data of {out} differ from when it started ({meta['config']['dataset']} "
+                         "changed?), so it cannot carry on exactly; pass --overwrite to start again")
+    return partial_dir(out)
+
+
+def _write_run(stage: Path, config: TrainConfig, train_set: TrainingData, result: TrainResult, samples: np.ndarray,
+               frames: list[np.ndarray], frame_epochs: list[int]) -> None:
+    """The run's files (``runs.RUN_FILES``) but its config, which is there from the start."""
+    save_weights(stage / "model.safetensors", result.model)
+    save_npy(stage / "loss.npy", result.losses)
+    save_npy(stage / "frames.npy", np.stack(frames))
+    save_npy(stage / "samples.npy", samples)
+    save_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
+    _write_run_figures(stage, config, train_set, samples, np.stack(frames), frame_epochs, result.losses)
+
+
+def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epochs: list[int]) -> int:
+    """Load the newest intact checkpoint of ``out``'s unfinished run into ``state`` and the snapshot lists, saying on
+    stderr what is resumed; returns its step (0: none, so training starts from the beginning again)."""
+    def report(line: str) -> None:
+        print(f"tiny-diffusion: {line}", file=sys.stderr, flush=True)
+
+    step, run = resume_state(checkpoints_dir(out), state, report=report)
+    if not step:
+        report(f"resuming {out} from the start: it stopped before its first checkpoint")
+        return 0
+    frames.extend(run["frames"].numpy() if run["frames"] is not None else [])
+    frame_epochs.extend(run["frame_epochs"])
+    epoch = min(state.epoch + 1, state.total_steps // state.steps_per_epoch)
+    report(f"resuming {out} from its checkpoint of step {step} of {state.total_steps} (epoch {epoch})")
+    return step
 
 
 def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData, samples: np.ndarray,

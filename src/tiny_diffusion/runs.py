@@ -2,13 +2,19 @@
 
 Layout (other tools rely on these names):
 
-    config.json        {"config": TrainConfig, "data": {"dim", "min", "max"}, "tiny_diffusion": version}
+    config.json        {"config": TrainConfig, "data": {"shape", "min", "max", "shift", "scale", "sha256"},
+                        "tiny_diffusion": version}
     model.safetensors  weights only (of the EMA copy when EMA is on)
     loss.npy           (steps,) training loss per optimiser step
     history.csv        epoch, mean loss, seconds since start, whether a snapshot was taken
-    frames.npy         (K, N, D) samples drawn at the snapshot epochs
-    samples.npy        (N, D) final samples, N = eval batch size
+    frames.npy         (K, N, D) samples drawn at the snapshot epochs ((K, 64, C, H, W) for images)
+    samples.npy        (N, D) final samples, N = eval batch size ((N, C, H, W) for images)
     samples.png, loss.png, frames.png
+    manifest.json      the size and sha256 of every file above, sealed by a checksum of its own (``integrity``)
+
+Reading a run (``load_run``, ``read_config``) first checks every file against manifest.json, so a truncated file or a
+changed byte anywhere is reported in one line; runs from before manifests load as they are. While a run trains it
+lives in ``.NAME.partial`` beside its directory, with its checkpoints (see ``staging`` and ``checkpoints``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,13 +37,17 @@ from torch import nn
 
 from .config import TrainConfig
 from .errors import UsageError
+from .integrity import check_manifest
 from .models import build_model
 from .schedule import NoiseSchedule
 
-__all__ = ["atomic_path", "write_atomic", "save_json", "save_npy", "save_weights", "save_history", "staged_run_dir", "LoadedRun",
-           "load_run", "read_config", "load_points", "HistoryRow", "read_history", "training_snapshots"]
+__all__ = ["atomic_path", "write_atomic", "fsync_dir", "save_json", "save_npy", "save_weights", "save_history",
+           "LoadedRun", "load_run", "read_meta", "read_config", "verify_run", "load_points", "HistoryRow", "read_history",
+           "training_snapshots", "RUN_FILES"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
+RUN_FILES = (CONFIG, WEIGHTS, "loss.npy", "history.csv", "frames.npy", "samples.npy", "samples.png", "frames.png",
+             "loss.png")  # what a complete run holds, besides its manifest
 
 
 def _umask() -> int:
@@ -58,8 +67,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the system allows opening a folder: not on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
@@ -94,35 +118,6 @@ def save_history(path: Path, losses: np.ndarray, epoch_seconds: list[float], fra
     for epoch, (chunk, seconds) in enumerate(zip(per_epoch, epoch_seconds)):
         lines.append(f"{epoch + 1},{chunk.mean():.6g},{seconds:.3f},{int(epoch in snapshots)}")
     write_atomic(path, ("\n".join(lines) + "\n").encode())
-
-
-@contextmanager
-def staged_run_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh staging folder beside ``out``; on success it becomes ``out``, on failure it is removed.
-
-    An existing ``out`` is refused unless ``overwrite``; even then it is replaced only once the new run is complete,
-    so an interrupted run never loses the earlier results.
-    """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise UsageError(f"run directory {out} already exists; pass --overwrite to replace it or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    os.chmod(stage, 0o777 & ~_umask())
-    try:
-        yield stage
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / out.name)
-            os.replace(stage, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(stage, out)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage)
 
 
 @dataclass
@@ -172,18 +167,32 @@ def _config_of(meta: dict[str, Any], run_dir: Path) -> TrainConfig:
         raise UsageError(f"{run_dir / CONFIG} is corrupt: {e!r}") from None
 
 
+def verify_run(run_dir: str | Path) -> list[str] | None:
+    """Check every file of a run (or of an unfinished run's folder) against its manifest.json: one clear line at the
+    first that is missing, truncated or changed. Returns the names checked, None for a run without a manifest."""
+    return check_manifest(Path(run_dir))
+
+
+def read_meta(run_dir: str | Path) -> dict[str, Any]:
+    """A run's config.json as a mapping, once the run's files match its manifest."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory {run_dir} does not exist")
+    if not (run_dir / CONFIG).exists():
+        raise UsageError(f"{run_dir} is not a run directory (no {CONFIG})")
+    verify_run(run_dir)
+    return _read_json(run_dir / CONFIG)
+
+
 def read_config(run_dir: str | Path) -> TrainConfig:
     """The settings a run directory was made with, validated; one clear error when missing or corrupt."""
-    run_dir = Path(run_dir)
-    return _config_of(_read_json(run_dir / CONFIG), run_dir)
+    return _config_of(read_meta(run_dir), Path(run_dir))
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     """Rebuild config, model (weights loaded), schedule and data range from a run directory."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"run directory {run_dir} does not exist")
-    meta = _read_json(run_dir / CONFIG)
+    meta = read_meta(run_dir)
     config = _config_of(meta, run_dir)
     try:
         data_min, data_max, shift, scale = (torch.tensor(meta["data"][key], dtype=torch.float32)

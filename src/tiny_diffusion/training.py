@@ -1,4 +1,6 @@
-"""The training loop, on one screen: batches from an in-memory tensor, MSE on the chosen target, snapshots by callback."""
+"""The training loop, on one screen: batches from an in-memory tensor, MSE on the chosen target, snapshots and
+checkpoints by callback. ``TrainState`` holds everything the loop changes, so a run can stop after any step and
+carry on from a checkpoint with the same bits."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,9 +21,10 @@ from .errors import UsageError
 from .objectives import loss_weights, training_target
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainResult", "train", "resolve_device"]
+__all__ = ["TrainResult", "TrainState", "Diverged", "train", "resolve_device"]
 
 Snapshot = Callable[[nn.Module, int], None]
+Checkpoint = Callable[["TrainState"], None]
 
 
 @dataclass
@@ -32,7 +35,7 @@ class TrainResult:
     losses: np.ndarray  # (steps,) training loss per optimiser step
     seconds: float  # wall time of the loop, snapshots included
     snapshot_seconds: float  # of which spent drawing snapshots
-    epoch_seconds: list[float] = field(default_factory=list)  # time since start at the end of each epoch
+    epoch_seconds: list[float] = field(default_factory=list)  # training time at the end of each epoch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,69 +69,166 @@ def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+@dataclass
+class TrainState:
+    """Everything the loop changes. Saved in a checkpoint and restored, it lets a stopped run carry on with the same
+    bits: the same permutation, noise and timesteps (one generator draws them all) and the same optimiser moments."""
+
+    model: nn.Module
+    ema: nn.Module | None  # moving average of the weights (None when config.ema_decay is 0)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    generator: torch.Generator  # draws every permutation, noise and timestep of training
+    steps_per_epoch: int
+    losses: torch.Tensor  # (total_steps,) loss of each optimiser step, filled up to ``step``
+    grad_norms: torch.Tensor  # (total_steps,) gradient norm of each step before clipping (for the guard)
+    step: int = 0  # optimiser steps done
+    epoch: int = 0  # the epoch under way
+    index: int = 0  # batches of it done
+    order: torch.Tensor | None = None  # (N,) the epoch's permutation of the training set, once drawn
+    epoch_seconds: list[float] = field(default_factory=list)  # training time at the end of each epoch
+    snapshot_seconds: float = 0.0  # of which spent drawing snapshots
+    seconds: float = 0.0  # training time so far, earlier sessions of a resumed run included
+    checked: int = 0  # steps whose loss and gradient norm are known to be finite
+
+    @classmethod
+    def start(cls, model: nn.Module, config: TrainConfig, *, generator: torch.Generator,
+              num_samples: int) -> "TrainState":
+        """A fresh state: AdamW with warm-up and decay, an EMA copy if configured, nothing trained yet."""
+        steps_per_epoch = num_samples // config.train_batch_size  # the last incomplete batch is dropped
+        total_steps = steps_per_epoch * config.num_epochs
+        # the fused kernel saves about a third of a small model's step time on CPU
+        fused = next(model.parameters()).device.type in ("cpu", "cuda")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=fused)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
+        ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
+        return cls(model, ema, optimizer, scheduler, generator, steps_per_epoch, torch.empty(total_steps),
+                   torch.empty(total_steps))
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.losses)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state as nested dicts of numbers, strings and tensors (``checkpoints`` writes it)."""
+        return {"model": self.model.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "generator": self.generator.get_state(), "device": self.generator.device.type,
+                "step": self.step, "epoch": self.epoch, "index": self.index, "order": self.order,
+                "losses": self.losses[: self.step], "epoch_seconds": self.epoch_seconds,
+                "snapshot_seconds": self.snapshot_seconds, "seconds": self.seconds}
+
+    def load_state_dict(self, values: dict[str, Any]) -> None:
+        """Take up the state ``state_dict`` gave (of a run with the same settings)."""
+        if values["device"] != self.generator.device.type:
+            raise UsageError(f"the checkpoint was written on {values['device']}, this run is on "
+                             f"{self.generator.device.type}; resume with --device {values['device']}")
+        if (values["ema"] is None) != (self.ema is None) or values["step"] > self.total_steps:
+            raise UsageError("the checkpoint does not match the run's settings")
+        self.model.load_state_dict(values["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(values["ema"])
+        self.optimizer.load_state_dict(values["optimizer"])
+        self.scheduler.load_state_dict(values["scheduler"])
+        self.generator.set_state(values["generator"])
+        self.step, self.epoch, self.index = values["step"], values["epoch"], values["index"]
+        order = values["order"]
+        self.order = None if order is None else order.to(self.generator.device)
+        self.losses[: self.step] = values["losses"]
+        self.epoch_seconds = list(values["epoch_seconds"])
+        self.snapshot_seconds, self.seconds = values["snapshot_seconds"], values["seconds"]
+        self.checked = self.step  # a checkpoint is only ever written of finite steps
+
+    def check_finite(self) -> None:
+        """Raise Diverged at the first step since the last check whose loss or gradient norm is not finite."""
+        losses, norms = self.losses[self.checked : self.step], self.grad_norms[self.checked : self.step]
+        bad = (~(losses.isfinite() & norms.isfinite())).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            step = self.checked + i  # 0-based
+            raise Diverged(f"training diverged at step {step + 1} of {self.total_steps} (epoch "
+                           f"{step // self.steps_per_epoch + 1}): loss {losses[i].item():.4g}, gradient norm "
+                           f"{norms[i].item():.4g}; try a lower --learning-rate than {self.scheduler.base_lrs[0]:g}")
+        self.checked = self.step
+
+
+class Diverged(UsageError):
+    """The loss or the gradient norm of a step is not finite: the weights are lost to NaN or infinity."""
+
+
+def _step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainConfig) -> None:
+    """One optimiser step on the batch ``x0`` (B, ...), its loss and gradient norm recorded in ``state``."""
+    model, generator, device = state.model, state.generator, x0.device
+    noise = torch.randn(x0.shape, generator=generator, device=device)
+    t = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator, device=device)
+    x_t = schedule.add_noise(x0, noise, t)
+    error = F.mse_loss(model(x_t, t), training_target(config.target, schedule, x0, noise, x_t, t),
+                       reduction="none").flatten(1).mean(dim=1)  # (B,)
+    if config.min_snr_gamma > 0:
+        error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
+    loss = error.mean()
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # with no clipping the norm is still measured (an infinite limit scales the gradients by exactly 1)
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
+    state.optimizer.step()
+    state.scheduler.step()
+    if state.ema is not None:
+        # warm-up: early on the average forgets fast, so the initial weights do not linger in it
+        decay = min(config.ema_decay, (1 + state.step) / (10 + state.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(state.ema.parameters()), list(model.parameters()), 1 - decay)
+            for kept, live in zip(state.ema.buffers(), model.buffers()):  # BatchNorm statistics: the latest
+                kept.copy_(live)
+    state.losses[state.step] = loss.detach()
+    state.grad_norms[state.step] = grad_norm.detach()
+    state.step += 1
+
+
 def train(
-    model: nn.Module,
+    state: TrainState,
     schedule: NoiseSchedule,
     data: torch.Tensor,
     config: TrainConfig,
     *,
-    generator: torch.Generator,
     snapshot: Snapshot | None = None,
+    checkpoint: Checkpoint | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` (N, ...) for config.num_epochs; call ``snapshot(model, epoch)`` as configured."""
-    batch, n = config.train_batch_size, data.shape[0]
-    steps_per_epoch = n // batch  # the last incomplete batch is dropped, as in the original
-    total_steps = steps_per_epoch * config.num_epochs
-    # the fused kernel saves about a third of a small model's step time on CPU
-    fused = data.device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
-    ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
-    losses = torch.empty(total_steps)
-    device = data.device
-    start, epoch_seconds, step, snapshot_seconds = time.perf_counter(), [], 0, 0.0
-    bar = tqdm(range(config.num_epochs), desc="train", unit="epoch", disable=not progress, dynamic_ncols=True)
+    """Train ``state.model`` on ``data`` (N, ...) from where ``state`` stands to the end of config.num_epochs.
+
+    ``snapshot(model, epoch)`` is called as configured; ``checkpoint(state)`` after every optimiser step and every
+    epoch, where training could stop and carry on later (it decides whether to save, and may stop training).
+    """
+    batch, n, model = config.train_batch_size, data.shape[0], state.model
+    start = time.perf_counter() - state.seconds  # a resumed run's clock carries on
+    bar = tqdm(range(state.epoch, config.num_epochs), initial=state.epoch, total=config.num_epochs, desc="train",
+               unit="epoch", disable=not progress, dynamic_ncols=True)
     for epoch in bar:
         model.train()
-        order = torch.randperm(n, generator=generator, device=device)
-        for i in range(steps_per_epoch):
-            x0 = data[order[i * batch : (i + 1) * batch]]  # (B, ...)
-            noise = torch.randn(x0.shape, generator=generator, device=device)
-            t = torch.randint(0, len(schedule), (batch,), generator=generator, device=device)
-            x_t = schedule.add_noise(x0, noise, t)
-            error = F.mse_loss(model(x_t, t), training_target(config.target, schedule, x0, noise, x_t, t),
-                               reduction="none").flatten(1).mean(dim=1)  # (B,)
-            if config.min_snr_gamma > 0:
-                error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
-            loss = error.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                # warm-up: early on the average forgets fast, so the initial weights do not linger in it
-                decay = min(config.ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
-                    for kept, live in zip(ema.buffers(), model.buffers()):  # BatchNorm statistics: the latest
-                        kept.copy_(live)
-            losses[step] = loss.detach()
-            step += 1
-        epoch_seconds.append(time.perf_counter() - start)
-        recent = losses[max(0, step - steps_per_epoch) : step].mean().item()
-        if not math.isfinite(recent):
-            raise UsageError(f"training diverged at epoch {epoch} (loss {recent}); try a lower --learning-rate")
-        bar.set_postfix(loss=f"{recent:.4f}", samples_per_s=f"{step * batch / epoch_seconds[-1]:.0f}")
+        if state.order is None:
+            state.order = torch.randperm(n, generator=state.generator, device=data.device)  # (N,)
+        while state.index < state.steps_per_epoch:
+            _step(state, schedule, data[state.order[state.index * batch : (state.index + 1) * batch]], config)
+            state.index += 1
+            state.seconds = time.perf_counter() - start
+            if checkpoint is not None:
+                checkpoint(state)
+        state.epoch_seconds.append(time.perf_counter() - start)
+        state.check_finite()
+        recent = state.losses[max(0, state.step - state.steps_per_epoch) : state.step].mean().item()
+        bar.set_postfix(loss=f"{recent:.4f}", samples_per_s=f"{state.step * batch / state.epoch_seconds[-1]:.0f}")
         if snapshot is not None and (epoch % config.save_images_step == 0 or epoch == config.num_epochs - 1):
             snapshot_start = time.perf_counter()
-            sampling_model = ema if ema is not None else model
+            sampling_model = state.ema if state.ema is not None else model
             sampling_model.eval()
             snapshot(sampling_model, epoch)
-            snapshot_seconds += time.perf_counter() - snapshot_start
+            state.snapshot_seconds += time.perf_counter() - snapshot_start
+        state.epoch, state.index, state.order = epoch + 1, 0, None
+        state.seconds = time.perf_counter() - start
+        if checkpoint is not None:
+            checkpoint(state)
     bar.close()
-    final = ema if ema is not None else model
+    final = state.ema if state.ema is not None else model
     final.eval()
-    return TrainResult(final, losses.numpy(), time.perf_counter() - start, snapshot_seconds, epoch_seconds)
+    return TrainResult(final, state.losses.numpy(), state.seconds, state.snapshot_seconds, state.epoch_seconds)
