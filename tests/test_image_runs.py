@@ -94,7 +94,7 @@ def test_an_image_study_writes_an_image_grid_and_the_judges_columns(tmp_path):
 def test_predicted_x0_recovers_the_data_under_a_model_that_knows_the_noise():
     import torch
 
-    from tiny_diffusion.pipeline import ReverseStates, predicted_x0
+    from tiny_diffusion.processes import ReverseStates, predicted_x0
     from tiny_diffusion.runs import LoadedRun
     from tiny_diffusion.schedule import NoiseSchedule
 

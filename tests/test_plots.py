@@ -12,7 +12,8 @@ from PIL import Image
 from tiny_diffusion import cli_pictures, viz
 from tiny_diffusion.cli import main
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.pipeline import evenly_spaced, forward_labels, forward_states, reverse_states, sample_run
+from tiny_diffusion.pipeline import sample_run
+from tiny_diffusion.processes import evenly_spaced, forward_labels, forward_states, reverse_states
 from tiny_diffusion.runs import load_run, training_snapshots
 from tiny_diffusion.schedule import BETA_SCHEDULES, NoiseSchedule, make_betas
 

@@ -114,7 +114,8 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 def _plot_forward(args: argparse.Namespace) -> int:
     from . import viz
-    from .pipeline import evenly_spaced, forward_data, forward_labels, forward_states
+    from .pipeline import forward_data
+    from .processes import evenly_spaced, forward_labels, forward_states
     from .schedule import NoiseSchedule
 
     _check_counts(args)
@@ -136,7 +137,7 @@ def _plot_forward(args: argparse.Namespace) -> int:
 
 def _plot_reverse(args: argparse.Namespace) -> int:
     from . import viz
-    from .pipeline import data_box, predicted_x0, reverse_states
+    from .processes import data_box, predicted_x0, reverse_states
     from .runs import load_run
 
     _check_counts(args)
@@ -175,7 +176,7 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 def animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
     from . import viz
-    from .pipeline import data_box, reverse_states
+    from .processes import data_box, reverse_states
     from .samplers import sampler_timesteps
     from .runs import load_run, training_snapshots
 

@@ -1,31 +1,31 @@
-"""The main jobs, end to end: train a run into a directory, sample from one, evaluate samples against a dataset."""
+"""The main jobs, end to end: train a run into a directory (fresh or resumed), sample from one, evaluate samples
+against a dataset. The pictures of the processes are in ``processes``."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import __version__, viz
+from .checkpoints import CheckpointPolicy, Checkpointer, resume_state
 from .config import TrainConfig
 from .data import DATASETS, PointDataset, get_dataset
 from .data.images import ImageDataset, get_image_dataset
 from .errors import UsageError
+from .interrupts import Interrupted, Signals, caught_signals
+from .locking import run_lock
 from .metrics import point_metrics
 from .models import build_model, parameter_count
 from .objectives import noise_predictor
-from .checkpoints import CheckpointPolicy, Checkpointer, resume_state
-from .interrupts import Interrupted, Signals, caught_signals
-from .locking import run_lock
 from .runs import RUN_FILES, LoadedRun, save_history, save_npy, save_weights
-from .samplers import Trajectory, sample, sampler_timesteps
+from .samplers import Trajectory, sample
 from .schedule import NoiseSchedule
 from .staging import (CHECKPOINTS, begin, check_fresh, checkpoints_dir, finish, partial_dir, resumable_config,
                       unfinished_meta)
@@ -33,8 +33,7 @@ from .training import Diverged, TrainResult, TrainState, resolve_device, train
 
 __all__ = ["TrainSummary", "TrainingData", "training_data", "train_run", "sample_run", "evaluate_points",
            "evaluate_images", "evaluate_run_samples", "dataset_for", "with_absolute_dataset", "REFERENCE_SEEDS",
-           "evenly_spaced", "forward_data", "forward_states", "forward_labels", "ReverseStates", "reverse_states",
-           "predicted_x0", "data_box"]
+           "forward_data"]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
@@ -308,18 +307,6 @@ def evaluate_run_samples(samples: np.ndarray, config: TrainConfig, *, progress: 
     return evaluate_points(samples, *dataset_for(config))
 
 
-# --- pictures of the processes -------------------------------------------------------------------------------------
-# A "step" s counts noising steps applied to the data: s = 0 is x_0, s = T is x_T. Step s > 0 therefore uses the
-# schedule's zero-based index s - 1 (alphas_cumprod[s - 1]); the reverse process walks the same steps back.
-
-
-def evenly_spaced(total: int, count: int) -> list[int]:
-    """``count`` distinct integers from 0 to ``total`` inclusive, evenly spaced (rounded): which steps to show."""
-    if not 2 <= count <= total + 1:
-        raise UsageError(f"can show between 2 and {total + 1} states of {total} steps, asked for {count}")
-    return [round(i * total / (count - 1)) for i in range(count)]
-
-
 def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset | ImageDataset, np.ndarray]:
     """The dataset a config names and ``num`` (N, D) points of it as training would see them (standardized if set);
     for images, ``num`` training images spread evenly over the split (so over the classes too)."""
@@ -331,87 +318,3 @@ def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset | ImageDat
     points = dataset.sample(num, config.data_seed, **options)
     shift, scale = _standardization(points, config.standardize)
     return dataset, (points - shift) / scale
-
-
-def forward_states(points: np.ndarray, schedule: NoiseSchedule, steps: Sequence[int], *, seed: int = 0
-                   ) -> np.ndarray:
-    """x_s ~ q(x_s | x_0) of (N, D) points after each of ``steps`` noising steps (0: the points), as (K, N, D).
-
-    One noise draw (seeded) serves every step, x_s = sqrt(alpha-bar) x_0 + sqrt(1 - alpha-bar) noise, so each point
-    slides along a straight line from its data position towards its own noise sample and the panels evolve smoothly.
-    """
-    x0 = torch.as_tensor(np.asarray(points), dtype=torch.float32, device=schedule.device)  # (N, D)
-    generator = torch.Generator(schedule.device).manual_seed(seed)
-    noise = torch.randn(x0.shape, generator=generator, device=schedule.device)
-    states = []
-    for step in steps:
-        if not 0 <= step <= len(schedule):
-            raise UsageError(f"a forward step must be between 0 and {len(schedule)}, got {step}")
-        t = torch.full((len(x0),), step - 1, device=schedule.device, dtype=torch.long)
-        states.append(x0 if step == 0 else schedule.add_noise(x0, noise, t))
-    return torch.stack(states).cpu().numpy()
-
-
-def forward_labels(steps: Sequence[int]) -> list[str]:
-    """Panel titles of forward states: "t = 0 (data)", "t = 100", ..."""
-    return [f"t = {s} (data)" if s == 0 else f"t = {s}" for s in steps]
-
-
-@dataclass
-class ReverseStates:
-    """Evenly spaced states of one reverse-process run, in the data's units."""
-
-    states: np.ndarray  # (K, N, D): the initial noise first, the samples last
-    timesteps: list[int]  # the step t of each state: T for the noise, 0 for the samples
-    num_timesteps: int  # T
-
-    def labels(self) -> list[str]:
-        """Panel titles: "t = 500 (noise)", ..., "t = 0 (samples)"."""
-        T = self.num_timesteps
-        return [f"t = {t} (noise)" if t == T else f"t = {t} (samples)" if t == 0 else f"t = {t}"
-                for t in self.timesteps]
-
-    def captions(self) -> list[str]:
-        """Animation captions: "step 500 / 500", ..., "step 0 / 500"."""
-        return [f"step {t} / {self.num_timesteps}" for t in self.timesteps]
-
-
-def reverse_states(loaded: LoadedRun, num: int, count: int, *, sampler: str = "ddpm", steps: int | None = None,
-                   eta: float = 0.0, seed: int = 0) -> ReverseStates:
-    """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first)."""
-    walked = sampler_timesteps(len(loaded.schedule), sampler, steps)
-    total = len(walked)
-    chosen = evenly_spaced(total, count)  # sampler steps done at each kept state
-    every = math.gcd(*chosen)  # record this often and every chosen state is among the recorded ones
-    trajectory = sample_run(loaded, num, sampler=sampler, steps=steps, eta=eta, seed=seed, record_every=every)
-    done = [total - left for left in trajectory.steps_left]
-    states = trajectory.states[[done.index(c) for c in chosen]].cpu().numpy()
-    # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
-    timesteps = [walked[d] + 1 if d < total else 0 for d in chosen]
-    return ReverseStates(states, timesteps, len(loaded.schedule))
-
-
-def predicted_x0(loaded: LoadedRun, result: ReverseStates) -> np.ndarray:
-    """The model's estimate of x_0 from each state of a reverse process (the samples themselves at t = 0), clipped
-    as the sampler clips it, in the data's units: what the network "sees" through the noise at each step."""
-    config, schedule = loaded.config, loaded.schedule
-    eps_fn = noise_predictor(loaded.model, schedule, config.target)
-    estimates = []
-    with torch.no_grad():
-        for state, t in zip(result.states, result.timesteps):
-            x = torch.as_tensor(state, device=schedule.device)
-            if t == 0:
-                estimates.append(x)
-                continue
-            x_t = (x - loaded.per_channel(loaded.shift)) / loaded.per_channel(loaded.scale)  # model coordinates
-            index = torch.full((len(x_t),), t - 1, device=schedule.device, dtype=torch.long)
-            x0 = schedule.predict_x0(x_t, eps_fn(x_t, index), index)
-            if config.clip_sample:
-                x0 = x0.clamp(loaded.per_channel(loaded.data_min), loaded.per_channel(loaded.data_max))
-            estimates.append(loaded.to_data_units(x0))
-    return torch.stack(estimates).cpu().numpy()
-
-
-def data_box(loaded: LoadedRun) -> np.ndarray:
-    """(2, D): the per-coordinate minimum and maximum of the run's training data, in the data's units."""
-    return torch.stack([loaded.to_data_units(loaded.data_min), loaded.to_data_units(loaded.data_max)]).cpu().numpy()
