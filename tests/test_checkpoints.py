@@ -76,7 +76,7 @@ def _train(config, shape, folder, *, every=0, stop_at=None, resume=False):
     """Train (resuming from ``folder`` if asked); checkpoint every ``every`` steps; stop after step ``stop_at``."""
     state, data = _start(config, shape)
     step = resume_state(folder, state, report=lambda line: None)[0] if resume else 0
-    saver = Checkpointer(folder, CheckpointPolicy(every, keep=2), signals=None, extra=dict, saved_step=step)
+    saver = Checkpointer(folder, CheckpointPolicy(every, 0, keep=2), signals=None, extra=dict, saved_step=step)
 
     def checkpoint(state):
         saver(state)
@@ -178,7 +178,7 @@ def test_no_intact_checkpoint_means_starting_from_the_beginning(tmp_path):
 def test_a_signal_saves_the_step_and_stops_with_the_shells_exit_code(tmp_path):
     state, data = _start(TrainConfig(**POINTS), (2,))
     signals = Signals(received=signal.SIGTERM)
-    saver = Checkpointer(tmp_path, CheckpointPolicy(every=0), signals=signals, extra=lambda: {"frames": None})
+    saver = Checkpointer(tmp_path, CheckpointPolicy(0, 0), signals=signals, extra=lambda: {"frames": None})
     with pytest.raises(Interrupted) as caught:
         train(state, NoiseSchedule(20), data, TrainConfig(**POINTS), checkpoint=saver, progress=False)
     assert caught.value.exit_code == 143 and "step 1 of 9" in str(caught.value)
@@ -189,7 +189,7 @@ def test_a_signal_saves_the_step_and_stops_with_the_shells_exit_code(tmp_path):
 def test_a_state_that_is_not_finite_is_never_saved(tmp_path):
     config = TrainConfig(**{**POINTS, "learning_rate": 1e30, "warmup_steps": 0})
     state, data = _start(config, (2,))
-    saver = Checkpointer(tmp_path, CheckpointPolicy(every=1), signals=None, extra=dict)
+    saver = Checkpointer(tmp_path, CheckpointPolicy(steps=1, seconds=0), signals=None, extra=dict)
     with pytest.raises(Diverged, match=r"diverged at step \d+ of 9 \(epoch \d\): loss .*learning-rate"):
         train(state, NoiseSchedule(20), data, config, checkpoint=saver, progress=False)
     for step in checkpoint_steps(tmp_path):  # every checkpoint written holds finite weights only
@@ -208,7 +208,30 @@ def test_a_checkpoint_of_another_device_or_settings_is_refused_in_one_line(tmp_p
         ema_state.load_state_dict(saved)
 
 
-@pytest.mark.parametrize("every,keep,message", [(-1, 2, "checkpoint-every"), (10, 0, "keep-checkpoints")])
+@pytest.mark.parametrize("every,steps,seconds", [("200", 200, 0.0), ("30s", 0, 30.0), ("1.5S", 0, 1.5), ("0", 0, 0.0),
+                                                  ("0s", 0, 0.0)])
+def test_the_interval_is_steps_or_seconds(every, steps, seconds):
+    policy = CheckpointPolicy.parse(every, keep=3)
+    assert (policy.steps, policy.seconds, policy.keep) == (steps, seconds, 3)
+
+
+@pytest.mark.parametrize("policy,saved", [
+    (CheckpointPolicy(steps=5, seconds=0), [5, 10]),
+    (CheckpointPolicy(steps=0, seconds=2.0), [3, 6, 9]),  # a step takes 0.75 s: 2.25 s between checkpoints
+    (CheckpointPolicy(steps=0, seconds=0), []),
+])
+def test_checkpoints_come_when_due(policy, saved):
+    done, last = [], 0.0
+    for step in range(1, 11):
+        if policy.due(step, step * 0.75 - last):
+            done.append(step)
+            last = step * 0.75
+    assert done == saved
+
+
+@pytest.mark.parametrize("every,keep,message", [("-1", 2, "checkpoint-every"), ("-5s", 2, "checkpoint-every"),
+                                                ("infs", 2, "checkpoint-every"), ("nans", 2, "checkpoint-every"),
+                                                ("10m", 2, "steps .*or of seconds"), ("200", 0, "keep-checkpoints")])
 def test_policy_refuses_nonsense(every, keep, message):
     with pytest.raises(UsageError, match=message):
-        CheckpointPolicy(every, keep).validate()
+        CheckpointPolicy.parse(every, keep)

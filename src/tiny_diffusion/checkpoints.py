@@ -19,6 +19,7 @@ not strings (an optimizer's parameter numbers) are tagged, so they come back as 
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -41,9 +42,9 @@ __all__ = ["CheckpointPolicy", "DEFAULT_EVERY", "DEFAULT_KEEP", "Checkpointer", 
            "rng_states", "set_rng_states", "save_checkpoint", "read_checkpoint", "checkpoint_steps",
            "load_latest_checkpoint", "resume_state"]
 
-# Measured on a 2-core CPU (README, "Interrupting and resuming"): 200 steps are about 2 s of the dino and about a
-# minute of mnist5k, and a checkpoint costs well under 2% of either.
-DEFAULT_EVERY = 200
+# Every 30 s of training: a kill loses at most that much (about 4,000 dino steps, or 100 to 150 mnist5k steps on a
+# 2-core CPU), and a checkpoint (25 to 120 ms there) costs well under 1% (README, "Interrupting and resuming").
+DEFAULT_EVERY = "30s"
 DEFAULT_KEEP = 2
 TENSOR, TUPLE, ITEMS = "__tensor__", "__tuple__", "__items__"
 _NAME = re.compile(r"step-(\d+)\.json")
@@ -51,18 +52,40 @@ _NAME = re.compile(r"step-(\d+)\.json")
 
 @dataclass(frozen=True)
 class CheckpointPolicy:
-    """When to checkpoint. Neither number changes what training computes, so neither is a setting of the run."""
+    """When to checkpoint: every ``steps`` optimiser steps, or every ``seconds`` of training (0 and 0: only when
+    stopped by a signal, and at the end). None of it changes what training computes, so it is not a setting of the
+    run."""
 
-    every: int = DEFAULT_EVERY  # optimiser steps between checkpoints; 0 = only when stopped by a signal, and at the end
+    steps: int = 0
+    seconds: float = 30.0
     keep: int = DEFAULT_KEEP  # the newest this many stay on disk
 
+    @classmethod
+    def parse(cls, every: str, keep: int = DEFAULT_KEEP) -> "CheckpointPolicy":
+        """From --checkpoint-every STEPS (``200``) or SECONDS followed by s (``30s``), and --keep-checkpoints."""
+        text = every.strip().lower()
+        try:
+            value = float(text[:-1]) if text.endswith("s") else int(text)
+        except ValueError:
+            raise UsageError(f"--checkpoint-every takes a number of steps (200) or of seconds (30s), got {every!r}"
+                             ) from None
+        policy = cls(0, value, keep) if text.endswith("s") else cls(value, 0.0, keep)
+        return policy.validate()
+
     def validate(self) -> "CheckpointPolicy":
-        """Refuse a negative interval or keeping none; returns self."""
-        if self.every < 0:
-            raise UsageError(f"--checkpoint-every must be >= 0 (0 = only when interrupted), got {self.every}")
+        """Refuse a negative or non-finite interval, or keeping none; returns self."""
+        if self.steps < 0 or not 0 <= self.seconds < math.inf:
+            raise UsageError("--checkpoint-every must be >= 0 (0 = only when interrupted)")
         if self.keep < 1:
             raise UsageError(f"--keep-checkpoints must be at least 1, got {self.keep}")
         return self
+
+    def due(self, step: int, seconds_since: float) -> bool:
+        """Whether a checkpoint is due after ``step``, ``seconds_since`` seconds of training after the last one."""
+        return bool(self.steps and step % self.steps == 0) or bool(self.seconds and seconds_since >= self.seconds)
+
+    def __str__(self) -> str:
+        return f"every {self.steps} steps" if self.steps else f"every {self.seconds:g} s" if self.seconds else "none"
 
 
 def flatten(value: Any, tensors: dict[str, torch.Tensor], key: str = "") -> Any:
@@ -100,18 +123,24 @@ def unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def rng_states() -> dict[str, Any]:
-    """The process-wide generators: torch's default one, numpy's legacy one and python's ``random``."""
+    """The process-wide generators: torch's default one, numpy's legacy one and python's ``random`` (their long
+    state vectors as tensors, which keeps the JSON record short)."""
     name, keys, position, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), position, has_gauss, cached],
-            "python": random.getstate()}
+    version, words, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position,
+                      "has_gauss": has_gauss, "cached": cached},
+            "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss}}
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
     """Restore what ``rng_states`` returned."""
     torch.set_rng_state(states["torch"])
-    name, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
-    random.setstate(states["python"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["words"].tolist()), python_state["gauss"]))
 
 
 def _stem(step: int) -> str:
@@ -182,17 +211,17 @@ def resume_state(folder: Path, state: TrainState, *, report: Callable[[str], Non
 
 
 class Checkpointer:
-    """The training loop's ``checkpoint`` hook: saves every ``policy.every`` steps, and when a signal arrived (then
-    stops training with ``Interrupted``). ``extra()`` adds what the caller accumulates (snapshots) to each one."""
+    """The training loop's ``checkpoint`` hook: saves as ``policy`` says, and when a signal arrived (then stops
+    training with ``Interrupted``). ``extra()`` adds what the caller accumulates (snapshots) to each one."""
 
     def __init__(self, folder: Path, policy: CheckpointPolicy, *, signals: Signals | None,
-                 extra: Callable[[], dict[str, Any]], saved_step: int = 0) -> None:
+                 extra: Callable[[], dict[str, Any]], saved_step: int = 0, saved_seconds: float = 0.0) -> None:
         self.folder, self.policy, self.signals, self.extra = folder, policy, signals, extra
-        self.saved_step = saved_step  # the newest step saved (or resumed from)
+        self.saved_step, self.saved_seconds = saved_step, saved_seconds  # of the newest saved (or resumed from)
 
     def __call__(self, state: TrainState) -> None:
         stop = self.signals.received if self.signals is not None else None
-        if stop is not None or (self.policy.every and state.step % self.policy.every == 0):
+        if stop is not None or self.policy.due(state.step, state.seconds - self.saved_seconds):
             self.save(state)
         if stop is not None:
             self.signals.received = None  # acted on here
@@ -206,4 +235,4 @@ class Checkpointer:
         state.check_finite()
         save_checkpoint(self.folder, state.step, {"train": state.state_dict(), "rng": rng_states(),
                                                   "run": self.extra()}, keep=self.policy.keep)
-        self.saved_step = state.step
+        self.saved_step, self.saved_seconds = state.step, state.seconds

@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--resume", metavar="RUN_DIR", help="carry on the interrupted run of RUN_DIR from its newest "
                        "checkpoint, with the settings it was started with (no other setting flags needed)")
-    train.add_argument("--checkpoint-every", type=int, default=DEFAULT_EVERY, metavar="STEPS",
-                       help="save a checkpoint every this many optimiser steps (0 = only when interrupted); "
-                       "results do not depend on it (default: %(default)s)")
+    train.add_argument("--checkpoint-every", default=DEFAULT_EVERY, metavar="STEPS|SECONDSs",
+                       help="save a checkpoint every this many optimiser steps (200), or seconds of training (30s); "
+                       "0 = only when interrupted. Results do not depend on it (default: %(default)s)")
     train.add_argument("--keep-checkpoints", type=int, default=DEFAULT_KEEP, metavar="K",
                        help="keep the newest K checkpoints (default: %(default)s)")
     add_config_flags(train)
@@ -212,7 +212,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from .checkpoints import CheckpointPolicy
 
-    policy = CheckpointPolicy(args.checkpoint_every, args.keep_checkpoints).validate()
+    policy = CheckpointPolicy.parse(args.checkpoint_every, args.keep_checkpoints)
     if args.resume:
         config, out = _resumed_config(args), Path(args.resume)
     else:

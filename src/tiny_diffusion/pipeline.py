@@ -190,7 +190,8 @@ def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool,
     def extra() -> dict[str, Any]:  # what a checkpoint holds besides the training state
         return {"frames": torch.from_numpy(np.stack(frames)) if frames else None, "frame_epochs": frame_epochs}
 
-    checkpointer = Checkpointer(stage / CHECKPOINTS, policy, signals=signals, extra=extra, saved_step=saved)
+    checkpointer = Checkpointer(stage / CHECKPOINTS, policy, signals=signals, extra=extra, saved_step=saved,
+                                saved_seconds=state.seconds)
     try:
         with signals.deferred():
             result = train(state, schedule, data, config, snapshot=snapshot, checkpoint=checkpointer,

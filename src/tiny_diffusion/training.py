@@ -115,7 +115,8 @@ class TrainState:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "generator": self.generator.get_state(), "device": self.generator.device.type,
                 "step": self.step, "epoch": self.epoch, "index": self.index, "order": self.order,
-                "losses": self.losses[: self.step], "epoch_seconds": self.epoch_seconds,
+                "losses": self.losses[: self.step],
+                "epoch_seconds": torch.tensor(self.epoch_seconds, dtype=torch.float64),  # a tensor: exact and short
                 "snapshot_seconds": self.snapshot_seconds, "seconds": self.seconds}
 
     def load_state_dict(self, values: dict[str, Any]) -> None:
@@ -135,7 +136,7 @@ class TrainState:
         order = values["order"]
         self.order = None if order is None else order.to(self.generator.device)
         self.losses[: self.step] = values["losses"]
-        self.epoch_seconds = list(values["epoch_seconds"])
+        self.epoch_seconds = values["epoch_seconds"].tolist()
         self.snapshot_seconds, self.seconds = values["snapshot_seconds"], values["seconds"]
         self.checked = self.step  # a checkpoint is only ever written of finite steps
 
