@@ -18,6 +18,8 @@ from tiny_diffusion.models import build_model
 from tiny_diffusion.schedule import NoiseSchedule
 from tiny_diffusion.training import Diverged, TrainState, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the same thread count for every run compared, and fast
+
 POINTS = dict(num_samples=96, train_batch_size=32, num_epochs=3, num_timesteps=20, embedding_size=8, hidden_size=16,
               hidden_layers=1, warmup_steps=2)  # 3 steps per epoch, 9 in all
 IMAGES = dict(dataset="digits8", model="seed-cnn", channels=4, num_samples=96, train_batch_size=32, num_epochs=3,
@@ -85,15 +87,6 @@ def _train(config, shape, folder, *, every=0, stop_at=None, resume=False):
 
     result = train(state, NoiseSchedule(config.num_timesteps), data, config, checkpoint=checkpoint, progress=False)
     return result, step
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: fast on a busy machine, and the same for every run compared here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # 3 steps per epoch: a checkpoint mid-epoch (step 4), at an epoch's end (6: the snapshot and the next permutation

@@ -12,14 +12,7 @@ from tiny_diffusion.errors import UsageError
 from tiny_diffusion.locking import lock_path, run_lock
 from tiny_diffusion.staging import checkpoints_dir, partial_dir
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # fast on a busy machine
 
 TINY = ["--num-samples", "128", "--train-batch-size", "32", "--eval-batch-size", "20", "--num-epochs", "3",
         "--num-timesteps", "10", "--embedding-size", "8", "--hidden-size", "8", "--hidden-layers", "1", "--quiet"]

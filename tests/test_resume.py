@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-import torch
+from conftest import single_thread
 
 from tiny_diffusion.checkpoints import checkpoint_steps, read_checkpoint
 from tiny_diffusion.cli import main
@@ -27,25 +27,18 @@ IMAGES = ["--dataset", "digits8", "--model", "seed-cnn", "--channels", "4", "--n
 COMPARED = ("model.safetensors", "samples.npy", "loss.npy", "frames.npy")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Every run compared here uses one thread (the subprocesses too): results are bitwise the same only for the
-    same thread count, and one thread is also the fastest on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every run compared here uses one thread (the subprocesses too): results are bitwise the same only for the same
+# thread count, and one thread is also the fastest on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Uninterrupted runs, trained in this process, by name."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("reference")
-    assert main(["train", *POINTS, "--out", str(out / "points")]) == 0
-    assert main(["train", *IMAGES, "--out", str(out / "images")]) == 0
-    torch.set_num_threads(threads)
+    with single_thread():
+        out = tmp_path_factory.mktemp("reference")
+        assert main(["train", *POINTS, "--out", str(out / "points")]) == 0
+        assert main(["train", *IMAGES, "--out", str(out / "images")]) == 0
     return out
 
 
@@ -140,21 +133,16 @@ def test_an_image_run_interrupted_resumes_to_the_same_bits(reference, tmp_path, 
 
 
 @pytest.mark.slow
-def test_an_image_run_stopped_by_sigterm_resumes_to_the_same_bits(reference, tmp_path, capsys):
+@pytest.mark.parametrize("signum,every,step,delay,code", [(signal.SIGTERM, 3, 12, 0.0, 143),
+                                                          (signal.SIGKILL, 5, 20, 0.02, -signal.SIGKILL)],
+                         ids=["SIGTERM", "SIGKILL between checkpoints"])
+def test_an_image_run_stopped_by_a_signal_resumes_to_the_same_bits(reference, tmp_path, capsys, signum, every, step,
+                                                                   delay, code):
     out = tmp_path / "run"
-    proc = _start(IMAGES, out, every=3)
-    err = _stop_after(proc, out, 12, signal.SIGTERM)
-    assert proc.returncode == 143 and "resume with" in err
+    proc = _start(IMAGES, out, every=every)
+    _stop_after(proc, out, step, signum, delay=delay)
+    assert proc.returncode == code
     assert "resuming" in _resume(out, capsys)
-    _assert_same_run(reference / "images", out)
-
-
-@pytest.mark.slow
-def test_an_image_run_killed_between_checkpoints_resumes_to_the_same_bits(reference, tmp_path, capsys):
-    out = tmp_path / "run"
-    proc = _start(IMAGES, out, every=5)
-    _stop_after(proc, out, 20, signal.SIGKILL, delay=0.02)
-    _resume(out, capsys)
     _assert_same_run(reference / "images", out)
 
 

@@ -45,14 +45,18 @@ def check_bytes(path: Path, data: bytes, expected: dict[str, Any]) -> None:
         raise Corrupt(f"{path} is corrupt: its sha256 differs from the one recorded (a changed byte)")
 
 
-def check_file(path: Path, expected: dict[str, Any]) -> bytes:
-    """The bytes of ``path`` once they match the record; Corrupt when missing, unreadable or different."""
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        raise Corrupt(f"{path} is missing (it is recorded in a manifest)") from None
+        raise Corrupt(f"{path} is missing") from None
     except OSError as e:
         raise Corrupt(f"{path} cannot be read: {e.strerror or e}") from None
+
+
+def check_file(path: Path, expected: dict[str, Any]) -> bytes:
+    """The bytes of ``path`` once they match the record; Corrupt when missing, unreadable or different."""
+    data = _read(path)
     check_bytes(path, data, expected)
     return data
 
@@ -70,12 +74,7 @@ def seal(value: dict[str, Any]) -> bytes:
 
 def unseal(path: Path) -> dict[str, Any]:
     """The sealed document in ``path`` (without its checksum), once its text and checksum are intact."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise Corrupt(f"{path} is missing") from None
-    except OSError as e:
-        raise Corrupt(f"{path} cannot be read: {e.strerror or e}") from None
+    data = _read(path)
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
