@@ -2,11 +2,12 @@
 
 The checkpoint of step S is two files in the unfinished run's ``checkpoints/`` folder (see ``staging``):
 
-    step-0000000S.safetensors  every tensor: weights, EMA, optimizer moments, the generator's state, this epoch's
-                               permutation, the losses so far, the snapshots drawn so far
+    step-0000000S.safetensors  every tensor: weights, EMA, optimizer moments, the state vectors of the generators
+                               (training's, and torch's, numpy's and python's own), this epoch's permutation, the
+                               losses and per-epoch seconds so far, the snapshots drawn so far
     step-0000000S.json         everything else (step, epoch and batch counters, the learning-rate scheduler, the
-                               numpy and python RNG states, seconds), the size and sha256 of the tensors file, and
-                               a checksum of its own (``integrity.seal``)
+                               optimizer's settings), the size and sha256 of the tensors file, and a checksum of its
+                               own (``integrity.seal``)
 
 Each is written atomically (temporary file, fsync, rename, fsync of the folder), the tensors first and the JSON
 last, so a checkpoint without its JSON is unfinished and never used. The newest ``keep`` are kept. Reading one
@@ -42,9 +43,10 @@ __all__ = ["CheckpointPolicy", "DEFAULT_EVERY", "DEFAULT_KEEP", "Checkpointer", 
            "rng_states", "set_rng_states", "save_checkpoint", "read_checkpoint", "checkpoint_steps",
            "load_latest_checkpoint", "resume_state"]
 
-# Every 30 s of training: a kill loses at most that much (about 4,000 dino steps, or 100 to 150 mnist5k steps on a
-# 2-core CPU), and a checkpoint (25 to 120 ms there) costs well under 1% (README, "Interrupting and resuming").
-DEFAULT_EVERY = "30s"
+# Every 30 s of training: a kill loses at most that much (about 7,000 dino steps or 150 mnist5k steps with one thread
+# on a 2-core CPU), and a checkpoint (25 to 70 ms there) costs well under 1% (README, "Interrupting and resuming").
+DEFAULT_SECONDS = 30.0
+DEFAULT_EVERY = f"{DEFAULT_SECONDS:g}s"  # as --checkpoint-every takes it
 DEFAULT_KEEP = 2
 TENSOR, TUPLE, ITEMS = "__tensor__", "__tuple__", "__items__"
 _NAME = re.compile(r"step-(\d+)\.json")
@@ -57,7 +59,7 @@ class CheckpointPolicy:
     run."""
 
     steps: int = 0
-    seconds: float = 30.0
+    seconds: float = DEFAULT_SECONDS
     keep: int = DEFAULT_KEEP  # the newest this many stay on disk
 
     @classmethod

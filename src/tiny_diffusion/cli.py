@@ -8,9 +8,9 @@ import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
-from .checkpoints import DEFAULT_EVERY, DEFAULT_KEEP
+from .checkpoints import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
 from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot, resolve_sampler
 from .config import DEVICES, TrainConfig, add_config_flags, load_config_file
 from .errors import UsageError
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _given(args: argparse.Namespace) -> dict:
+def _given(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the config file and the command line give (the flags win)."""
     values = load_config_file(args.config) if args.config else {}
     values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None})
@@ -209,8 +209,6 @@ def _judge(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .pipeline import train_run
-
-    from .checkpoints import CheckpointPolicy
 
     policy = CheckpointPolicy.parse(args.checkpoint_every, args.keep_checkpoints)
     if args.resume:

@@ -127,7 +127,8 @@ def verify_report(run_dir: Path) -> str:
                 read_checkpoint(stage / CHECKPOINTS, step)
             except Corrupt as e:
                 raise Corrupt(f"{e}; `train --resume` would fall back to the checkpoint before it") from None
-        held = f"checkpoints of steps {', '.join(map(str, steps))}" if steps else "no checkpoint yet"
+        held = (f"the checkpoint{'s' if len(steps) > 1 else ''} of step{'s' if len(steps) > 1 else ''} "
+                f"{', '.join(map(str, steps))}" if steps else "no checkpoint yet")
         lines.append(f"{stage}: an unfinished run; {CONFIG} and {held} intact; resume it with "
                      f"`tiny-diffusion train --resume {run_dir}`")
     return "\n".join(lines)
