@@ -2,7 +2,8 @@
 
 A study directory holds one run directory per value (``PARAM=VALUE``), ``grid.png`` (rows: values; columns: the
 training snapshots, as in the original tiny-diffusion's figures) and ``results.csv`` / ``results.md``. A study
-resumes: a run directory that is complete and was made with the same settings is not trained again.
+resumes: a run directory that is complete and was made with the same settings is not trained again, and a run that
+was interrupted carries on from its last checkpoint.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "learning_rate, num_timesteps, beta_schedule, hidden_size, time_embedding, dataset, "
                                  "sample_steps) with the other flags as given, then write grid.png (rows: values; "
                                  "columns: snapshots) and results.csv / results.md. Complete runs with the same "
-                                 "settings are reused, so an interrupted study resumes.")
+                                 "settings are reused and interrupted ones carry on from their last checkpoint, so "
+                                 "an interrupted study resumes.")
     ablate.add_argument("param", metavar="PARAM", help="the setting to vary (a train flag name)")
     ablate.add_argument("values", metavar="VALUE", nargs="+", help="its values")
     ablate.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file of train settings")
