@@ -24,6 +24,8 @@ POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size
 IMAGES = ["--dataset", "digits8", "--model", "seed-cnn", "--channels", "4", "--num-timesteps", "20", "--num-epochs",
           "6", "--sample-steps", "5", "--num-samples", "256", "--train-batch-size", "32", "--eval-batch-size", "16",
           "--save-images-step", "2", "--quiet"]
+# a conditional run also draws which labels to drop: one more use of the generator that must carry on exactly
+CONDITIONAL = [*IMAGES, "--conditional", "--guidance", "1"]
 COMPARED = ("model.safetensors", "samples.npy", "loss.npy", "frames.npy")
 
 
@@ -39,6 +41,7 @@ def reference(tmp_path_factory):
         out = tmp_path_factory.mktemp("reference")
         assert main(["train", *POINTS, "--out", str(out / "points")]) == 0
         assert main(["train", *IMAGES, "--out", str(out / "images")]) == 0
+        assert main(["train", *CONDITIONAL, "--out", str(out / "conditional")]) == 0
     return out
 
 
@@ -130,6 +133,14 @@ def test_an_image_run_interrupted_resumes_to_the_same_bits(reference, tmp_path, 
     _interrupted(IMAGES, out, 20, every=4)
     assert "from its checkpoint of step" in _resume(out, capsys)
     _assert_same_run(reference / "images", out)
+
+
+def test_a_conditional_run_interrupted_resumes_to_the_same_bits(reference, tmp_path, capsys):
+    out = tmp_path / "run"
+    _interrupted(CONDITIONAL, out, 20, every=4)
+    assert "from its checkpoint of step" in _resume(out, capsys)
+    _assert_same_run(reference / "conditional", out)
+    assert (out / "labels.npy").read_bytes() == (reference / "conditional" / "labels.npy").read_bytes()
 
 
 @pytest.mark.slow

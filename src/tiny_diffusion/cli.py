@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run_dir", metavar="RUN_DIR")
     sample.add_argument("--num", type=int, default=1000, help="number of samples (default: %(default)s)")
     add_sampler_flags(sample)
+    sample.add_argument("--prompt", help="a conditional run's class to draw: a digit 0-9, its name (seven) or a "
+                        "number (2024, drawn digit by digit as one image), or a shape's name (dino); also writes a "
+                        "picture beside the .npy")
+    sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale w of a "
+                        "conditional run, 0 = plain conditional (default: the run's)")
     sample.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: %(default)s)")
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="where to sample (default: %(default)s)")
     sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy)")
@@ -78,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("path", metavar="FILE.npy|RUN_DIR")
     evaluate.add_argument("--dataset", help="dataset to compare with (default: the run's, with its options)")
     evaluate.add_argument("--data-dir", metavar="DIR", help="mnist: the directory of its IDX files")
+    evaluate.add_argument("--labels", metavar="FILE.npy", help="the class each sample was drawn for (a conditional "
+                          "run's labels.npy, the default for its RUN_DIR): adds how well each class is drawn")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar (when the judge must be trained)")
 
     datasets = commands.add_parser("datasets", help="list the datasets, or draw each one",
@@ -226,40 +233,85 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from .pipeline import sample_run
+    from .prompts import side_by_side
     from .runs import load_run, save_npy
     from .training import resolve_device
 
     if args.num < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
+    if args.guidance is not None and args.guidance < 0:
+        raise UsageError(f"--guidance must be >= 0, got {args.guidance}")
     loaded = load_run(args.run_dir, device=resolve_device(args.device))
     resolve_sampler(args, loaded.config)
-    out = Path(args.out or Path(args.run_dir) / f"sampled_{args.sampler}_seed{args.seed}.npy")
+    glyphs = _prompt_labels(args.prompt, loaded)  # one class per glyph; [] draws each class in turn
+    stem = f"prompt_{_slug(args.prompt)}_" if args.prompt is not None else "sampled_"
+    out = Path(args.out or Path(args.run_dir) / f"{stem}{args.sampler}_seed{args.seed}.npy")
     if out.suffix != ".npy":
         raise UsageError(f"--out must end in .npy, got {out}")
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    picture = out.with_suffix(".png") if args.prompt is not None else None
+    for path in (out, picture):
+        if path is not None and path.exists() and not args.overwrite:
+            raise UsageError(f"{path} already exists; pass --overwrite to replace it")
     if args.eta < 0:
         raise UsageError(f"--eta must be >= 0, got {args.eta}")
-    trajectory = sample_run(loaded, args.num, sampler=args.sampler, steps=args.sample_steps, eta=args.eta,
-                            seed=args.seed)
+    labels = torch.tensor(glyphs).repeat(args.num) if glyphs else None  # (num * k,): one sample's glyphs in turn
+    trajectory = sample_run(loaded, args.num * max(1, len(glyphs)), sampler=args.sampler, steps=args.sample_steps,
+                            eta=args.eta, seed=args.seed, labels=labels, guidance=args.guidance)
     samples = trajectory.samples.cpu().numpy()
     if not np.isfinite(samples).all():
         raise UsageError("sampling produced non-finite values")
+    if len(glyphs) > 1:  # a number: its digits side by side, (num, C, H, k W)
+        samples = side_by_side(samples.reshape(args.num, len(glyphs), *loaded.shape))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_npy(out, samples)
-    print(f"wrote {samples.shape[0]} samples of dimension {samples.shape[1]} to {out}")
+    if picture is not None:
+        _draw_prompt(samples, loaded, args, picture)
+    shape = "x".join(map(str, samples.shape[1:]))
+    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out}" + (f" and {picture}" if picture else ""))
     return 0
 
 
+def _prompt_labels(prompt: str | None, loaded) -> list[int]:
+    """The classes a --prompt asks for, one per glyph; [] without one. Refused for a run without classes."""
+    from .prompts import parse_prompt
+
+    if prompt is None:
+        return []
+    if not loaded.classes:
+        raise UsageError("--prompt needs a conditional run (train it with --conditional); this one has no classes")
+    return parse_prompt(prompt, loaded.classes)
+
+
+def _slug(prompt: str) -> str:
+    """A prompt as part of a file name: letters, digits, - and _ kept, anything else _."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in prompt.strip().lower())
+
+
+def _draw_prompt(samples, loaded, args: argparse.Namespace, path: Path) -> None:
+    from . import viz
+    from .processes import data_box
+
+    scale = loaded.config.guidance if args.guidance is None else args.guidance
+    title = f"{args.prompt!r}: {len(samples)} samples, guidance {scale:g}"
+    if loaded.config.is_images:
+        glyphs = samples.shape[-1] // loaded.shape[-1]  # images side by side in each sample
+        viz.plot_images(samples, path, title=title, cols=max(1, round((len(samples) / glyphs) ** 0.5)))
+    else:
+        viz.plot_points(samples, path, title=title, limits=viz.axis_limits(data_box(loaded), samples))
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import IMAGE_DATASETS, get_dataset
-    from .pipeline import dataset_for, evaluate_images, evaluate_points
-    from .runs import load_points, load_samples, read_config
+    from .data import IMAGE_DATASETS, get_dataset, get_image_dataset
+    from .pipeline import dataset_for, evaluate_run_samples
+    from .runs import load_labels, load_points, load_samples, read_config
 
     path = Path(args.path)
     run_config = read_config(path) if path.is_dir() else None
+    if run_config is not None and args.dataset is None and run_config.conditional and args.labels is None:
+        args.labels = str(path / "labels.npy")  # the class each of the run's samples was drawn for
     if path.is_dir():
         path = path / "samples.npy"
     if args.dataset in IMAGE_DATASETS or (args.dataset is None and run_config is not None and run_config.is_images):
@@ -267,18 +319,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.data_dir:
             config = replace(config, data_dir=args.data_dir)
         samples = load_samples(path, shape="(N, C, H, W)")
-        metrics = evaluate_images(samples, config, progress=not args.quiet)
+        num_classes = get_image_dataset(config.dataset).num_classes
     else:
         if args.dataset is not None:
-            dataset, options = get_dataset(args.dataset), {}
+            config = TrainConfig.from_dict({"dataset": args.dataset, "conditional": args.labels is not None})
         elif run_config is not None:
-            dataset, options = dataset_for(run_config)
+            config = run_config
         else:
             raise UsageError("--dataset is needed to evaluate a .npy file")
+        dataset = dataset_for(config)[0]
         samples = load_points(path)
         if samples.shape[1] != dataset.dim:
             raise UsageError(f"{path} holds {samples.shape[1]}-D points, dataset {dataset.name} is {dataset.dim}-D")
-        metrics = evaluate_points(samples, dataset, options)
+        num_classes = len(dataset.classes)
+    labels = None if args.labels is None else load_labels(args.labels, num=len(samples), num_classes=num_classes)
+    metrics = evaluate_run_samples(samples, config, labels=labels, progress=not args.quiet)
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -1,4 +1,5 @@
-"""The picture commands of ``tiny-diffusion``: ``plot forward``, ``plot reverse`` and ``animate``.
+"""The picture commands of ``tiny-diffusion``: ``plot forward``, ``plot reverse``, ``plot classes``,
+``plot guidance`` and ``animate``.
 
 Parsers and handlers only, as in ``cli``: the drawing is in ``viz``, the states to draw come from ``pipeline``.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import numpy as np
 
 from .config import TrainConfig, add_config_flags
 from .errors import UsageError
@@ -34,9 +37,10 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_plot_parser(commands: argparse._SubParsersAction) -> None:
-    plot = commands.add_parser("plot", help="a strip of panels of the forward or reverse process",
+    plot = commands.add_parser("plot", help="the forward or reverse process; a conditional run's classes",
                                description="Draw the forward process q(x_t | x_0) of a dataset, or the reverse "
-                               "process of a trained run, as a strip of panels at evenly spaced steps.")
+                               "process of a trained run, as a strip of panels at evenly spaced steps; or a "
+                               "conditional run's samples of each class, at one or several guidance scales.")
     kinds = plot.add_subparsers(dest="kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--num", type=int, default=1000, help="points per panel (default: %(default)s; images: "
@@ -58,6 +62,28 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
     reverse.add_argument("run_dir", metavar="RUN_DIR")
     reverse.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/reverse.FORMAT)")
     add_sampler_flags(reverse)
+
+    picture = argparse.ArgumentParser(add_help=False)  # what `classes` and `guidance` share
+    picture.add_argument("run_dir", metavar="RUN_DIR")
+    picture.add_argument("--per-class", "--per_class", dest="per_class", type=int, default=None,
+                         help="samples of each class (default: 10 images or 500 points)")
+    picture.add_argument("--seed", type=int, default=0, help="seed of the noise (default: %(default)s)")
+    picture.add_argument("--format", choices=FIGURE_FORMATS, default=None,
+                         help="file type (default: from --out's suffix, else png)")
+    picture.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_sampler_flags(picture)
+    classes = kinds.add_parser("classes", parents=[picture], help="a conditional run's samples of each class",
+                               description="Draw samples of every class of a conditional run: a row of images per "
+                               "digit, or a panel of points per shape.")
+    classes.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale "
+                         "(default: the run's)")
+    classes.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/classes.FORMAT)")
+    guidance = kinds.add_parser("guidance", parents=[picture], help="a conditional run's samples as the guidance "
+                                "scale grows", description="Draw a conditional run's classes at several "
+                                "classifier-free guidance scales, each from the same noise: a row per scale.")
+    guidance.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 3.0, 5.0], metavar="W",
+                          help="guidance scales, a row each (default: 0 1 3 5)")
+    guidance.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/guidance.FORMAT)")
 
 
 def add_animate_parser(commands: argparse._SubParsersAction) -> None:
@@ -104,7 +130,7 @@ def resolve_sampler(args: argparse.Namespace, config: TrainConfig) -> None:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    if args.num < 1:
+    if getattr(args, "num", 1) < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
     if getattr(args, "panels", 2) < 2:
         raise UsageError(f"--panels must be at least 2, got {args.panels}")
@@ -161,7 +187,71 @@ def _plot_reverse(args: argparse.Namespace) -> int:
     return 0
 
 
-PLOTS = {"forward": _plot_forward, "reverse": _plot_reverse}
+def _conditional_run(args: argparse.Namespace, scales: list[float]):
+    """The run of ``args.run_dir``, checked to be conditional, with the sampler flags and --per-class filled in;
+    the guidance ``scales`` asked for are checked too."""
+    from .runs import load_run
+
+    _check_counts(args)
+    loaded = load_run(args.run_dir)
+    if not loaded.classes:
+        raise UsageError(f"{args.run_dir} is not a conditional run: it has no classes to draw; train one with "
+                         "--conditional")
+    resolve_sampler(args, loaded.config)
+    if args.per_class is None:
+        args.per_class = 10 if loaded.config.is_images else 500
+    if args.per_class < 1:
+        raise UsageError(f"--per-class must be positive, got {args.per_class}")
+    for scale in scales:
+        if scale < 0:
+            raise UsageError(f"a guidance scale must be >= 0, got {scale}")
+    return loaded
+
+
+def _sampled(loaded, args: argparse.Namespace, guidance: float | None):
+    """(K, per_class, *shape) samples of each class."""
+    from .processes import class_samples
+
+    return class_samples(loaded, args.per_class, guidance=guidance, sampler=args.sampler, steps=args.sample_steps,
+                         eta=args.eta, seed=args.seed)
+
+
+def _plot_classes(args: argparse.Namespace) -> int:
+    from . import viz
+    from .processes import data_box
+
+    loaded = _conditional_run(args, [] if args.guidance is None else [args.guidance])
+    out = _figure_path(args.out, Path(args.run_dir) / "classes", args.format, overwrite=args.overwrite)
+    samples = _sampled(loaded, args, args.guidance)
+    scale = loaded.config.guidance if args.guidance is None else args.guidance
+    title = f"{Path(loaded.config.dataset).stem}: {args.per_class} samples per class, guidance {scale:g}"
+    if loaded.config.is_images:
+        viz.plot_image_rows(samples, loaded.classes, out, title=title)
+    else:
+        viz.plot_strip(samples, loaded.classes, out, limits=viz.axis_limits(data_box(loaded), *samples), title=title)
+    print(f"wrote {out} ({len(loaded.classes)} classes x {args.per_class} samples)")
+    return 0
+
+
+def _plot_guidance(args: argparse.Namespace) -> int:
+    from . import viz
+    from .processes import data_box
+
+    loaded = _conditional_run(args, args.scales)
+    out = _figure_path(args.out, Path(args.run_dir) / "guidance", args.format, overwrite=args.overwrite)
+    grid = np.stack([_sampled(loaded, args, scale) for scale in args.scales])  # (S, K, per_class, *shape)
+    labels = [f"w = {scale:g}" for scale in args.scales]
+    title = f"{Path(loaded.config.dataset).stem}: classifier-free guidance, each row from the same noise"
+    if loaded.config.is_images:  # a row per scale: the classes in turn
+        viz.plot_image_rows(grid.reshape(len(args.scales), -1, *loaded.shape), labels, out, title=title)
+    else:
+        viz.plot_grid(grid, labels, loaded.classes, out, limits=viz.axis_limits(data_box(loaded), *grid[0]),
+                      title=title)
+    print(f"wrote {out} ({len(args.scales)} guidance scales x {len(loaded.classes)} classes)")
+    return 0
+
+
+PLOTS = {"forward": _plot_forward, "reverse": _plot_reverse, "classes": _plot_classes, "guidance": _plot_guidance}
 
 
 def plot(args: argparse.Namespace) -> int:

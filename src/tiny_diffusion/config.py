@@ -25,7 +25,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "load_config_file", "coerce_field", "add_config_flags", "DEVICES", "IMAGE_DEFAULTS"]
+__all__ = ["TrainConfig", "load_config_file", "coerce_field", "add_config_flags", "DEVICES", "IMAGE_DEFAULTS",
+           "PRESETS"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -36,6 +37,17 @@ IMAGE_DEFAULTS: dict[str, Any] = dict(
     learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, min_snr_gamma=5.0, num_timesteps=1000,
     beta_schedule="cosine", sampler="ddim", sample_steps=50, save_images_step=10,
 )
+
+
+# Named starting points (``--preset``): applied over the dataset's defaults, under a config file's and the flags'
+# values. "study": the follow-up study's final settings (25 epochs, learning rate 2e-4, hidden size 128, five hidden
+# layers); on images its model is its CNN (seed-cnn), whose width the hidden size sets.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "study": {
+        "points": dict(num_epochs=25, learning_rate=2e-4, hidden_size=128, hidden_layers=5),
+        "images": dict(model="seed-cnn", num_epochs=25, learning_rate=2e-4, channels=128),
+    },
+}
 
 
 def opt(default: Any, help: str, choices: Iterable[str] | None = None) -> Any:
@@ -95,6 +107,14 @@ class TrainConfig:
     seed: int = opt(0, "seeds model initialisation, batch order and sampling")
     data_seed: int = opt(42, "seeds the dataset draw (42 reproduces the original's data)")
     device: str = opt("auto", "auto picks cuda, then mps, then cpu", DEVICES)
+    conditional: bool = opt(False, "train on class labels too, so `sample --prompt` can ask for a class: a digit of "
+                            "an image set, or a shape of random, blobs or a table with a `dataset` column")
+    cond_drop: float = opt(0.1, "conditional runs: share of training steps without the label, so one model also "
+                           "draws unconditionally (classifier-free guidance needs both)")
+    guidance: float = opt(0.0, "conditional runs: classifier-free guidance scale w of the run's own samples and the "
+                          "default of `sample`: cond + w (cond - uncond); 0 = plain conditional")
+    preset: Optional[str] = opt(None, "start from a named set of settings (flags given win): study = the follow-up "
+                                "study's final settings", PRESETS)
 
     def validate(self) -> "TrainConfig":
         """Refuse nonsense with one clear line (raises UsageError); returns self."""
@@ -131,6 +151,15 @@ class TrainConfig:
         for name in ("num_samples", "hidden_layers", "warmup_steps", "eta", "grad_clip", "min_snr_gamma"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.conditional and self.subset is not None:
+            raise UsageError("--subset keeps one sub-dataset of a table, --conditional trains on all of them with "
+                             "their names as labels: choose one")
+        if not 0 <= self.cond_drop < 1:
+            raise UsageError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
+        if self.guidance < 0:
+            raise UsageError(f"guidance must be >= 0, got {self.guidance}")
+        if self.conditional and self.guidance > 0 and self.cond_drop == 0:
+            raise UsageError("guidance needs the unconditional model too: set cond_drop > 0 (say 0.1) or guidance 0")
         if not 0 <= self.ema_decay < 1:
             raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 < self.beta_start <= self.beta_end < 1:
@@ -165,16 +194,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Build from a mapping of field names (dashes allowed) to values; unknown keys and bad types are refused.
-        An image dataset starts from IMAGE_DEFAULTS rather than the dino's defaults."""
+        An image dataset starts from IMAGE_DEFAULTS rather than the dino's defaults, and a preset from its values."""
         by_name = {f.name: f for f in fields(cls)}
-        dataset = values.get("dataset")
-        clean = dict(IMAGE_DEFAULTS) if isinstance(dataset, str) and dataset in IMAGE_DATASETS else {}
+        given = {}
         for key, value in values.items():
             name = str(key).replace("-", "_")
             if name not in by_name:
                 raise UsageError(f"unknown config key {key!r}")
-            clean[name] = _coerce(name, by_name[name].type, value)
-        return cls(**clean)
+            given[name] = _coerce(name, by_name[name].type, value)
+        images = given.get("dataset") in IMAGE_DATASETS
+        preset = given.get("preset")
+        if preset is not None and preset not in PRESETS:
+            raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        start = dict(IMAGE_DEFAULTS) if images else {}
+        if preset is not None:
+            start.update(PRESETS[preset]["images" if images else "points"])
+        return cls(**{**start, **given})
 
 
 def coerce_field(name: str, value: Any) -> Any:

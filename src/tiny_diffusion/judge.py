@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,16 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from scipy.linalg import LinAlgWarning, sqrtm
 from torch import nn
 from tqdm.auto import tqdm
 
 from .data.images import get_image_dataset
 from .errors import UsageError
+from .metrics import frechet_distance, gaussian
 from .runs import write_atomic
 
 __all__ = ["JudgeNet", "Judge", "Verdict", "train_judge", "load_judge", "judge_path", "get_judge", "image_metrics",
-           "class_histogram", "frechet_distance", "make_cache_dir", "DEFAULT_EPOCHS", "CACHE_ENV"]
+           "class_histogram", "class_accuracy", "frechet_distance", "make_cache_dir", "DEFAULT_EPOCHS", "CACHE_ENV"]
 
 DEFAULT_EPOCHS = 8
 CACHE_ENV = "TINY_DIFFUSION_CACHE"  # overrides the default cache folder ~/.cache/tiny-diffusion
@@ -334,34 +333,6 @@ def get_judge(dataset: str, *, data_dir: str | Path | None = None, cache_dir: st
     return judge
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """Fréchet (2-Wasserstein squared) distance between N(mu1, sigma1) and N(mu2, sigma2):
-    |mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)), computed in float64."""
-    mu1, mu2 = (np.atleast_1d(np.asarray(m, dtype=np.float64)) for m in (mu1, mu2))
-    sigma1, sigma2 = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
-    d = mu1.shape[0]
-    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
-        raise UsageError(f"frechet_distance needs means (D,) and covariances (D, D) of one D, got {mu1.shape}, "
-                         f"{sigma1.shape}, {mu2.shape}, {sigma2.shape}")
-    if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
-        raise UsageError("frechet_distance got non-finite means or covariances")
-    with warnings.catch_warnings():  # features that never fire make sigma singular: sqrtm warns, yet copes
-        warnings.simplefilter("ignore", LinAlgWarning)
-        covmean = sqrtm(sigma1 @ sigma2)
-        if not np.isfinite(covmean).all():  # should sqrtm fail: nudge both diagonals, as FID's reference code does
-            offset = np.eye(d) * 1e-6
-            covmean = sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    # sigma1 sigma2 has real non-negative eigenvalues, so any imaginary part is round-off
-    diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean.real)
-    return float(max(value, 0.0))  # round-off can leave -1e-12 for identical Gaussians
-
-
-def _gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, F) -> mean (F,) and covariance (F, F)."""
-    return features.mean(axis=0), np.cov(features, rowvar=False)
-
-
 def _entropy_bits(predicted: np.ndarray, num_classes: int) -> float:
     shares = np.bincount(predicted, minlength=num_classes) / len(predicted)
     shares = shares[shares > 0]
@@ -389,13 +360,25 @@ def image_metrics(judge: Judge, samples: np.ndarray | torch.Tensor, *, real: np.
     ours, reference, floor = judge.assess(x[:n]), judge.assess(real, "real"), judge.assess(x_floor[:n])
     if min(n, len(reference.features)) < 2:
         raise UsageError("samples, real and floor_real must hold at least 2 images each to fit Gaussians")
-    mu, sigma = _gaussian(reference.features)
+    mu, sigma = gaussian(reference.features)
     return {
         "n": float(n),
         "confident": ours.confident(confidence),
         "confident_floor": floor.confident(confidence),
         "class_entropy_bits": _entropy_bits(ours.predicted, judge.num_classes),
         "class_entropy_floor_bits": _entropy_bits(reference.predicted, judge.num_classes),
-        "frechet": frechet_distance(*_gaussian(ours.features), mu, sigma),
-        "frechet_floor": frechet_distance(*_gaussian(floor.features), mu, sigma),
+        "frechet": frechet_distance(*gaussian(ours.features), mu, sigma),
+        "frechet_floor": frechet_distance(*gaussian(floor.features), mu, sigma),
     }
+
+
+def class_accuracy(judge: Judge, samples: np.ndarray | torch.Tensor, labels: np.ndarray) -> dict[str, float]:
+    """How often the judge sees the class each sample was drawn for: ``conditional_accuracy`` over all samples and
+    ``accuracy_K`` for each class K asked for (its floor is the judge's accuracy on real test images)."""
+    labels = np.asarray(labels)
+    if labels.shape != (len(samples),) or not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(f"labels must be (N,) integers, one per sample: got {labels.dtype} {labels.shape} for "
+                         f"{len(samples)} samples")
+    hit = judge.assess(samples).predicted == labels
+    return {"conditional_accuracy": float(hit.mean()), "judge_test_accuracy": judge.test_accuracy,
+            **{f"accuracy_{k}": float(hit[labels == k].mean()) for k in np.unique(labels)}}

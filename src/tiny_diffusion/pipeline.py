@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,10 +21,10 @@ from .data.images import ImageDataset, get_image_dataset
 from .errors import UsageError
 from .interrupts import Interrupted, Signals, caught_signals
 from .locking import run_lock
-from .metrics import point_metrics
-from .models import build_model, parameter_count
+from .metrics import point_metrics, precision
+from .models import build_model, guided, parameter_count
 from .objectives import noise_predictor
-from .runs import RUN_FILES, LoadedRun, save_history, save_npy, save_weights
+from .runs import LoadedRun, run_files, save_history, save_npy, save_weights
 from .samplers import Trajectory, sample
 from .schedule import NoiseSchedule
 from .staging import (CHECKPOINTS, begin, check_fresh, checkpoints_dir, finish, partial_dir, resumable_config,
@@ -33,7 +33,7 @@ from .training import Diverged, TrainResult, TrainState, resolve_device, train
 
 __all__ = ["TrainSummary", "TrainingData", "training_data", "train_run", "sample_run", "evaluate_points",
            "evaluate_images", "evaluate_run_samples", "dataset_for", "with_absolute_dataset", "REFERENCE_SEEDS",
-           "forward_data"]
+           "forward_data", "noise_fn", "balanced_labels", "evaluate_points_by_class"]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
@@ -50,13 +50,34 @@ class TrainSummary:
     samples: np.ndarray  # (N, *shape)
 
 
+def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(num,) labels 0, 1, ..., K - 1, 0, 1, ...: what a conditional run draws when no class is asked for."""
+    return torch.arange(num, device=device) % num_classes
+
+
+def noise_fn(loaded: LoadedRun, num: int, *, labels: torch.Tensor | None = None, guidance: float | None = None
+             ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The noise prediction eps(x_t, t) the samplers need, for a batch of ``num``: a conditional run's for the classes
+    ``labels`` (num,) (default: each in turn) under classifier-free guidance ``guidance`` (default: the run's)."""
+    model = loaded.model
+    if loaded.classes:
+        device = loaded.schedule.device
+        labels = balanced_labels(num, len(loaded.classes), device) if labels is None else labels.to(device)
+        model = guided(loaded.model, labels, loaded.config.guidance if guidance is None else guidance)
+    elif labels is not None or guidance is not None:
+        raise UsageError("this run is not conditional, so it cannot be asked for a class; train one with "
+                         "--conditional")
+    return noise_predictor(model, loaded.schedule, loaded.config.target)
+
+
 def _draw(loaded: LoadedRun, num: int, *, sampler: str, steps: int | None, eta: float, seed: int,
-          record_every: int = 0) -> Trajectory:
-    """Sample in the model's coordinates, return samples and states in the data's units."""
+          record_every: int = 0, labels: torch.Tensor | None = None, guidance: float | None = None) -> Trajectory:
+    """Sample in the model's coordinates, return samples and states in the data's units. A conditional run draws
+    the classes ``labels`` (num,) (default: every class in turn) with guidance ``guidance`` (default: the run's)."""
     config = loaded.config
     generator = torch.Generator(loaded.schedule.device).manual_seed(seed)
     clip = (loaded.per_channel(loaded.data_min), loaded.per_channel(loaded.data_max)) if config.clip_sample else None
-    eps_fn = noise_predictor(loaded.model, loaded.schedule, config.target)
+    eps_fn = noise_fn(loaded, num, labels=labels, guidance=guidance)
     trajectory = sample(eps_fn, loaded.schedule, (num, *loaded.shape), sampler=sampler, steps=steps, eta=eta, clip=clip,
                         generator=generator, record_every=record_every)
     trajectory.samples = loaded.to_data_units(trajectory.samples)
@@ -88,7 +109,8 @@ def with_absolute_dataset(config: TrainConfig) -> TrainConfig:
 
 def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
     """The dataset a config names (a registry name or a point file) and the options it was given."""
-    return get_dataset(config.dataset, columns=config.columns, subset=config.subset), config.dataset_options()
+    dataset = get_dataset(config.dataset, columns=config.columns, subset=config.subset, labelled=config.conditional)
+    return dataset, config.dataset_options()
 
 
 @dataclass
@@ -99,6 +121,8 @@ class TrainingData:
     shift: np.ndarray  # (C,) per channel: data = x * scale + shift
     scale: np.ndarray
     name: str  # for figure titles
+    labels: np.ndarray | None = None  # (N,) class of each sample, in a conditional run
+    classes: tuple[str, ...] = ()  # their names, in a conditional run
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -106,20 +130,26 @@ class TrainingData:
 
 
 def training_data(config: TrainConfig) -> TrainingData:
-    """The training set a config describes: drawn points (standardized if asked) or the images of the train split."""
+    """The training set a config describes: drawn points (standardized if asked) or the images of the train split;
+    with their labels in a conditional run."""
     if config.is_images:
         dataset = get_image_dataset(config.dataset)
-        images, _ = dataset.images("train", data_dir=config.data_dir)
+        images, labels = dataset.images("train", data_dir=config.data_dir)
         if config.num_samples:
-            images = images[: config.num_samples]
+            images, labels = images[: config.num_samples], labels[: config.num_samples]
         if config.train_batch_size > len(images):
             raise UsageError(f"train_batch_size ({config.train_batch_size}) exceeds the {len(images)} training images")
         channels = images.shape[1]
-        return TrainingData(images, np.zeros(channels), np.ones(channels), dataset.name)
+        kept = (labels, dataset.classes) if config.conditional else ()
+        return TrainingData(images, np.zeros(channels), np.ones(channels), dataset.name, *kept)
     dataset, options = dataset_for(config)
-    points = dataset.sample(config.num_samples, config.data_seed, **options)  # (N, D)
+    if config.conditional:
+        points, labels = dataset.sample_labelled(config.num_samples, config.data_seed)  # (N, D), (N,)
+    else:
+        points, labels = dataset.sample(config.num_samples, config.data_seed, **options), None
     shift, scale = _standardization(points, config.standardize)
-    return TrainingData((points - shift) / scale, shift, scale, dataset.name)
+    return TrainingData((points - shift) / scale, shift, scale, dataset.name, labels, dataset.classes if
+                        config.conditional else ())
 
 
 SNAPSHOT_IMAGES = 64  # images per training snapshot (an 8 x 8 grid); points snapshots hold eval_batch_size points
@@ -162,7 +192,7 @@ def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool,
     train_set = training_data(config)
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
     torch.manual_seed(config.seed)  # model initialisation
-    model = build_model(config, shape=train_set.shape).to(device)
+    model = build_model(config, shape=train_set.shape, num_classes=len(train_set.classes)).to(device)
     if progress:
         print(f"{config.model}: {parameter_count(model):,} parameters; {len(data):,} training samples of shape "
               f"{tuple(train_set.shape)}", flush=True)
@@ -178,8 +208,11 @@ def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool,
     frame_epochs: list[int] = []
     saved = _restore(out, state, frames, frame_epochs) if resume else 0
 
+    labels = None if train_set.labels is None else torch.tensor(train_set.labels, device=device)  # (N,)
+
     def loaded(model: torch.nn.Module) -> LoadedRun:
-        return LoadedRun(config, model, schedule, train_set.shape, data_min, data_max, shift, scale)
+        return LoadedRun(config, model, schedule, train_set.shape, data_min, data_max, shift, scale,
+                         train_set.classes)
 
     def snapshot(current: torch.nn.Module, epoch: int) -> None:
         frames.append(_draw(loaded(current), SNAPSHOT_IMAGES if config.is_images else config.eval_batch_size,
@@ -194,8 +227,8 @@ def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool,
                                 saved_seconds=state.seconds)
     try:
         with signals.deferred():
-            result = train(state, schedule, data, config, snapshot=snapshot, checkpoint=checkpointer,
-                           progress=progress)
+            result = train(state, schedule, data, config, labels=labels, snapshot=snapshot,
+                           checkpoint=checkpointer, progress=progress)
             checkpointer.save(state)  # the end of training: an interruption from here on only redoes the sampling
     except Diverged as e:
         kept = (f"the last good checkpoint, of step {checkpointer.saved_step}, is kept in {stage}"
@@ -206,17 +239,21 @@ def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool,
                     eta=config.eta, seed=config.seed + 2).samples.cpu().numpy()
     sample_seconds = time.perf_counter() - start
     _write_run(stage, config, train_set, result, samples, frames, frame_epochs)
-    finish(stage, out, list(RUN_FILES))
+    finish(stage, out, run_files(config))
     return TrainSummary(out, result.seconds, result.snapshot_seconds, sample_seconds, samples)
 
 
 def _run_meta(config: TrainConfig, train_set: TrainingData, data_min: torch.Tensor, data_max: torch.Tensor
               ) -> dict[str, Any]:
-    """config.json: the settings, and the data's shape, range and hash (a resumed run checks it is the same)."""
-    digest = hashlib.sha256(np.ascontiguousarray(train_set.x).tobytes()).hexdigest()
-    return {"config": config.to_dict(), "tiny_diffusion": __version__,
-            "data": {"shape": list(train_set.shape), "min": data_min.tolist(), "max": data_max.tolist(),
-                     "shift": train_set.shift.tolist(), "scale": train_set.scale.tolist(), "sha256": digest}}
+    """config.json: the settings, and the data's shape, range, classes (in a conditional run) and hash (a resumed
+    run checks it is the same)."""
+    digest = hashlib.sha256(np.ascontiguousarray(train_set.x).tobytes())
+    data = {"shape": list(train_set.shape), "min": data_min.tolist(), "max": data_max.tolist(),
+            "shift": train_set.shift.tolist(), "scale": train_set.scale.tolist()}
+    if train_set.labels is not None:
+        digest.update(np.ascontiguousarray(train_set.labels).tobytes())
+        data["classes"] = list(train_set.classes)
+    return {"config": config.to_dict(), "tiny_diffusion": __version__, "data": {**data, "sha256": digest.hexdigest()}}
 
 
 def _stage(out: Path, meta: dict[str, Any], *, resume: bool) -> Path:
@@ -236,6 +273,8 @@ def _write_run(stage: Path, config: TrainConfig, train_set: TrainingData, result
     save_npy(stage / "loss.npy", result.losses)
     save_npy(stage / "frames.npy", np.stack(frames))
     save_npy(stage / "samples.npy", samples)
+    if config.conditional:  # the final samples draw every class in turn
+        save_npy(stage / "labels.npy", balanced_labels(len(samples), len(train_set.classes)).numpy())
     save_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
     _write_run_figures(stage, config, train_set, samples, np.stack(frames), frame_epochs, result.losses)
 
@@ -273,9 +312,12 @@ def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData
 
 
 def sample_run(loaded: LoadedRun, num: int, *, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
-               seed: int = 0, record_every: int = 0) -> Trajectory:
-    """Draw ``num`` samples from a loaded run (arrays stay on the run's device)."""
-    return _draw(loaded, num, sampler=sampler, steps=steps, eta=eta, seed=seed, record_every=record_every)
+               seed: int = 0, record_every: int = 0, labels: torch.Tensor | None = None,
+               guidance: float | None = None) -> Trajectory:
+    """Draw ``num`` samples from a loaded run (arrays stay on the run's device); a conditional run draws the classes
+    ``labels`` (num,) (default: each in turn) with classifier-free guidance ``guidance`` (default: the run's)."""
+    return _draw(loaded, num, sampler=sampler, steps=steps, eta=eta, seed=seed, record_every=record_every,
+                 labels=labels, guidance=guidance)
 
 
 def evaluate_points(samples: np.ndarray, dataset: PointDataset, options: dict[str, Any] | None = None
@@ -287,10 +329,31 @@ def evaluate_points(samples: np.ndarray, dataset: PointDataset, options: dict[st
     return point_metrics(samples, reference, floor_reference=second, support=dataset.support_points(**options))
 
 
-def evaluate_images(samples: np.ndarray, config: TrainConfig, *, progress: bool = True) -> dict[str, float]:
+CLASS_REFERENCE = 20_000  # points of a labelled set drawn to stand for each class's shape (precision's support)
+
+
+def evaluate_points_by_class(samples: np.ndarray, labels: np.ndarray, dataset: PointDataset, *, radius: float = 0.1
+                             ) -> dict[str, float]:
+    """For each class (by name) of a labelled point set: ``precision@r`` of the samples drawn for it, the share
+    within ``radius`` of its own points (a dense draw of them), beside its floor: the same for a fresh draw."""
+    support, support_labels = dataset.sample_labelled(CLASS_REFERENCE, REFERENCE_SEEDS[0])
+    fresh, fresh_labels = dataset.sample_labelled(len(samples), REFERENCE_SEEDS[1])
+    metrics = {}
+    for k, name in enumerate(dataset.classes):
+        if not (labels == k).any():
+            continue
+        own = support[support_labels == k]
+        metrics[f"{name}: precision@{radius:g}"] = precision(samples[labels == k], own, radius)
+        metrics[f"{name}: precision@{radius:g}_floor"] = precision(fresh[fresh_labels == k], own, radius)
+    return metrics
+
+
+def evaluate_images(samples: np.ndarray, config: TrainConfig, *, labels: np.ndarray | None = None,
+                    progress: bool = True) -> dict[str, float]:
     """The judge's numbers for (N, C, H, W) samples of an image run: against the test split, each beside its floor
-    (a random subset of as many training images). Trains and caches the judge first if there is none yet."""
-    from .judge import get_judge, image_metrics  # the judge is needed for images only
+    (a random subset of as many training images); with the class each sample was drawn for (``labels`` (N,)),
+    how often the judge agrees. Trains and caches the judge first if there is none yet."""
+    from .judge import class_accuracy, get_judge, image_metrics  # the judge is needed for images only
 
     dataset = get_image_dataset(config.dataset)
     judge = get_judge(config.dataset, data_dir=config.data_dir, train_if_missing=True, progress=progress)
@@ -298,14 +361,19 @@ def evaluate_images(samples: np.ndarray, config: TrainConfig, *, progress: bool 
     train_images, _ = dataset.images("train", data_dir=config.data_dir)
     n = min(len(samples), len(real))
     floor = train_images[np.random.default_rng(0).choice(len(train_images), n, replace=False)]
-    return image_metrics(judge, samples[:n], real=real, floor_real=floor)
+    metrics = image_metrics(judge, samples[:n], real=real, floor_real=floor)
+    return metrics if labels is None else {**metrics, **class_accuracy(judge, samples, labels)}
 
 
-def evaluate_run_samples(samples: np.ndarray, config: TrainConfig, *, progress: bool = True) -> dict[str, float]:
-    """The metrics of a run's samples: the judge's for images, point metrics (with floors) for points."""
+def evaluate_run_samples(samples: np.ndarray, config: TrainConfig, *, labels: np.ndarray | None = None,
+                         progress: bool = True) -> dict[str, float]:
+    """The metrics of a run's samples: the judge's for images, point metrics (with floors) for points; for the
+    samples of a conditional run (the class of each in ``labels``), how well each class is drawn too."""
     if config.is_images:
-        return evaluate_images(samples, config, progress=progress)
-    return evaluate_points(samples, *dataset_for(config))
+        return evaluate_images(samples, config, labels=labels, progress=progress)
+    dataset, options = dataset_for(config)
+    metrics = evaluate_points(samples, dataset, options)
+    return metrics if labels is None else {**metrics, **evaluate_points_by_class(samples, labels, dataset)}
 
 
 def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset | ImageDataset, np.ndarray]:

@@ -14,14 +14,13 @@ import numpy as np
 import torch
 
 from .errors import UsageError
-from .objectives import noise_predictor
-from .pipeline import sample_run
+from .pipeline import noise_fn, sample_run
 from .runs import LoadedRun
 from .samplers import sampler_timesteps
 from .schedule import NoiseSchedule
 
 __all__ = ["evenly_spaced", "forward_states", "forward_labels", "ReverseStates", "reverse_states", "predicted_x0",
-           "data_box"]
+           "data_box", "class_samples"]
 
 
 def evenly_spaced(total: int, count: int) -> list[int]:
@@ -93,7 +92,7 @@ def predicted_x0(loaded: LoadedRun, result: ReverseStates) -> np.ndarray:
     """The model's estimate of x_0 from each state of a reverse process (the samples themselves at t = 0), clipped
     as the sampler clips it, in the data's units: what the network "sees" through the noise at each step."""
     config, schedule = loaded.config, loaded.schedule
-    eps_fn = noise_predictor(loaded.model, schedule, config.target)
+    eps_fn = noise_fn(loaded, result.states.shape[1])  # as the sampler predicts it (a conditional run: each class)
     estimates = []
     with torch.no_grad():
         for state, t in zip(result.states, result.timesteps):
@@ -113,3 +112,16 @@ def predicted_x0(loaded: LoadedRun, result: ReverseStates) -> np.ndarray:
 def data_box(loaded: LoadedRun) -> np.ndarray:
     """(2, D): the per-coordinate minimum and maximum of the run's training data, in the data's units."""
     return torch.stack([loaded.to_data_units(loaded.data_min), loaded.to_data_units(loaded.data_max)]).cpu().numpy()
+
+
+def class_samples(loaded: LoadedRun, per_class: int, *, guidance: float | None = None, sampler: str = "ddpm",
+                  steps: int | None = None, eta: float = 0.0, seed: int = 0) -> np.ndarray:
+    """(K, per_class, *shape): ``per_class`` samples of each of a conditional run's K classes, in the data's units,
+    under guidance ``guidance`` (default: the run's). The same seed starts every guidance scale from the same noise."""
+    if not loaded.classes:
+        raise UsageError("this run is not conditional: it has no classes to draw; train one with --conditional")
+    k = len(loaded.classes)
+    labels = torch.arange(k).repeat_interleave(per_class)  # (K * per_class,): class 0 first
+    samples = sample_run(loaded, k * per_class, sampler=sampler, steps=steps, eta=eta, seed=seed, labels=labels,
+                         guidance=guidance).samples
+    return samples.reshape(k, per_class, *loaded.shape).cpu().numpy()

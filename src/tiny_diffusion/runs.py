@@ -43,11 +43,17 @@ from .schedule import NoiseSchedule
 
 __all__ = ["atomic_path", "write_atomic", "fsync_dir", "save_json", "save_npy", "save_weights", "save_history",
            "LoadedRun", "load_run", "read_meta", "read_config", "verify_run", "load_points", "HistoryRow", "read_history",
-           "training_snapshots", "RUN_FILES"]
+           "training_snapshots", "RUN_FILES", "run_files", "load_labels"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 RUN_FILES = (CONFIG, WEIGHTS, "loss.npy", "history.csv", "frames.npy", "samples.npy", "samples.png", "frames.png",
              "loss.png")  # what a complete run holds, besides its manifest
+
+
+def run_files(config: TrainConfig) -> list[str]:
+    """What a complete run of ``config`` holds, besides its manifest: RUN_FILES, and a conditional run's labels.npy
+    (the class each final sample was drawn for)."""
+    return [*RUN_FILES, *(["labels.npy"] if config.conditional else [])]
 
 
 def _umask() -> int:
@@ -133,6 +139,7 @@ class LoadedRun:
     data_max: torch.Tensor
     shift: torch.Tensor  # data = model coordinates * scale + shift (zeros and ones unless standardized)
     scale: torch.Tensor
+    classes: tuple[str, ...] = ()  # a conditional run's class names (its label k draws classes[k]); else empty
 
     @property
     def dim(self) -> int:
@@ -198,11 +205,14 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
         data_min, data_max, shift, scale = (torch.tensor(meta["data"][key], dtype=torch.float32)
                                             for key in ("min", "max", "shift", "scale"))
         shape = tuple(int(n) for n in meta["data"].get("shape", [len(data_min)]))  # runs before images: points
+        classes = tuple(str(name) for name in meta["data"].get("classes", []))
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{run_dir / CONFIG} is corrupt: {e!r}") from None
     if not shape or min(shape) < 1 or any(len(v) != shape[0] for v in (data_min, data_max, shift, scale)):
         raise UsageError(f"{run_dir / CONFIG} is corrupt: data shape {shape} does not match its ranges")
-    model = build_model(config, shape=shape)
+    if config.conditional and not classes:
+        raise UsageError(f"{run_dir / CONFIG} is corrupt: a conditional run without its classes")
+    model = build_model(config, shape=shape, num_classes=len(classes))
     try:
         state = load_safetensors((run_dir / WEIGHTS).read_bytes())
         model.load_state_dict(state)
@@ -214,7 +224,7 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
     schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
                              beta_end=config.beta_end, device=device)
     return LoadedRun(config, model.to(device).eval(), schedule, shape, data_min.to(device), data_max.to(device),
-                     shift.to(device), scale.to(device))
+                     shift.to(device), scale.to(device), classes)
 
 
 def load_samples(path: str | Path, *, shape: str = "(N, D)") -> np.ndarray:
@@ -230,6 +240,25 @@ def load_samples(path: str | Path, *, shape: str = "(N, D)") -> np.ndarray:
     if samples.ndim != shape.count(",") + 1 or not np.issubdtype(samples.dtype, np.number):
         raise UsageError(f"{path} must hold a numeric {shape} array, got {samples.dtype} {samples.shape}")
     return samples
+
+
+def load_labels(path: str | Path, *, num: int, num_classes: int) -> np.ndarray:
+    """Read the (num,) integer class labels in 0..num_classes-1 of as many samples from a .npy file; one clear error
+    for anything else."""
+    path = Path(path)
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise UsageError(f"cannot read {path} as a .npy array: {e}") from None
+    if labels.shape != (num,) or not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(f"{path} must hold ({num},) integer labels, one per sample; got {labels.dtype} "
+                         f"{labels.shape}")
+    if num and not 0 <= labels.min() <= labels.max() < num_classes:
+        raise UsageError(f"{path} holds labels from {labels.min()} to {labels.max()}; the classes are "
+                         f"0..{num_classes - 1}")
+    return labels.astype(np.int64)
 
 
 def load_points(path: str | Path) -> np.ndarray:

@@ -157,13 +157,20 @@ class Diverged(UsageError):
     """The loss or the gradient norm of a step is not finite: the weights are lost to NaN or infinity."""
 
 
-def _step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainConfig) -> None:
-    """One optimiser step on the batch ``x0`` (B, ...), its loss and gradient norm recorded in ``state``."""
+def _step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainConfig,
+          labels: torch.Tensor | None = None) -> None:
+    """One optimiser step on the batch ``x0`` (B, ...) (of classes ``labels`` (B,) in a conditional run), its loss
+    and gradient norm recorded in ``state``."""
     model, generator, device = state.model, state.generator, x0.device
     noise = torch.randn(x0.shape, generator=generator, device=device)
     t = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator, device=device)
     x_t = schedule.add_noise(x0, noise, t)
-    error = F.mse_loss(model(x_t, t), training_target(config.target, schedule, x0, noise, x_t, t),
+    if labels is None:
+        output = model(x_t, t)
+    else:  # classifier-free guidance: a share cond_drop of the batch learns the unconditional model
+        dropped = torch.rand(labels.shape, generator=generator, device=device) < config.cond_drop
+        output = model(x_t, t, labels.masked_fill(dropped, model.null_label))
+    error = F.mse_loss(output, training_target(config.target, schedule, x0, noise, x_t, t),
                        reduction="none").flatten(1).mean(dim=1)  # (B,)
     if config.min_snr_gamma > 0:
         error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
@@ -192,11 +199,13 @@ def train(
     data: torch.Tensor,
     config: TrainConfig,
     *,
+    labels: torch.Tensor | None = None,
     snapshot: Snapshot | None = None,
     checkpoint: Checkpoint | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``state.model`` on ``data`` (N, ...) from where ``state`` stands to the end of config.num_epochs.
+    """Train ``state.model`` on ``data`` (N, ...) from where ``state`` stands to the end of config.num_epochs; a
+    conditional model also on the class ``labels`` (N,) of the data.
 
     ``snapshot(model, epoch)`` is called as configured; ``checkpoint(state)`` after every optimiser step and every
     epoch, where training could stop and carry on later (it decides whether to save, and may stop training).
@@ -210,7 +219,8 @@ def train(
         if state.order is None:
             state.order = torch.randperm(n, generator=state.generator, device=data.device)  # (N,)
         while state.index < state.steps_per_epoch:
-            _step(state, schedule, data[state.order[state.index * batch : (state.index + 1) * batch]], config)
+            rows = state.order[state.index * batch : (state.index + 1) * batch]  # (B,)
+            _step(state, schedule, data[rows], config, None if labels is None else labels[rows])
             state.index += 1
             state.seconds = time.perf_counter() - start
             if checkpoint is not None:

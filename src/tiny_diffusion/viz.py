@@ -17,7 +17,7 @@ from .errors import UsageError  # noqa: E402
 from .runs import atomic_path, write_atomic  # noqa: E402
 
 __all__ = ["save_figure", "plot_points", "plot_strip", "plot_grid", "plot_loss", "axis_limits", "animate_points",
-           "mp4_available", "mosaic", "plot_images", "plot_image_strip", "plot_image_grid", "plot_denoising",
+           "mp4_available", "mosaic", "plot_images", "plot_image_rows", "plot_image_strip", "plot_image_grid", "plot_denoising",
            "animate_images"]
 
 
@@ -139,6 +139,22 @@ def plot_images(images: np.ndarray, path: str | Path, *, title: str = "", cols: 
     rows = -(-len(images) // cols)
     fig, ax = plt.subplots(figsize=(max(3.0, 0.5 * cols), max(3.0, 0.5 * rows) + 0.4), layout="constrained")
     _show(ax, images, "", cols=cols)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_image_rows(rows: np.ndarray, row_labels: Sequence[str], path: str | Path, *, title: str = "") -> None:
+    """(R, N, C, H, W): one labelled row of N images per entry (a row per digit, or per guidance scale)."""
+    count, n, _, h, w = rows.shape
+    fig, axes = plt.subplots(count, 1, figsize=(max(3.0, 0.45 * n * w / h), 0.5 * count + 0.5),
+                             layout="constrained", squeeze=False)
+    for ax, row, label in zip(axes[:, 0], rows, row_labels):
+        _show(ax, row, "", cols=n)
+        ax.set_axis_on()  # keep the row label, hide the rest of the frame
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

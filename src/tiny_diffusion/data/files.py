@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UsageError
 from .registry import PointDataset
 
-__all__ = ["POINT_FILE_SUFFIXES", "load_point_file", "file_dataset"]
+__all__ = ["POINT_FILE_SUFFIXES", "load_point_file", "load_labelled_points", "file_dataset"]
 
 POINT_FILE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".npy", ".npz")
 DATASET_COLUMN = "dataset"  # the column that names the sub-datasets of a long table (as in the Datasaurus Dozen)
@@ -59,21 +59,40 @@ def load_point_file(
     .npy: a 2-D array of real numbers. .npz: exactly one array, or one named ``points``. ``columns`` are then
     indices.
     """
+    return _load(Path(path), columns, subset)[0]
+
+
+def load_labelled_points(
+    path: str | os.PathLike, *, columns: Sequence[str] | str | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """A long table's points (N, D) float64 with every row's sub-dataset: labels (N,) int64 indexing the names
+    of the ``dataset`` column in order of first appearance (the classes). Checked as ``load_point_file``."""
     p = Path(path)
-    suffix = p.suffix.lower()
+    points, row_names = _load(p, columns, None, every_subset=True)
+    if row_names is None:
+        _fail(p, f"has no {DATASET_COLUMN!r} column to take labels from")
+    classes = tuple(dict.fromkeys(row_names))
+    index = {name: k for k, name in enumerate(classes)}
+    return points, np.array([index[name] for name in row_names], dtype=np.int64), classes
+
+
+def _load(path: Path, columns: Sequence[str] | str | None, subset: str | None, *, every_subset: bool = False
+          ) -> tuple[np.ndarray, list[str] | None]:
+    """(points, each row's ``dataset`` cell or None) of a point file, checked (see ``load_point_file``)."""
+    suffix = path.suffix.lower()
     if suffix not in POINT_FILE_SUFFIXES:
-        _fail(p, f"unknown file type {suffix or '(no extension)'!r}; use one of {', '.join(POINT_FILE_SUFFIXES)}")
-    if not p.exists():
-        _fail(p, "does not exist")
-    if not p.is_file():
-        _fail(p, "is not a file")
-    names = _column_names(p, columns)
+        _fail(path, f"unknown file type {suffix or '(no extension)'!r}; use one of {', '.join(POINT_FILE_SUFFIXES)}")
+    if not path.exists():
+        _fail(path, "does not exist")
+    if not path.is_file():
+        _fail(path, "is not a file")
+    names = _column_names(path, columns)
     if suffix in (".csv", ".tsv"):
-        points = _read_table(p, "," if suffix == ".csv" else "\t", names, subset)
+        points, row_names = _read_table(path, "," if suffix == ".csv" else "\t", names, subset, every_subset)
     else:
-        points = _read_array(p, names, subset)
-    _check_row_count(p, len(points))
-    return points
+        points, row_names = _read_array(path, names, subset), None
+    _check_row_count(path, len(points))
+    return points, row_names
 
 
 def _check_row_count(path: Path, rows: int) -> None:
@@ -104,7 +123,10 @@ def _read_rows(path: Path, delimiter: str) -> list[_Row]:
     return rows
 
 
-def _read_table(path: Path, delimiter: str, names: list[str] | None, subset: str | None) -> np.ndarray:
+def _read_table(path: Path, delimiter: str, names: list[str] | None, subset: str | None, every_subset: bool
+                ) -> tuple[np.ndarray, list[str] | None]:
+    """The table's points and each kept row's ``dataset`` cell (None without that column). A table of several
+    sub-datasets needs ``subset``, unless ``every_subset``."""
     rows = _read_rows(path, delimiter)
     first = rows[0][1]
     header = first if any(cell and not _is_number(cell) for cell in first) else None
@@ -122,8 +144,9 @@ def _read_table(path: Path, delimiter: str, names: list[str] | None, subset: str
         if subset not in available:
             _fail(path, f"no subset {subset!r}; available: {', '.join(available)}")
         data = [(line, cells) for line, cells in data if cells[dataset_col] == subset]
-    elif len(available) > 1:
-        _fail(path, f"holds several datasets ({', '.join(available)}); choose one with --subset")
+    elif len(available) > 1 and not every_subset:
+        _fail(path, f"holds several datasets ({', '.join(available)}); choose one with --subset, or train on all "
+              "of them with --conditional")
 
     _check_row_count(path, len(data))
     if names is None:  # every column holding numbers; one without any number (labels, say) is left out
@@ -142,7 +165,7 @@ def _read_table(path: Path, delimiter: str, names: list[str] | None, subset: str
             points[i, k] = float(cell)
             if not math.isfinite(points[i, k]):
                 _fail(path, f"line {line}, {label(j)}: {cell!r} is not a finite number")
-    return points
+    return points, [cells[dataset_col] for _, cells in data] if dataset_col is not None else None
 
 
 def _table_column(path: Path, name: str, header: list[str] | None, width: int) -> int:
@@ -204,12 +227,21 @@ def _only_array(path: Path, archive) -> np.ndarray:
 
 
 def file_dataset(
-    path: str | os.PathLike, *, columns: Sequence[str] | str | None = None, subset: str | None = None
+    path: str | os.PathLike, *, columns: Sequence[str] | str | None = None, subset: str | None = None,
+    labelled: bool = False,
 ) -> PointDataset:
     """A dataset of a point file's rows: ``make(n, seed)`` draws n rows with replacement (no jitter); the support
-    is the file's points. The file is read and checked once, here."""
-    points = load_point_file(path, columns=columns, subset=subset)  # (N, D)
+    is the file's points. With ``labelled``, every sub-dataset of a long table, each row labelled with its own
+    (``subset`` does not apply). The file is read and checked once, here."""
+    if labelled:
+        points, labels, classes = load_labelled_points(path, columns=columns)
+    else:
+        points, labels, classes = load_point_file(path, columns=columns, subset=subset), None, ()
     name = str(path)
+
+    def draw(n: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.random.default_rng(seed).integers(0, len(points), n)
+        return points[rows], labels[rows]
 
     def make(n: int, seed: int = 42) -> np.ndarray:
         return points[np.random.default_rng(seed).integers(0, len(points), n)]
@@ -217,6 +249,7 @@ def file_dataset(
     def support() -> np.ndarray:
         return points.copy()
 
-    of = f"{name} (subset {subset!r})" if subset is not None else name
+    of = f"{name} (subset {subset!r})" if subset is not None and not labelled else name
     description = f"the {len(points)} {points.shape[1]}-D points of {of}, drawn with replacement, no jitter"
-    return PointDataset(name, points.shape[1], make, description, support)
+    return PointDataset(name, points.shape[1], make, description, support, labelled=draw if labelled else None,
+                        classes=classes)

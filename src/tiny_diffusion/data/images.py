@@ -131,6 +131,11 @@ class ImageDataset:
     load: Callable[..., tuple[np.ndarray, np.ndarray]]
     max_value: float = 255.0  # the raw value that becomes 1 (0 becomes -1)
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The name of each label: the digits "0" to "9"."""
+        return tuple(str(k) for k in range(self.num_classes))
+
     def images(self, split: str = "train", *, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(x, labels): x float32 (N, C, H, W) in [-1, 1], labels int64 (N,); both read-only (cached)."""
         if split not in SPLITS:

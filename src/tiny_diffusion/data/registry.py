@@ -87,7 +87,11 @@ def _keyword_defaults(fn: Callable) -> dict[str, Any]:
 @dataclass(frozen=True)
 class PointDataset:
     """A point set: ``make(n, seed, **options)`` draws n points; ``support(**options)`` (if known) gives the
-    exact shape's points, for precision and recall. ``options`` names the keyword options ``make`` takes."""
+    exact shape's points, for precision and recall. ``options`` names the keyword options ``make`` takes.
+
+    A set made of named parts (the shapes of ``random``, the blobs, the sub-datasets of a long table) also has
+    ``labelled(n, seed)``: the same draw as ``make`` with the index (n,) of each point's part, named by ``classes``.
+    """
 
     name: str
     dim: int
@@ -95,6 +99,8 @@ class PointDataset:
     description: str
     support: Callable[..., np.ndarray] | None = None
     options: tuple[str, ...] = ()
+    labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
+    classes: tuple[str, ...] = ()
 
     def accepted(self, options: dict[str, Any]) -> dict[str, Any]:
         """The validated options this dataset takes; the others (all still validated) are dropped."""
@@ -105,6 +111,16 @@ class PointDataset:
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise UsageError(f"a dataset needs n >= 1 points, got {n!r}")
         return np.asarray(self.make(int(n), seed, **self.accepted(options)), dtype=np.float32)
+
+    def sample_labelled(self, n: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+        """n points (n, dim) float32 and their labels (n,) int64, indices into ``classes``."""
+        if self.labelled is None:
+            labelled = ", ".join(name for name, d in DATASETS.items() if d.labelled is not None)
+            raise UsageError(f"dataset {self.name} has no labels; labelled point sets: {labelled}, or a table "
+                             "with a `dataset` column naming each row's shape")
+        self.sample(n, seed)  # validates n
+        points, labels = self.labelled(int(n), seed)
+        return np.asarray(points, dtype=np.float32), np.asarray(labels, dtype=np.int64)
 
     def support_points(self, **options: Any) -> np.ndarray | None:
         """The exact shape for these options as a float64 (M, dim) array, or None where it is not known.
@@ -121,12 +137,16 @@ class PointDataset:
 DATASETS: dict[str, PointDataset] = {}
 
 
-def register(name: str, dim: int, *, support: Callable[..., np.ndarray] | None = None):
+def register(name: str, dim: int, *, support: Callable[..., np.ndarray] | None = None,
+             labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None, classes: Sequence[str] = ()):
     """Decorator: add ``make(n, seed, *, options)`` to the registry; its docstring's first line is the description.
 
     ``make``'s keyword-only parameters become the dataset's options; ``support`` may take a subset of them, and
     where it does its defaults must be ``make``'s (so ``support()`` alone describes ``sample(n)`` alone).
+    ``labelled(n, seed)`` and ``classes`` are for sets of named parts (see ``PointDataset``).
     """
+    if (labelled is None) != (not classes):
+        raise TypeError(f"dataset {name!r}: labelled and classes go together")
 
     def wrap(make: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         options = _keyword_defaults(make)
@@ -137,7 +157,8 @@ def register(name: str, dim: int, *, support: Callable[..., np.ndarray] | None =
             if key not in options or options[key] != default:
                 raise TypeError(f"dataset {name!r}: support option {key!r} must be an option of make, same default")
         doc = inspect.getdoc(make) or name
-        DATASETS[name] = PointDataset(name, dim, make, doc.splitlines()[0], support, tuple(options))
+        DATASETS[name] = PointDataset(name, dim, make, doc.splitlines()[0], support, tuple(options), labelled,
+                                      tuple(classes))
         return make
 
     return wrap
@@ -150,18 +171,18 @@ def _looks_like_path(name: str) -> bool:
 
 
 def get_dataset(
-    name: str, *, columns: Sequence[str] | str | None = None, subset: str | None = None
+    name: str, *, columns: Sequence[str] | str | None = None, subset: str | None = None, labelled: bool = False
 ) -> PointDataset:
     """The registered dataset called ``name``, or, if ``name`` is a path to a point file, that file's points.
 
-    ``columns`` and ``subset`` apply to point files only (see ``files.load_point_file``) and are ignored for
-    registered names. An unknown name that is not a path fails listing the valid names.
+    ``columns``, ``subset`` and ``labelled`` apply to point files only (see ``files.file_dataset``) and are ignored
+    for registered names. An unknown name that is not a path fails listing the valid names.
     """
     if name in DATASETS:
         return DATASETS[name]
     if _looks_like_path(name):
         from .files import file_dataset
 
-        return file_dataset(name, columns=columns, subset=subset)
+        return file_dataset(name, columns=columns, subset=subset, labelled=labelled)
     names = ", ".join(DATASETS)
     raise UsageError(f"unknown dataset {name!r}; choose from {names} (or give a .csv, .tsv, .npy or .npz path)")

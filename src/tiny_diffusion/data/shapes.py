@@ -25,11 +25,19 @@ def _circle(radius: float, m: int = 400) -> np.ndarray:
 _BLOB_CENTERS = _circle(2.5, 5) @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # a pentagon, one corner pointing up
 
 
-@register("blobs", 2)
+def labelled_blobs(n: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """The ``blobs`` dataset with its labels: points (n, 2) and the index (n,) of each one's blob."""
+    return make_blobs(n_samples=n, centers=_BLOB_CENTERS, cluster_std=0.4, random_state=seed)
+
+
+# the blobs by where they sit on the pentagon, counter-clockwise from the top
+BLOB_NAMES = ("top", "upper-left", "lower-left", "lower-right", "upper-right")
+
+
+@register("blobs", 2, labelled=labelled_blobs, classes=BLOB_NAMES)
 def blobs(n: int, seed: int = 42) -> np.ndarray:
     """Five Gaussian blobs (std 0.4) on a pentagon of radius 2.5 (scikit-learn make_blobs): about [-4, 4]."""
-    X, _ = make_blobs(n_samples=n, centers=_BLOB_CENTERS, cluster_std=0.4, random_state=seed)
-    return X
+    return labelled_blobs(n, seed)[0]
 
 
 _CIRCLES_SCALE = 3.5  # make_circles draws radii 1 and factor 0.5
@@ -200,7 +208,7 @@ def random_mixture(n: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     return points, labels
 
 
-@register("random", 2)
+@register("random", 2, labelled=random_mixture, classes=("dino", "ring", "bar", "blobs"))
 def random_shapes(n: int, seed: int = 42) -> np.ndarray:
     """Four shapes in the quadrants of about [-3.6, 3.6]^2: a small dino, a ring, a diagonal bar, two blobs."""
     return random_mixture(n, seed)[0]

@@ -7,19 +7,26 @@ from typing import TYPE_CHECKING, Sequence
 from torch import nn
 
 from .cnn import parameter_count
+from .conditioning import LabelConditioned, guided
 from .images import IMAGE_MODELS
 from .mlp import PointMLP
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
-__all__ = ["PointMLP", "IMAGE_MODELS", "MODELS", "build_model", "parameter_count"]
+__all__ = ["PointMLP", "IMAGE_MODELS", "MODELS", "LabelConditioned", "build_model", "guided", "parameter_count"]
 
 MODELS: tuple[str, ...] = ("mlp", *IMAGE_MODELS)
 
 
-def build_model(config: "TrainConfig", *, shape: Sequence[int]) -> nn.Module:
-    """The denoiser a config describes, for samples of ``shape``: (D,) points or (C, H, W) images."""
+def build_model(config: "TrainConfig", *, shape: Sequence[int], num_classes: int = 0) -> nn.Module:
+    """The denoiser a config describes, for samples of ``shape``: (D,) points or (C, H, W) images; a conditional
+    run's is wrapped to take labels of ``num_classes`` classes."""
+    model = _denoiser(config, shape)
+    return LabelConditioned(model, num_classes) if config.conditional else model
+
+
+def _denoiser(config: "TrainConfig", shape: Sequence[int]) -> nn.Module:
     if config.model in IMAGE_MODELS:
         return IMAGE_MODELS[config.model](shape[0], channels=config.channels, time_embedding=config.time_embedding,
                                           embedding_size=config.embedding_size)

@@ -23,7 +23,11 @@ class ResidualBlock(nn.Module):
 
 
 class PointMLP(nn.Module):
-    """Embed each coordinate and the timestep, concatenate, then residual GELU blocks down to D outputs."""
+    """Embed each coordinate and the timestep, concatenate, then residual GELU blocks down to D outputs.
+
+    An optional conditioning vector (a class label's embedding, size ``cond_size`` = hidden_size) is added to the
+    first layer's output, which is the same as concatenating it to the features.
+    """
 
     def __init__(
         self,
@@ -48,9 +52,16 @@ class PointMLP(nn.Module):
         layers += [ResidualBlock(hidden_size) for _ in range(hidden_layers)]
         layers.append(nn.Linear(hidden_size, dim))
         self.joint = nn.Sequential(*layers)
+        self.cond_size = hidden_size
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (N, D) points, t: (N,) integer timesteps -> (N, D)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, *, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (N, D) points, t: (N,) integer timesteps, cond: optional (N, cond_size) -> (N, D)."""
         features = [embed(x[:, i]) for i, embed in enumerate(self.input_embeddings)]
         features.append(self.time_embedding(t))
-        return self.joint(torch.cat(features, dim=-1))
+        first, *rest = self.joint
+        h = first(torch.cat(features, dim=-1))  # (N, hidden_size)
+        if cond is not None:
+            h = h + cond
+        for layer in rest:
+            h = layer(h)
+        return h
