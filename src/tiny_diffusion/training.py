@@ -130,6 +130,10 @@ class TrainState:
         if self.ema is not None:
             self.ema.load_state_dict(values["ema"])
         self.optimizer.load_state_dict(values["optimizer"])
+        for param, moments in self.optimizer.state.items():  # saved contiguous: back into each parameter's layout
+            for name, value in moments.items():  # (channels last for image models), as the fused kernel had them
+                if value.shape == param.shape:
+                    moments[name] = torch.empty_like(param).copy_(value)
         self.scheduler.load_state_dict(values["scheduler"])
         self.generator.set_state(values["generator"])
         self.step, self.epoch, self.index = values["step"], values["epoch"], values["index"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+import torch
 from torch import nn
 
 from .cnn import parameter_count
@@ -28,8 +29,11 @@ def build_model(config: "TrainConfig", *, shape: Sequence[int], num_classes: int
 
 def _denoiser(config: "TrainConfig", shape: Sequence[int]) -> nn.Module:
     if config.model in IMAGE_MODELS:
-        return IMAGE_MODELS[config.model](shape[0], channels=config.channels, time_embedding=config.time_embedding,
-                                          embedding_size=config.embedding_size)
+        model = IMAGE_MODELS[config.model](shape[0], channels=config.channels, time_embedding=config.time_embedding,
+                                           embedding_size=config.embedding_size)
+        # convolutions run about 10% faster on a CPU with the channels last in memory (oneDNN's preferred layout);
+        # the values are the same, and so are the weights saved (contiguous) and loaded (copied into this layout)
+        return model.to(memory_format=torch.channels_last)
     return PointMLP(
         shape[0],
         embedding_size=config.embedding_size,
