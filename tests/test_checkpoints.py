@@ -98,6 +98,8 @@ def _train(config, shape, folder, *, every=0, stop_at=None, resume=False):
     ({"ema_decay": 0.9, "grad_clip": 0.0, "lr_schedule": "constant"}, (2,), 8, 1),
     ({"min_snr_gamma": 5.0, "target": "v"}, (2,), 5, 4),
     ({"ema_decay": 0.99}, (1, 8, 8), 5, 2),  # BatchNorm statistics and their EMA copy
+    ({"precision": "bf16"}, (2,), 5, 2),
+    ({"precision": "fp16"}, (1, 8, 8), 7, 3),  # the loss scaler's state (fp16 autocast runs on a CPU too)
 ])
 def test_training_resumed_from_a_checkpoint_ends_with_the_same_bits(tmp_path, changes, shape, stop_at, every):
     config = TrainConfig.from_dict({**(IMAGES if len(shape) == 3 else POINTS), **changes}).validate()
@@ -110,6 +112,17 @@ def test_training_resumed_from_a_checkpoint_ends_with_the_same_bits(tmp_path, ch
     for name, value in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], value), name
     assert len(resumed.epoch_seconds) == config.num_epochs
+
+
+def test_the_fp16_loss_scaler_resumes_where_it_stopped(tmp_path):
+    config = TrainConfig.from_dict({**POINTS, "precision": "fp16"}).validate()
+    with pytest.raises(Stop):
+        _train(config, (2,), tmp_path, every=5, stop_at=5)
+    state, _ = _start(config, (2,))
+    assert resume_state(tmp_path, state, report=lambda line: None)[0] == 5
+    # five steps without an overflow: the scale is where it began, five steps on its way to growing
+    assert state.scaler.state_dict() == {"scale": 2.0**16, "growth_factor": 2.0, "backoff_factor": 0.5,
+                                         "growth_interval": 2000, "_growth_tracker": 5}
 
 
 def _checkpoints(folder, steps, keep=5):

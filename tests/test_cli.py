@@ -93,6 +93,8 @@ BAD_TRAIN = [
     (["--eval-batch-size", "0"], "eval_batch_size must be positive"),
     (["--beta-schedule", "cubic"], "invalid choice"),
     (["--sampler", "ddim", "--sample-steps", "50"], "sample_steps must be between 1 and num_timesteps"),
+    (["--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a CUDA GPU (this run is on cpu)"),
+    (["--precision", "fp64"], "invalid choice"),
 ]
 
 

@@ -17,6 +17,7 @@ from .embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS
 from .errors import UsageError
 from .models import IMAGE_MODELS, MODELS
 from .objectives import TARGETS
+from .precision import PRECISIONS
 from .samplers import SAMPLERS
 from .schedule import BETA_SCHEDULES
 
@@ -107,6 +108,9 @@ class TrainConfig:
     seed: int = opt(0, "seeds model initialisation, batch order and sampling")
     data_seed: int = opt(42, "seeds the dataset draw (42 reproduces the original's data)")
     device: str = opt("auto", "auto picks cuda, then mps, then cpu", DEVICES)
+    precision: str = opt("fp32", "training arithmetic: fp32, or mixed precision by autocast: bf16 (CPU or GPU; "
+                         "usually slower than fp32 on CPUs without AMX) or fp16 (CUDA GPUs only, with a gradient "
+                         "scaler); sampling is always fp32", PRECISIONS)
     conditional: bool = opt(False, "train on class labels too, so `sample --prompt` can ask for a class: a digit of "
                             "an image set, or a shape of random, blobs or a table with a `dataset` column")
     cond_drop: float = opt(0.1, "conditional runs: share of training steps without the label, so one model also "

@@ -24,6 +24,7 @@ from .locking import run_lock
 from .metrics import point_metrics, precision
 from .models import build_model, guided, parameter_count
 from .objectives import noise_predictor
+from .precision import check_precision
 from .runs import LoadedRun, run_files, save_history, save_npy, save_weights
 from .samplers import Trajectory, sample
 from .schedule import NoiseSchedule
@@ -166,6 +167,7 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
     out = Path(out)
     config = with_absolute_dataset(config.validate())
     checkpoints.validate()
+    check_precision(config.precision, resolve_device(config.device))
     with run_lock(out), caught_signals() as signals:
         if resume:
             _check_resumable(out, config)

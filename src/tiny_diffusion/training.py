@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .errors import UsageError
 from .objectives import loss_weights, training_target
+from .precision import autocast, grad_scaler
 from .schedule import NoiseSchedule
 
 __all__ = ["TrainResult", "TrainState", "Diverged", "train", "resolve_device"]
@@ -90,6 +91,8 @@ class TrainState:
     snapshot_seconds: float = 0.0  # of which spent drawing snapshots
     seconds: float = 0.0  # training time so far, earlier sessions of a resumed run included
     checked: int = 0  # steps whose loss and gradient norm are known to be finite
+    # fp16's loss scaler (disabled for the other precisions: every call then passes straight through)
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("fp32", torch.device("cpu")))
 
     @classmethod
     def start(cls, model: nn.Module, config: TrainConfig, *, generator: torch.Generator,
@@ -97,13 +100,16 @@ class TrainState:
         """A fresh state: AdamW with warm-up and decay, an EMA copy if configured, nothing trained yet."""
         steps_per_epoch = num_samples // config.train_batch_size  # the last incomplete batch is dropped
         total_steps = steps_per_epoch * config.num_epochs
+        device = next(model.parameters()).device
         # the fused kernel saves about a third of a small model's step time on CPU
-        fused = next(model.parameters()).device.type in ("cpu", "cuda")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=fused)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                      fused=device.type in ("cpu", "cuda"))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
         ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
-        return cls(model, ema, optimizer, scheduler, generator, steps_per_epoch, torch.empty(total_steps),
-                   torch.empty(total_steps))
+        # on the model's device: a GPU then never waits for a step's loss to be copied out
+        losses, grad_norms = torch.empty(total_steps, device=device), torch.empty(total_steps, device=device)
+        return cls(model, ema, optimizer, scheduler, generator, steps_per_epoch, losses, grad_norms,
+                   scaler=grad_scaler(config.precision, device))
 
     @property
     def total_steps(self) -> int:
@@ -116,6 +122,7 @@ class TrainState:
                 "generator": self.generator.get_state(), "device": self.generator.device.type,
                 "step": self.step, "epoch": self.epoch, "index": self.index, "order": self.order,
                 "losses": self.losses[: self.step],
+                "scaler": self.scaler.state_dict(),  # {} unless fp16
                 "epoch_seconds": torch.tensor(self.epoch_seconds, dtype=torch.float64),  # a tensor: exact and short
                 "snapshot_seconds": self.snapshot_seconds, "seconds": self.seconds}
 
@@ -135,6 +142,8 @@ class TrainState:
                 if value.shape == param.shape:
                     moments[name] = torch.empty_like(param).copy_(value)
         self.scheduler.load_state_dict(values["scheduler"])
+        if self.scaler.is_enabled():
+            self.scaler.load_state_dict(values["scaler"])
         self.generator.set_state(values["generator"])
         self.step, self.epoch, self.index = values["step"], values["epoch"], values["index"]
         order = values["order"]
@@ -169,21 +178,27 @@ def _step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: 
     noise = torch.randn(x0.shape, generator=generator, device=device)
     t = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator, device=device)
     x_t = schedule.add_noise(x0, noise, t)
-    if labels is None:
-        output = model(x_t, t)
-    else:  # classifier-free guidance: a share cond_drop of the batch learns the unconditional model
-        dropped = torch.rand(labels.shape, generator=generator, device=device) < config.cond_drop
-        output = model(x_t, t, labels.masked_fill(dropped, model.null_label))
-    error = F.mse_loss(output, training_target(config.target, schedule, x0, noise, x_t, t),
-                       reduction="none").flatten(1).mean(dim=1)  # (B,)
-    if config.min_snr_gamma > 0:
-        error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
-    loss = error.mean()
+    with autocast(config.precision, device):
+        if labels is None:
+            output = model(x_t, t)
+        else:  # classifier-free guidance: a share cond_drop of the batch learns the unconditional model
+            dropped = torch.rand(labels.shape, generator=generator, device=device) < config.cond_drop
+            output = model(x_t, t, labels.masked_fill(dropped, model.null_label))
+        error = F.mse_loss(output, training_target(config.target, schedule, x0, noise, x_t, t),
+                           reduction="none").flatten(1).mean(dim=1)  # (B,)
+        if config.min_snr_gamma > 0:
+            error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
+        loss = error.mean()
+    scaler = state.scaler
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler.scale(loss).backward()
+    scaler.unscale_(state.optimizer)  # clip the true gradients, not fp16's scaled ones
     # with no clipping the norm is still measured (an infinite limit scales the gradients by exactly 1)
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
-    state.optimizer.step()
+    if scaler.is_enabled():  # fp16: the scaler skips a step whose gradients overflow and lowers its scale
+        grad_norm = torch.where(grad_norm.isfinite(), grad_norm, 0.0)  # not a divergence
+    scaler.step(state.optimizer)
+    scaler.update()
     state.scheduler.step()
     if state.ema is not None:
         # warm-up: early on the average forgets fast, so the initial weights do not linger in it
@@ -246,4 +261,5 @@ def train(
     bar.close()
     final = state.ema if state.ema is not None else model
     final.eval()
-    return TrainResult(final, state.losses.numpy(), state.seconds, state.snapshot_seconds, state.epoch_seconds)
+    return TrainResult(final, state.losses.cpu().numpy(), state.seconds, state.snapshot_seconds,
+                       state.epoch_seconds)
