@@ -13,6 +13,9 @@ Each is written atomically (temporary file, fsync, rename, fsync of the folder),
 last, so a checkpoint without its JSON is unfinished and never used. The newest ``keep`` are kept. Reading one
 checks every record; resuming falls back to the checkpoint before one that fails and says so.
 
+Under torchrun rank 0 alone writes and reads checkpoints; a checkpoint it reads reaches the other processes in the
+same two forms, JSON and safetensors bytes (``shared``), so every process resumes from the same state.
+
 Nothing is unpickled: tensors come from safetensors, the rest from JSON. Nested state (an optimizer's state dict) is
 flattened: each tensor becomes ``{"__tensor__": key}`` and is stored under that key; tuples and dicts whose keys are
 not strings (an optimizer's parameter numbers) are tagged, so they come back as they were.
@@ -20,6 +23,7 @@ not strings (an optimizer's parameter numbers) are tagged, so they come back as 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -33,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from .distributed import SINGLE, Cluster
 from .errors import UsageError
 from .integrity import Corrupt, check_file, record, seal, unseal
 from .interrupts import Interrupted, Signals, signal_name
@@ -197,10 +202,29 @@ def load_latest_checkpoint(folder: Path, *, report: Callable[[str], None]) -> tu
     return None
 
 
-def resume_state(folder: Path, state: TrainState, *, report: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+def shared(found: tuple[int, dict[str, Any]] | None, cluster: Cluster) -> tuple[int, dict[str, Any]] | None:
+    """Rank 0's (step, state) of a checkpoint (or its None), on every process: sent as JSON and safetensors bytes,
+    as a checkpoint is stored (never pickled)."""
+    if not cluster.distributed:
+        return found
+    doc, data = b"", b""
+    if cluster.is_main and found is not None:
+        tensors: dict[str, torch.Tensor] = {}
+        doc = json.dumps({"step": found[0], "state": flatten(found[1], tensors)}).encode()
+        data = save_safetensors(tensors)
+    doc, data = cluster.broadcast_bytes(doc), cluster.broadcast_bytes(data)
+    if not doc:
+        return None
+    value = json.loads(doc)
+    return value["step"], unflatten(value["state"], load_safetensors(data))
+
+
+def resume_state(folder: Path, state: TrainState, *, report: Callable[[str], None], cluster: Cluster = SINGLE
+                 ) -> tuple[int, dict[str, Any]]:
     """Load the newest intact checkpoint in ``folder`` into ``state`` and the process's generators; return its step
-    and what the caller added to it (``Checkpointer``'s ``extra``), or (0, {}) when there is none."""
-    found = load_latest_checkpoint(folder, report=report)
+    and what the caller added to it (``Checkpointer``'s ``extra``), or (0, {}) when there is none. Under torchrun
+    rank 0 reads (and reports) and every process takes up what it read."""
+    found = shared(cluster.on_main(lambda: load_latest_checkpoint(folder, report=report)), cluster)
     if found is None:
         return 0, {}
     step, saved = found
@@ -214,19 +238,27 @@ def resume_state(folder: Path, state: TrainState, *, report: Callable[[str], Non
 
 class Checkpointer:
     """The training loop's ``checkpoint`` hook: saves as ``policy`` says, and when a signal arrived (then stops
-    training with ``Interrupted``). ``extra()`` adds what the caller accumulates (snapshots) to each one."""
+    training with ``Interrupted``). ``extra()`` adds what the caller accumulates (snapshots) to each one.
+
+    Under torchrun the processes decide together after every step: all stop at the step where any of them has seen
+    a signal, and all check the state whenever any of them finds a checkpoint due; rank 0 writes it."""
 
     def __init__(self, folder: Path, policy: CheckpointPolicy, *, signals: Signals | None,
-                 extra: Callable[[], dict[str, Any]], saved_step: int = 0, saved_seconds: float = 0.0) -> None:
+                 extra: Callable[[], dict[str, Any]], saved_step: int = 0, saved_seconds: float = 0.0,
+                 cluster: Cluster = SINGLE) -> None:
         self.folder, self.policy, self.signals, self.extra = folder, policy, signals, extra
         self.saved_step, self.saved_seconds = saved_step, saved_seconds  # of the newest saved (or resumed from)
+        self.cluster = cluster
 
     def __call__(self, state: TrainState) -> None:
-        stop = self.signals.received if self.signals is not None else None
-        if stop is not None or self.policy.due(state.step, state.seconds - self.saved_seconds):
+        received = self.signals.received if self.signals is not None else None
+        due = self.policy.due(state.step, state.seconds - self.saved_seconds)
+        stop, due = self.cluster.any(received or 0, int(due))  # 0: no signal
+        if stop or due:
             self.save(state)
-        if stop is not None:
-            self.signals.received = None  # acted on here
+        if stop:
+            if self.signals is not None:
+                self.signals.received = None  # acted on here
             raise Interrupted(f"interrupted by {signal_name(stop)} at step {state.step} of {state.total_steps}; "
                               f"saved a checkpoint of that step", stop)
 
@@ -235,6 +267,7 @@ class Checkpointer:
         if state.step == self.saved_step:
             return
         state.check_finite()
-        save_checkpoint(self.folder, state.step, {"train": state.state_dict(), "rng": rng_states(),
-                                                  "run": self.extra()}, keep=self.policy.keep)
+        if self.cluster.is_main:
+            save_checkpoint(self.folder, state.step, {"train": state.state_dict(), "rng": rng_states(),
+                                                      "run": self.extra()}, keep=self.policy.keep)
         self.saved_step, self.saved_seconds = state.step, state.seconds

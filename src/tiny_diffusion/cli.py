@@ -13,6 +13,7 @@ from typing import Any, NoReturn, Sequence
 from .checkpoints import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
 from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot, resolve_sampler
 from .config import DEVICES, TrainConfig, add_config_flags, load_config_file
+from .distributed import is_main_process, world_size
 from .errors import UsageError
 from .interrupts import Interrupted
 
@@ -226,8 +227,9 @@ def _train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / config.experiment_name
     summary = train_run(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet,
                         checkpoints=policy)
-    print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in "
-          f"{summary.sample_seconds:.1f} s; wrote {summary.run_dir}/")
+    if summary is not None:  # None: a process of a torchrun job but rank 0, which writes the run
+        print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in "
+              f"{summary.sample_seconds:.1f} s; wrote {summary.run_dir}/")
     return 0
 
 
@@ -372,14 +374,21 @@ COMMANDS = {"train": _train, "verify": _verify, "sample": _sample, "evaluate": _
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tiny-diffusion`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # under torchrun only rank 0 speaks: the others meet the same errors and stops (the processes agree on them)
+    main_process = is_main_process()
     try:
+        if args.command != "train" and world_size() > 1:
+            raise UsageError(f"only `train` runs as several processes (torchrun); run `{args.command}` as one")
         return COMMANDS[args.command](args)
     except UsageError as e:
-        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
+        if main_process:
+            print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f"{PROG}: {_one_line(str(e))}", file=sys.stderr)
+        if main_process:
+            print(f"{PROG}: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; earlier results are untouched", file=sys.stderr)
+        if main_process:
+            print(f"{PROG}: interrupted; earlier results are untouched", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from .checkpoints import CheckpointPolicy, Checkpointer, resume_state
 from .config import TrainConfig
 from .data import DATASETS, PointDataset, get_dataset
 from .data.images import ImageDataset, get_image_dataset
+from .distributed import Cluster, joined, resume_command, world_size
 from .errors import UsageError
 from .interrupts import Interrupted, Signals, caught_signals
 from .locking import run_lock
@@ -157,28 +159,40 @@ SNAPSHOT_IMAGES = 64  # images per training snapshot (an 8 x 8 grid); points sna
 
 
 def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
-              progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy()) -> TrainSummary:
+              progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy()) -> TrainSummary | None:
     """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``).
 
     Training goes on in the unfinished run beside ``out`` and checkpoints there (see ``staging``); SIGINT and SIGTERM
     save a checkpoint and stop with ``Interrupted``. ``resume`` carries on the unfinished run of ``out`` from its
     newest intact checkpoint, with the settings it was started with: ``config`` must have them (the device aside).
+
+    Under torchrun every process calls this and they train one model together (see ``distributed``): rank 0 alone
+    writes ``out`` and returns the summary; the others return None.
     """
     out = Path(out)
     config = with_absolute_dataset(config.validate())
     checkpoints.validate()
-    check_precision(config.precision, resolve_device(config.device))
-    with run_lock(out), caught_signals() as signals:
-        if resume:
-            _check_resumable(out, config)
-        else:
-            check_fresh(out, overwrite=overwrite)
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    if config.train_batch_size % world_size():
+        raise UsageError(f"--train-batch-size is the global batch, shared evenly by the {world_size()} processes: "
+                         f"{config.train_batch_size} does not divide by {world_size()}")
+    with joined(device) as cluster, ExitStack() as held, caught_signals() as signals:
+        def claim() -> None:  # one trainer per run directory, and a run to start there (or to resume)
+            held.enter_context(run_lock(out))
+            if resume:
+                _check_resumable(out, config)
+            else:
+                check_fresh(out, overwrite=overwrite)
+
+        cluster.on_main(claim)
         try:
-            return _train_into(out, config, resume=resume, progress=progress, policy=checkpoints, signals=signals)
+            return _train_into(out, config, cluster, resume=resume, progress=progress, policy=checkpoints,
+                               signals=signals)
         except Interrupted as e:
             if not partial_dir(out).exists():
                 raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
-            raise Interrupted(f"{e}; resume with: tiny-diffusion train --resume {out}", e.signum) from None
+            raise Interrupted(f"{e}; resume with: {resume_command(out)}", e.signum) from None
 
 
 def _check_resumable(out: Path, config: TrainConfig) -> None:
@@ -188,27 +202,29 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
                          "resume it with its own settings, or pass --overwrite to start again")
 
 
-def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool, policy: CheckpointPolicy,
-                signals: Signals) -> TrainSummary:
-    device = resolve_device(config.device)
+def _train_into(out: Path, config: TrainConfig, cluster: Cluster, *, resume: bool, progress: bool,
+                policy: CheckpointPolicy, signals: Signals) -> TrainSummary | None:
+    device, main = cluster.device, cluster.is_main
     train_set = training_data(config)
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
     torch.manual_seed(config.seed)  # model initialisation
-    model = build_model(config, shape=train_set.shape, num_classes=len(train_set.classes)).to(device)
-    if progress:
+    model = cluster.prepare(build_model(config, shape=train_set.shape, num_classes=len(train_set.classes)).to(device))
+    if main and (progress or cluster.distributed):
         print(f"{config.model}: {parameter_count(model):,} parameters; {len(data):,} training samples of shape "
-              f"{tuple(train_set.shape)}", flush=True)
+              f"{tuple(train_set.shape)}; {_batch_line(config, cluster)}", flush=True)
     schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
                              beta_end=config.beta_end, device=device)
     channel_axes = [0, *range(2, data.ndim)]  # every axis but the channel's
     data_min, data_max = data.amin(dim=channel_axes), data.amax(dim=channel_axes)  # (C,)
     shift, scale = (torch.tensor(v, dtype=torch.float32, device=device) for v in (train_set.shift, train_set.scale))
-    stage = _stage(out, _run_meta(config, train_set, data_min, data_max), resume=resume)
+    stage = partial_dir(out)
+    cluster.on_main(lambda: _stage(out, _run_meta(config, train_set, data_min, data_max), resume=resume))
     state = TrainState.start(model, config, generator=torch.Generator(device).manual_seed(config.seed),
-                             num_samples=len(data))
+                             num_samples=len(data), cluster=cluster)
     frames: list[np.ndarray] = []
     frame_epochs: list[int] = []
     saved = _restore(out, state, frames, frame_epochs) if resume else 0
+    state.network = cluster.wrap(model)  # under torchrun, DistributedDataParallel averages the gradients
 
     labels = None if train_set.labels is None else torch.tensor(train_set.labels, device=device)  # (N,)
 
@@ -226,23 +242,42 @@ def _train_into(out: Path, config: TrainConfig, *, resume: bool, progress: bool,
         return {"frames": torch.from_numpy(np.stack(frames)) if frames else None, "frame_epochs": frame_epochs}
 
     checkpointer = Checkpointer(stage / CHECKPOINTS, policy, signals=signals, extra=extra, saved_step=saved,
-                                saved_seconds=state.seconds)
+                                saved_seconds=state.seconds, cluster=cluster)
     try:
         with signals.deferred():
-            result = train(state, schedule, data, config, labels=labels, snapshot=snapshot,
-                           checkpoint=checkpointer, progress=progress)
+            result = train(state, schedule, data, config, labels=labels, snapshot=snapshot if main else None,
+                           checkpoint=checkpointer, progress=progress and main)
             checkpointer.save(state)  # the end of training: an interruption from here on only redoes the sampling
     except Diverged as e:
         kept = (f"the last good checkpoint, of step {checkpointer.saved_step}, is kept in {stage}"
                 if checkpointer.saved_step else "no checkpoint was written")
         raise UsageError(f"{e} (and --overwrite to start again; {kept})") from None
+    digest = cluster.check_replicas(state.replicated_tensors())
+    if not main:
+        cluster.barrier()  # while rank 0 draws the samples and writes the run directory
+        return None
+    if cluster.distributed:
+        _report(f"all {cluster.world_size} processes end with the same training state (sha256 {digest[:16]})")
     start = time.perf_counter()
     samples = _draw(loaded(result.model), config.eval_batch_size, sampler=config.sampler, steps=config.sample_steps,
                     eta=config.eta, seed=config.seed + 2).samples.cpu().numpy()
     sample_seconds = time.perf_counter() - start
     _write_run(stage, config, train_set, result, samples, frames, frame_epochs)
     finish(stage, out, run_files(config))
+    cluster.barrier()
     return TrainSummary(out, result.seconds, result.snapshot_seconds, sample_seconds, samples)
+
+
+def _batch_line(config: TrainConfig, cluster: Cluster) -> str:
+    """The batch (under torchrun the global one, split evenly), peak learning rate, precision and device."""
+    batch, processes = config.train_batch_size, cluster.world_size
+    split = f"global batch {batch} = {processes} processes x {batch // processes}" if processes > 1 else f"batch {batch}"
+    return f"{split}, peak learning rate {config.learning_rate:g}, {config.precision} on {cluster.device}"
+
+
+def _report(line: str) -> None:
+    """A line about the run on stderr, beside the progress bar."""
+    print(f"tiny-diffusion: {line}", file=sys.stderr, flush=True)
 
 
 def _run_meta(config: TrainConfig, train_set: TrainingData, data_min: torch.Tensor, data_max: torch.Tensor
@@ -285,9 +320,10 @@ def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epoch
     """Load the newest intact checkpoint of ``out``'s unfinished run into ``state`` and the snapshot lists, saying on
     stderr what is resumed; returns its step (0: none, so training starts from the beginning again)."""
     def report(line: str) -> None:
-        print(f"tiny-diffusion: {line}", file=sys.stderr, flush=True)
+        if state.cluster.is_main:
+            _report(line)
 
-    step, run = resume_state(checkpoints_dir(out), state, report=report)
+    step, run = resume_state(checkpoints_dir(out), state, report=report, cluster=state.cluster)
     if not step:
         report(f"resuming {out} from the start: it stopped before its first checkpoint")
         return 0

@@ -17,12 +17,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .distributed import SINGLE, Cluster
 from .errors import UsageError
 from .objectives import loss_weights, training_target
 from .precision import autocast, grad_scaler
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainResult", "TrainState", "Diverged", "train", "resolve_device"]
+__all__ = ["TrainResult", "TrainState", "Diverged", "train", "train_step", "resolve_device"]
 
 Snapshot = Callable[[nn.Module, int], None]
 Checkpoint = Callable[["TrainState"], None]
@@ -73,7 +74,8 @@ def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
 @dataclass
 class TrainState:
     """Everything the loop changes. Saved in a checkpoint and restored, it lets a stopped run carry on with the same
-    bits: the same permutation, noise and timesteps (one generator draws them all) and the same optimiser moments."""
+    bits: the same permutation, noise and timesteps (one generator draws them all) and the same optimiser moments.
+    Under torchrun every process holds the same state (``distributed``): each computes its share of every batch."""
 
     model: nn.Module
     ema: nn.Module | None  # moving average of the weights (None when config.ema_decay is 0)
@@ -91,12 +93,14 @@ class TrainState:
     snapshot_seconds: float = 0.0  # of which spent drawing snapshots
     seconds: float = 0.0  # training time so far, earlier sessions of a resumed run included
     checked: int = 0  # steps whose loss and gradient norm are known to be finite
+    network: nn.Module | None = None  # what a step calls, if not the model: its DDP replica, or a compiled one
     # fp16's loss scaler (disabled for the other precisions: every call then passes straight through)
     scaler: torch.amp.GradScaler = field(default_factory=lambda: grad_scaler("fp32", torch.device("cpu")))
+    cluster: Cluster = SINGLE  # the processes training together (one, unless started by torchrun)
 
     @classmethod
-    def start(cls, model: nn.Module, config: TrainConfig, *, generator: torch.Generator,
-              num_samples: int) -> "TrainState":
+    def start(cls, model: nn.Module, config: TrainConfig, *, generator: torch.Generator, num_samples: int,
+              cluster: Cluster = SINGLE) -> "TrainState":
         """A fresh state: AdamW with warm-up and decay, an EMA copy if configured, nothing trained yet."""
         steps_per_epoch = num_samples // config.train_batch_size  # the last incomplete batch is dropped
         total_steps = steps_per_epoch * config.num_epochs
@@ -109,11 +113,23 @@ class TrainState:
         # on the model's device: a GPU then never waits for a step's loss to be copied out
         losses, grad_norms = torch.empty(total_steps, device=device), torch.empty(total_steps, device=device)
         return cls(model, ema, optimizer, scheduler, generator, steps_per_epoch, losses, grad_norms,
-                   scaler=grad_scaler(config.precision, device))
+                   scaler=grad_scaler(config.precision, device), cluster=cluster)
 
     @property
     def total_steps(self) -> int:
         return len(self.losses)
+
+    def replicated_tensors(self) -> dict[str, torch.Tensor]:
+        """What every process of a torchrun job holds alike, by name: weights, EMA copy, optimiser moments and the
+        generator's state."""
+        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            tensors.update({f"ema/{k}": v for k, v in self.ema.state_dict().items()})
+        params = [param for group in self.optimizer.param_groups for param in group["params"]]
+        for i, param in enumerate(params):
+            tensors.update({f"optimizer/{i}/{k}": v for k, v in self.optimizer.state[param].items()
+                            if isinstance(v, torch.Tensor)})
+        return {**tensors, "generator": self.generator.get_state()}
 
     def state_dict(self) -> dict[str, Any]:
         """The state as nested dicts of numbers, strings and tensors (``checkpoints`` writes it)."""
@@ -170,20 +186,23 @@ class Diverged(UsageError):
     """The loss or the gradient norm of a step is not finite: the weights are lost to NaN or infinity."""
 
 
-def _step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainConfig,
-          labels: torch.Tensor | None = None) -> None:
+def train_step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainConfig,
+               labels: torch.Tensor | None = None) -> None:
     """One optimiser step on the batch ``x0`` (B, ...) (of classes ``labels`` (B,) in a conditional run), its loss
-    and gradient norm recorded in ``state``."""
+    and gradient norm recorded in ``state``. Under torchrun ``x0`` is this process's share of the global batch."""
     model, generator, device = state.model, state.generator, x0.device
-    noise = torch.randn(x0.shape, generator=generator, device=device)
-    t = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator, device=device)
+    network = model if state.network is None else state.network
+    # the noise, timesteps and label drops of the whole global batch (the same on every process): this one's rows
+    batch, rows = (config.train_batch_size, *x0.shape[1:]), state.cluster.shard(config.train_batch_size)
+    noise = torch.randn(batch, generator=generator, device=device)[rows]
+    t = torch.randint(0, len(schedule), batch[:1], generator=generator, device=device)[rows]
     x_t = schedule.add_noise(x0, noise, t)
     with autocast(config.precision, device):
         if labels is None:
-            output = model(x_t, t)
+            output = network(x_t, t)
         else:  # classifier-free guidance: a share cond_drop of the batch learns the unconditional model
-            dropped = torch.rand(labels.shape, generator=generator, device=device) < config.cond_drop
-            output = model(x_t, t, labels.masked_fill(dropped, model.null_label))
+            dropped = (torch.rand(batch[:1], generator=generator, device=device) < config.cond_drop)[rows]
+            output = network(x_t, t, labels.masked_fill(dropped, model.null_label))
         error = F.mse_loss(output, training_target(config.target, schedule, x0, noise, x_t, t),
                            reduction="none").flatten(1).mean(dim=1)  # (B,)
         if config.min_snr_gamma > 0:
@@ -200,6 +219,7 @@ def _step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: 
     scaler.step(state.optimizer)
     scaler.update()
     state.scheduler.step()
+    state.cluster.average_buffers(model)  # BatchNorm statistics: the same on every process
     if state.ema is not None:
         # warm-up: early on the average forgets fast, so the initial weights do not linger in it
         decay = min(config.ema_decay, (1 + state.step) / (10 + state.step))
@@ -207,7 +227,7 @@ def _step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: 
             torch._foreach_lerp_(list(state.ema.parameters()), list(model.parameters()), 1 - decay)
             for kept, live in zip(state.ema.buffers(), model.buffers()):  # BatchNorm statistics: the latest
                 kept.copy_(live)
-    state.losses[state.step] = loss.detach()
+    state.losses[state.step] = state.cluster.mean(loss.detach())  # of the global batch
     state.grad_norms[state.step] = grad_norm.detach()
     state.step += 1
 
@@ -233,13 +253,14 @@ def train(
     start = time.perf_counter() - state.seconds  # a resumed run's clock carries on
     bar = tqdm(range(state.epoch, config.num_epochs), initial=state.epoch, total=config.num_epochs, desc="train",
                unit="epoch", disable=not progress, dynamic_ncols=True)
+    shard = state.cluster.shard(batch)  # this process's rows of each batch (all of them with one process)
     for epoch in bar:
         model.train()
         if state.order is None:
             state.order = torch.randperm(n, generator=state.generator, device=data.device)  # (N,)
         while state.index < state.steps_per_epoch:
-            rows = state.order[state.index * batch : (state.index + 1) * batch]  # (B,)
-            _step(state, schedule, data[rows], config, None if labels is None else labels[rows])
+            rows = state.order[state.index * batch : (state.index + 1) * batch][shard]  # (B / processes,)
+            train_step(state, schedule, data[rows], config, None if labels is None else labels[rows])
             state.index += 1
             state.seconds = time.perf_counter() - start
             if checkpoint is not None:
