@@ -1,6 +1,7 @@
 """The command line, end to end into tmp_path: train a tiny run, sample from it, evaluate; and bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -36,10 +37,12 @@ def test_train_writes_a_complete_run_directory(run_dir):
     assert history[0] == "epoch,loss,seconds,snapshot" and len(history) == 3
 
 
-def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path):
+def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path, capsys):
     out = tmp_path / "s.npy"
     assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
                  "--seed", "3", "--out", str(out)]) == 0
+    assert re.fullmatch(rf"wrote 30 samples of shape 2 to {re.escape(str(out))}; sampled in [0-9.]+ s "
+                        r"\([0-9,]+ points/s\)\n", capsys.readouterr().out)
     first = np.load(out)
     assert first.shape == (30, 2) and np.isfinite(first).all()
     assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
@@ -167,3 +170,11 @@ def test_evaluate_refuses_a_non_array_file(tmp_path):
 def test_evaluate_a_folder_that_is_not_a_run_is_one_line_and_exit_2(tmp_path):
     code, err = _cli("evaluate", str(tmp_path))
     assert code == 2 and err.strip().count("\n") == 0 and "not a run directory" in err
+
+
+@pytest.mark.slow
+def test_a_compiled_run_computes_what_the_plain_one_does(run_dir, tmp_path):
+    out = tmp_path / "compiled"
+    assert main(["train", *TINY, "--compile", "--out", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out / "loss.npy"), np.load(run_dir / "loss.npy"), rtol=0, atol=1e-5)
+    assert "compile" not in json.loads((out / "config.json").read_text())["config"]  # not a setting of the run

@@ -1,10 +1,14 @@
 """Mixed precision: autocast to bf16 or fp16 trains, the weights stay fp32, fp16's scaler skips overflowing steps
-(not a divergence) and is checkpointed; fp16 is for CUDA GPUs only."""
+(not a divergence) and is checkpointed; the command refuses fp16 off a GPU and records the precision of a run."""
+
+import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from tiny_diffusion.cli import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.models import build_model
 from tiny_diffusion.precision import PRECISIONS, autocast, check_precision
@@ -63,3 +67,15 @@ def test_fp16_is_for_cuda_gpus_only(device, ok):
         with pytest.raises(Exception, match=f"fp16 needs a CUDA GPU \\(this run is on {device}\\)"):
             check_precision("fp16", torch.device(device))
     check_precision("bf16", torch.device(device))
+
+
+def test_a_bf16_run_says_so_and_records_its_precision(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["--num-samples", "256", "--train-batch-size", "64", "--num-epochs", "2", "--num-timesteps", "20",
+             "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1", "--eval-batch-size", "40",
+             "--precision", "bf16"]
+    assert main(["train", *flags, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "batch 64, peak learning rate 0.002, bf16 on cpu" in lines[0]
+    assert re.fullmatch(r"trained in [0-9.]+ s, sampled 40 in [0-9.]+ s \([0-9,]+ points/s\); wrote .*", lines[-1])
+    assert json.loads((out / "config.json").read_text())["config"]["precision"] == "bf16"

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "0 = only when interrupted. Results do not depend on it (default: %(default)s)")
     train.add_argument("--keep-checkpoints", type=int, default=DEFAULT_KEEP, metavar="K",
                        help="keep the newest K checkpoints (default: %(default)s)")
+    train.add_argument("--compile", action="store_true", help="train a torch.compile'd network: compiling takes "
+                       "a while first and can be slower on a CPU (README, Beyond one core); results agree up to "
+                       "float rounding, so it is not a setting of the run")
     add_config_flags(train)
 
     sample = commands.add_parser("sample", help="draw samples from a trained run",
@@ -226,11 +230,17 @@ def _train(args: argparse.Namespace) -> int:
         config = _config_from(args)
         out = Path(args.out) if args.out else Path("runs") / config.experiment_name
     summary = train_run(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet,
-                        checkpoints=policy)
+                        checkpoints=policy, compile=args.compile)
     if summary is not None:  # None: a process of a torchrun job but rank 0, which writes the run
-        print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in "
-              f"{summary.sample_seconds:.1f} s; wrote {summary.run_dir}/")
+        print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in {summary.sample_seconds:.1f} s "
+              f"({_rate(summary.samples, summary.sample_seconds)}); wrote {summary.run_dir}/")
     return 0
+
+
+def _rate(samples, seconds: float) -> str:
+    """Samples drawn per second, as points/s or images/s."""
+    unit = "images" if samples.ndim == 4 else "points"
+    return f"{len(samples) / max(seconds, 1e-9):,.0f} {unit}/s"
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -260,9 +270,12 @@ def _sample(args: argparse.Namespace) -> int:
     if args.eta < 0:
         raise UsageError(f"--eta must be >= 0, got {args.eta}")
     labels = torch.tensor(glyphs).repeat(args.num) if glyphs else None  # (num * k,): one sample's glyphs in turn
+    start = time.perf_counter()
     trajectory = sample_run(loaded, args.num * max(1, len(glyphs)), sampler=args.sampler, steps=args.sample_steps,
                             eta=args.eta, seed=args.seed, labels=labels, guidance=args.guidance)
     samples = trajectory.samples.cpu().numpy()
+    seconds = time.perf_counter() - start
+    rate = _rate(samples, seconds)  # before the digits of a number are put side by side
     if not np.isfinite(samples).all():
         raise UsageError("sampling produced non-finite values")
     if len(glyphs) > 1:  # a number: its digits side by side, (num, C, H, k W)
@@ -272,7 +285,8 @@ def _sample(args: argparse.Namespace) -> int:
     if picture is not None:
         _draw_prompt(samples, loaded, args, picture)
     shape = "x".join(map(str, samples.shape[1:]))
-    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out}" + (f" and {picture}" if picture else ""))
+    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out}" + (f" and {picture}" if picture else "") +
+          f"; sampled in {seconds:.1f} s ({rate})")
     return 0
 
 

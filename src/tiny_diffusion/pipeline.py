@@ -159,12 +159,14 @@ SNAPSHOT_IMAGES = 64  # images per training snapshot (an 8 x 8 grid); points sna
 
 
 def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
-              progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy()) -> TrainSummary | None:
+              progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy(), compile: bool = False
+              ) -> TrainSummary | None:
     """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``).
 
     Training goes on in the unfinished run beside ``out`` and checkpoints there (see ``staging``); SIGINT and SIGTERM
     save a checkpoint and stop with ``Interrupted``. ``resume`` carries on the unfinished run of ``out`` from its
     newest intact checkpoint, with the settings it was started with: ``config`` must have them (the device aside).
+    ``compile`` trains a ``torch.compile``d network (the same results up to float rounding).
 
     Under torchrun every process calls this and they train one model together (see ``distributed``): rank 0 alone
     writes ``out`` and returns the summary; the others return None.
@@ -188,7 +190,7 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
         cluster.on_main(claim)
         try:
             return _train_into(out, config, cluster, resume=resume, progress=progress, policy=checkpoints,
-                               signals=signals)
+                               signals=signals, compile=compile)
         except Interrupted as e:
             if not partial_dir(out).exists():
                 raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
@@ -203,7 +205,7 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
 
 
 def _train_into(out: Path, config: TrainConfig, cluster: Cluster, *, resume: bool, progress: bool,
-                policy: CheckpointPolicy, signals: Signals) -> TrainSummary | None:
+                policy: CheckpointPolicy, signals: Signals, compile: bool) -> TrainSummary | None:
     device, main = cluster.device, cluster.is_main
     train_set = training_data(config)
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
@@ -225,6 +227,8 @@ def _train_into(out: Path, config: TrainConfig, cluster: Cluster, *, resume: boo
     frame_epochs: list[int] = []
     saved = _restore(out, state, frames, frame_epochs) if resume else 0
     state.network = cluster.wrap(model)  # under torchrun, DistributedDataParallel averages the gradients
+    if compile:
+        state.network = torch.compile(state.network)
 
     labels = None if train_set.labels is None else torch.tensor(train_set.labels, device=device)  # (N,)
 
