@@ -50,6 +50,19 @@ def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path, cap
     np.testing.assert_array_equal(np.load(out), first)  # same seed, same samples
 
 
+def test_sample_takes_the_runs_eta_with_its_sampler(tmp_path):
+    run = tmp_path / "eta1"
+    assert main(["train", *TINY, "--sampler", "ddim", "--sample-steps", "5", "--eta", "1", "--out", str(run)]) == 0
+
+    def draw(name, *flags):
+        assert main(["sample", str(run), "--num", "20", "--seed", "3", "--out", str(tmp_path / name), *flags]) == 0
+        return np.load(tmp_path / name)
+
+    own = draw("own.npy")
+    np.testing.assert_array_equal(own, draw("one.npy", "--eta", "1"))
+    assert not np.allclose(own, draw("zero.npy", "--eta", "0"))
+
+
 def test_evaluate_prints_metrics_with_floors(run_dir, capsys):
     assert main(["evaluate", str(run_dir)]) == 0
     metrics = json.loads(capsys.readouterr().out)

@@ -32,8 +32,8 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
                         "(default: the run's)")
     parser.add_argument("--sample-steps", "--sample_steps", dest="sample_steps", type=int, default=None,
                         help="ddim steps (default: the run's when its sampler is used, else all training steps)")
-    parser.add_argument("--eta", type=float, default=0.0, help="ddim noise: 0 deterministic, 1 like ddpm "
-                        "(default: %(default)s)")
+    parser.add_argument("--eta", type=float, default=None, help="ddim noise: 0 deterministic, 1 like ddpm "
+                        "(default: the run's when its sampler is used, else 0)")
 
 
 def add_plot_parser(commands: argparse._SubParsersAction) -> None:
@@ -122,11 +122,15 @@ def _figure_path(out: str | None, default: Path, fmt: str | None, *, overwrite: 
 
 
 def resolve_sampler(args: argparse.Namespace, config: TrainConfig) -> None:
-    """Fill in --sampler and --sample-steps left out with the run's own (set ``args.sampler``/``sample_steps``)."""
+    """Fill in --sampler, --sample-steps and --eta left out with the run's own (set ``args.sampler``,
+    ``sample_steps``, ``eta``); the steps and eta only where the run's sampler is used."""
     if args.sampler is None:
         args.sampler = config.sampler
-    if args.sample_steps is None and args.sampler == config.sampler:
+    own = args.sampler == config.sampler
+    if args.sample_steps is None and own:
         args.sample_steps = config.sample_steps
+    if args.eta is None:
+        args.eta = config.eta if own else 0.0
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -134,7 +138,7 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise UsageError(f"--num must be positive, got {args.num}")
     if getattr(args, "panels", 2) < 2:
         raise UsageError(f"--panels must be at least 2, got {args.panels}")
-    if getattr(args, "eta", 0) < 0:
+    if (getattr(args, "eta", 0) or 0) < 0:
         raise UsageError(f"--eta must be >= 0, got {args.eta}")
 
 
