@@ -103,7 +103,7 @@ def test_predicted_x0_recovers_the_data_under_a_model_that_knows_the_noise():
     noise = torch.randn_like(x0)
     t = torch.full((4,), 29)
     x_t = schedule.add_noise(x0, noise, t)
-    config = tiny(num_timesteps=50, clip_sample=False)
+    config = tiny(num_timesteps=50, clip_sample=False, target="noise")  # the stand-in predicts the noise
     ones, zeros = torch.ones(1), torch.zeros(1)
     loaded = LoadedRun(config, lambda x, t: noise, schedule, (1, 8, 8), -ones, ones, zeros, ones)
     states = ReverseStates(np.stack([x_t.numpy(), x0.numpy()]), [30, 0], 50)  # step 30 is schedule index 29
