@@ -227,16 +227,21 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
                      shift.to(device), scale.to(device), classes)
 
 
-def load_samples(path: str | Path, *, shape: str = "(N, D)") -> np.ndarray:
-    """Read samples from a .npy file: points (N, D), or images (N, C, H, W) when ``shape`` is "(N, C, H, W)";
-    one clear error for anything else."""
-    path = Path(path)
+def _read_npy(path: Path) -> np.ndarray:
+    """The array of a .npy file (never a pickle); one clear error for a missing or unreadable file."""
     try:
-        samples = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist") from None
     except (OSError, ValueError, EOFError) as e:
         raise UsageError(f"cannot read {path} as a .npy array: {e}") from None
+
+
+def load_samples(path: str | Path, *, shape: str = "(N, D)") -> np.ndarray:
+    """Read samples from a .npy file: points (N, D), or images (N, C, H, W) when ``shape`` is "(N, C, H, W)";
+    one clear error for anything else."""
+    path = Path(path)
+    samples = _read_npy(path)
     if samples.ndim != shape.count(",") + 1 or not np.issubdtype(samples.dtype, np.number):
         raise UsageError(f"{path} must hold a numeric {shape} array, got {samples.dtype} {samples.shape}")
     return samples
@@ -246,12 +251,7 @@ def load_labels(path: str | Path, *, num: int, num_classes: int) -> np.ndarray:
     """Read the (num,) integer class labels in 0..num_classes-1 of as many samples from a .npy file; one clear error
     for anything else."""
     path = Path(path)
-    try:
-        labels = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise UsageError(f"cannot read {path} as a .npy array: {e}") from None
+    labels = _read_npy(path)
     if labels.shape != (num,) or not np.issubdtype(labels.dtype, np.integer):
         raise UsageError(f"{path} must hold ({num},) integer labels, one per sample; got {labels.dtype} "
                          f"{labels.shape}")
