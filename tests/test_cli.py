@@ -191,3 +191,12 @@ def test_a_compiled_run_computes_what_the_plain_one_does(run_dir, tmp_path):
     assert main(["train", *TINY, "--compile", "--out", str(out)]) == 0
     np.testing.assert_allclose(np.load(out / "loss.npy"), np.load(run_dir / "loss.npy"), rtol=0, atol=1e-5)
     assert "compile" not in json.loads((out / "config.json").read_text())["config"]  # not a setting of the run
+
+
+@pytest.mark.parametrize("shape, seconds, expected", [((1000, 2), 1.25, "800 points/s"),
+                                                      ((200, 1, 28, 28), 725.8, "0.28 images/s"),
+                                                      ((8, 1, 28, 28), 2.0, "4 images/s")])
+def test_sampling_rates_keep_two_digits_when_slow(shape, seconds, expected):
+    from tiny_diffusion.cli import _rate
+
+    assert _rate(np.zeros(shape), seconds) == expected

@@ -240,7 +240,8 @@ def _train(args: argparse.Namespace) -> int:
 def _rate(samples, seconds: float) -> str:
     """Samples drawn per second, as points/s or images/s."""
     unit = "images" if samples.ndim == 4 else "points"
-    return f"{len(samples) / max(seconds, 1e-9):,.0f} {unit}/s"
+    rate = len(samples) / max(seconds, 1e-9)
+    return f"{rate:,.0f} {unit}/s" if rate >= 10 else f"{rate:.2g} {unit}/s"  # slow draws keep two digits
 
 
 def _sample(args: argparse.Namespace) -> int:
