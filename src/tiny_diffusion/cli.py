@@ -268,8 +268,6 @@ def _sample(args: argparse.Namespace) -> int:
     for path in (out, picture):
         if path is not None and path.exists() and not args.overwrite:
             raise UsageError(f"{path} already exists; pass --overwrite to replace it")
-    if args.eta < 0:
-        raise UsageError(f"--eta must be >= 0, got {args.eta}")
     labels = torch.tensor(glyphs).repeat(args.num) if glyphs else None  # (num * k,): one sample's glyphs in turn
     start = time.perf_counter()
     trajectory = sample_run(loaded, args.num * max(1, len(glyphs)), sampler=args.sampler, steps=args.sample_steps,

@@ -123,7 +123,7 @@ def _figure_path(out: str | None, default: Path, fmt: str | None, *, overwrite: 
 
 def resolve_sampler(args: argparse.Namespace, config: TrainConfig) -> None:
     """Fill in --sampler, --sample-steps and --eta left out with the run's own (set ``args.sampler``,
-    ``sample_steps``, ``eta``); the steps and eta only where the run's sampler is used."""
+    ``sample_steps``, ``eta``); the steps and eta only where the run's sampler is used. A negative eta is refused."""
     if args.sampler is None:
         args.sampler = config.sampler
     own = args.sampler == config.sampler
@@ -131,6 +131,8 @@ def resolve_sampler(args: argparse.Namespace, config: TrainConfig) -> None:
         args.sample_steps = config.sample_steps
     if args.eta is None:
         args.eta = config.eta if own else 0.0
+    if args.eta < 0:
+        raise UsageError(f"--eta must be >= 0, got {args.eta}")
 
 
 def _check_counts(args: argparse.Namespace) -> None:
@@ -138,8 +140,6 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise UsageError(f"--num must be positive, got {args.num}")
     if getattr(args, "panels", 2) < 2:
         raise UsageError(f"--panels must be at least 2, got {args.panels}")
-    if (getattr(args, "eta", 0) or 0) < 0:
-        raise UsageError(f"--eta must be >= 0, got {args.eta}")
 
 
 def _plot_forward(args: argparse.Namespace) -> int:
