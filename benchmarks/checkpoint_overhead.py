@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion import checkpoints
-from tiny_diffusion.checkpoints import CheckpointPolicy
-from tiny_diffusion.cli import _config_from, build_parser
-from tiny_diffusion.pipeline import train_run
+from tiny_diffusion.runs import checkpoints
+from tiny_diffusion.runs.checkpoints import CheckpointPolicy
+from tiny_diffusion.cli.main import _config_from, build_parser
+from tiny_diffusion.runs.job import train_run
 
 
 def main(argv: list[str]) -> None:

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from tiny_diffusion.checkpoints import checkpoint_steps, read_checkpoint
-from tiny_diffusion.cli import main as tiny_diffusion
-from tiny_diffusion.integrity import MANIFEST
-from tiny_diffusion.runs import RUN_FILES
-from tiny_diffusion.staging import checkpoints_dir, partial_dir
+from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
+from tiny_diffusion.cli.main import main as tiny_diffusion
+from tiny_diffusion.runs.integrity import MANIFEST
+from tiny_diffusion.runs.files import RUN_FILES
+from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size", "50", "--num-epochs", "30",
           "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",

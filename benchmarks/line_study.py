@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion import viz
+from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.pipeline import dataset_for, evaluate_points, train_run
+from tiny_diffusion.data.prepare import dataset_for
+from tiny_diffusion.eval.evaluate import evaluate_points
+from tiny_diffusion.runs.job import train_run
 
 ORIGINAL = dict(train_batch_size=32, num_epochs=200, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0,
                 num_timesteps=50, clip_sample=False)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from tiny_diffusion import viz
+from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.judge import get_judge, judge_path
-from tiny_diffusion.pipeline import evaluate_images, train_run
+from tiny_diffusion.eval.judge import get_judge, judge_path
+from tiny_diffusion.eval.evaluate import evaluate_images
+from tiny_diffusion.runs.job import train_run
 
 BAR_SECONDS, BAR_FRECHET_RATIO, BAR_CONFIDENT = 15 * 60, 3.0, 0.85
 

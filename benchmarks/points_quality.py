@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tiny_diffusion import viz
+from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data import get_dataset
-from tiny_diffusion.pipeline import dataset_for, evaluate_points, train_run
-from tiny_diffusion.reproduce import ORIGINAL
+from tiny_diffusion.data.prepare import dataset_for
+from tiny_diffusion.eval.evaluate import evaluate_points
+from tiny_diffusion.runs.job import train_run
+from tiny_diffusion.studies.reproduce import ORIGINAL
 
 BARS = "W2 <= 1.1 x floor, precision@0.1 >= 0.95, precision@0.05 >= 0.75, recall@0.05 >= 0.98"
 

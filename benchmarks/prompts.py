@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion import viz
+from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.pipeline import dataset_for, evaluate_images, evaluate_points_by_class, train_run
-from tiny_diffusion.processes import class_samples, data_box
-from tiny_diffusion.runs import load_run
+from tiny_diffusion.data.prepare import dataset_for
+from tiny_diffusion.eval.evaluate import evaluate_images, evaluate_points_by_class
+from tiny_diffusion.runs.job import train_run
+from tiny_diffusion.viz.processes import class_samples, data_box
+from tiny_diffusion.runs.files import load_run
 
 BAR_SECONDS, BAR_ACCURACY, BAR_PRECISION = 20 * 60, 0.95, 0.9
 JOBS = {

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.pipeline import dataset_for, evaluate_points, train_run
+from tiny_diffusion.data.prepare import dataset_for
+from tiny_diffusion.eval.evaluate import evaluate_points
+from tiny_diffusion.runs.job import train_run
 
 RADIUS = 3.0  # the sphere dataset's radius (see its description)
 

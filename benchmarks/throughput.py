@@ -31,10 +31,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.models import build_model
-from tiny_diffusion.pipeline import training_data
-from tiny_diffusion.samplers import sample, sampler_timesteps
-from tiny_diffusion.schedule import NoiseSchedule
-from tiny_diffusion.training import TrainState, resolve_device, train_step
+from tiny_diffusion.data.prepare import training_data
+from tiny_diffusion.core.samplers import sample, sampler_timesteps
+from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.core.training import TrainState, resolve_device, train_step
 
 MODELS = {"dino MLP": {}, "MNIST U-Net": {"dataset": "mnist5k"}}
 HEADER = ("| device | model | work | precision | batch | samples/s | model GFLOP/s | fp32 matmul peak GFLOP/s | "
@@ -73,8 +73,7 @@ def setup(config: TrainConfig, device: torch.device):
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)
     torch.manual_seed(config.seed)
     model = build_model(config, shape=train_set.shape).to(device)
-    schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
-                             beta_end=config.beta_end, device=device)
+    schedule = NoiseSchedule.from_settings(config, device=device)
     return model, schedule, data
 
 

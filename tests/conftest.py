@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from tiny_diffusion.judge import CACHE_ENV
+from tiny_diffusion.eval.judge import CACHE_ENV
 
 
 @pytest.fixture(autouse=True, scope="session")

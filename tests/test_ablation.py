@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_diffusion import checkpoints
-from tiny_diffusion.ablation import parse_values, run_study
-from tiny_diffusion.cli import main
+from tiny_diffusion.runs import checkpoints
+from tiny_diffusion.studies.ablation import parse_values, run_study
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.interrupts import Interrupted
+from tiny_diffusion.runs.interrupts import Interrupted
 
 TINY = dict(num_samples=256, train_batch_size=64, eval_batch_size=60, num_epochs=3, num_timesteps=20,
             embedding_size=8, hidden_size=16, hidden_layers=1, save_images_step=1, device="cpu")

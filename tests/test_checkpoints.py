@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion.checkpoints import (CheckpointPolicy, Checkpointer, checkpoint_steps, flatten,
+from tiny_diffusion.runs.checkpoints import (CheckpointPolicy, Checkpointer, checkpoint_steps, flatten,
                                         load_latest_checkpoint, read_checkpoint, resume_state, save_checkpoint,
                                         unflatten)
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.integrity import Corrupt
-from tiny_diffusion.interrupts import Interrupted, Signals
+from tiny_diffusion.runs.integrity import Corrupt
+from tiny_diffusion.runs.interrupts import Interrupted, Signals
 from tiny_diffusion.models import build_model
-from tiny_diffusion.schedule import NoiseSchedule
-from tiny_diffusion.training import Diverged, TrainState, train
+from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.core.training import Diverged, TrainState, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the same thread count for every run compared, and fast
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli.main import main
 
 TINY = ["--num-samples", "256", "--train-batch-size", "64", "--eval-batch-size", "50", "--num-epochs", "2",
         "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
@@ -197,6 +197,6 @@ def test_a_compiled_run_computes_what_the_plain_one_does(run_dir, tmp_path):
                                                       ((200, 1, 28, 28), 725.8, "0.28 images/s"),
                                                       ((8, 1, 28, 28), 2.0, "4 images/s")])
 def test_sampling_rates_keep_two_digits_when_slow(shape, seconds, expected):
-    from tiny_diffusion.cli import _rate
+    from tiny_diffusion.cli.main import _rate
 
     assert _rate(np.zeros(shape), seconds) == expected

@@ -10,7 +10,7 @@ from tiny_diffusion.config import PRESETS, TrainConfig
 from tiny_diffusion.data import DATASETS, get_dataset
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.models import IMAGE_MODELS, LabelConditioned, PointMLP, build_model, guided
-from tiny_diffusion.prompts import parse_prompt
+from tiny_diffusion.data.prompts import parse_prompt
 
 DIGITS = tuple(str(d) for d in range(10))
 SHAPES = ("dino", "ring", "bar", "blobs")

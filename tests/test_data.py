@@ -6,7 +6,7 @@ import pytest
 from tiny_diffusion.data import DATASETS, OPTION_NAMES, get_dataset, random_mixture
 from tiny_diffusion.data.registry import register
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.metrics import precision, recall
+from tiny_diffusion.eval.metrics import precision, recall
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

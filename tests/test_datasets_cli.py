@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.data import DATASETS
 
 TINY = ["--num-samples", "128", "--train-batch-size", "64", "--eval-batch-size", "40", "--num-epochs", "2",

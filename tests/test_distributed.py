@@ -14,10 +14,10 @@ import pytest
 from conftest import single_thread
 from safetensors.numpy import load_file
 
-from tiny_diffusion.checkpoints import checkpoint_steps
-from tiny_diffusion.cli import main
-from tiny_diffusion.distributed import Cluster, resume_command
-from tiny_diffusion.staging import checkpoints_dir
+from tiny_diffusion.runs.checkpoints import checkpoint_steps
+from tiny_diffusion.cli.main import main
+from tiny_diffusion.core.distributed import Cluster, resume_command
+from tiny_diffusion.runs.staging import checkpoints_dir
 
 # 16 steps per epoch of a global batch of 16 (8 per process), 160 in all
 POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size", "50", "--num-epochs", "10",
@@ -141,7 +141,7 @@ def test_the_resume_command_starts_as_many_processes_per_machine(monkeypatch, en
 COLLECTIVES = textwrap.dedent("""
     import sys, torch
     from torch import nn
-    from tiny_diffusion.distributed import Cluster, ReplicasDiffer, joined
+    from tiny_diffusion.core.distributed import Cluster, ReplicasDiffer, joined
     from tiny_diffusion.errors import UsageError
 
     with joined(torch.device("cpu")) as cluster:

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.models import build_model
-from tiny_diffusion.pipeline import sample_run
-from tiny_diffusion.runs import load_run
-from tiny_diffusion.schedule import NoiseSchedule
-from tiny_diffusion.training import TrainState, train
+from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.core.training import TrainState, train
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -34,9 +33,10 @@ def test_a_run_trains_and_samples_on_the_gpu(tmp_path, flags, precision):
     out = tmp_path / "run"
     assert main(["train", *flags, "--device", "cuda", "--precision", precision, "--out", str(out)]) == 0
     assert np.isfinite(np.load(out / "samples.npy")).all() and np.isfinite(np.load(out / "loss.npy")).all()
-    loaded = load_run(out, device="cuda")
-    trajectory = sample_run(loaded, 8, sampler="ddim", steps=5, seed=0, record_every=1)
-    assert trajectory.samples.device.type == "cuda" and trajectory.states.device.type == "cuda"
+    model = Diffusion.load(out, device="cuda")
+    assert model.device.type == "cuda" and next(model.network.parameters()).device.type == "cuda"
+    trajectory = model.sample(8, sampler="ddim", steps=5, seed=0, trajectory=True)
+    assert np.isfinite(trajectory.samples).all() and trajectory.states.shape[0] == 6
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

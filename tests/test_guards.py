@@ -6,11 +6,11 @@ import re
 import pytest
 import torch
 
-from tiny_diffusion.checkpoints import checkpoint_steps, read_checkpoint
-from tiny_diffusion.cli import main
+from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.locking import lock_path, run_lock
-from tiny_diffusion.staging import checkpoints_dir, partial_dir
+from tiny_diffusion.runs.locking import lock_path, run_lock
+from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fast on a busy machine
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_diffusion.ablation import run_study
-from tiny_diffusion.cli import main
+from tiny_diffusion.studies.ablation import run_study
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.pipeline import sample_run, train_run
-from tiny_diffusion.runs import load_run, training_snapshots
+from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.runs.job import train_run
+from tiny_diffusion.runs.files import training_snapshots
 
 TINY = dict(dataset="digits8", num_samples=256, train_batch_size=64, eval_batch_size=24, num_epochs=2,
             num_timesteps=20, sample_steps=5, channels=8, embedding_size=16, save_images_step=1, device="cpu")
@@ -47,10 +48,10 @@ def test_every_model_trains_and_samples_images_with_every_target(tmp_path, model
     assert np.isfinite(summary.samples).all() and np.abs(summary.samples).max() <= 1  # clipped to the pixel range
     frames, epochs = training_snapshots(tmp_path / "run")
     assert frames.shape == (2, 64, 1, 8, 8) and epochs == [1, 2]
-    loaded = load_run(tmp_path / "run")
-    assert loaded.shape == (1, 8, 8)
-    again = sample_run(loaded, 3, sampler="ddim", steps=5, seed=0).samples
-    assert again.shape == (3, 1, 8, 8) and np.isfinite(again.numpy()).all()
+    model = Diffusion.load(tmp_path / "run")
+    assert model.shape == (1, 8, 8)
+    again = model.sample(3, sampler="ddim", steps=5, seed=0)
+    assert again.shape == (3, 1, 8, 8) and np.isfinite(again).all()
 
 
 def test_image_commands_train_evaluate_and_judge(tmp_path, capsys):
@@ -94,9 +95,8 @@ def test_an_image_study_writes_an_image_grid_and_the_judges_columns(tmp_path):
 def test_predicted_x0_recovers_the_data_under_a_model_that_knows_the_noise():
     import torch
 
-    from tiny_diffusion.processes import ReverseStates, predicted_x0
-    from tiny_diffusion.runs import LoadedRun
-    from tiny_diffusion.schedule import NoiseSchedule
+    from tiny_diffusion.viz.processes import ReverseStates, predicted_x0
+    from tiny_diffusion.core.schedule import NoiseSchedule
 
     schedule = NoiseSchedule(50, "cosine")
     x0 = torch.rand(4, 1, 8, 8) * 2 - 1
@@ -105,9 +105,9 @@ def test_predicted_x0_recovers_the_data_under_a_model_that_knows_the_noise():
     x_t = schedule.add_noise(x0, noise, t)
     config = tiny(num_timesteps=50, clip_sample=False, target="noise")  # the stand-in predicts the noise
     ones, zeros = torch.ones(1), torch.zeros(1)
-    loaded = LoadedRun(config, lambda x, t: noise, schedule, (1, 8, 8), -ones, ones, zeros, ones)
+    model = Diffusion(config, lambda x, t: noise, schedule, (1, 8, 8), -ones, ones, zeros, ones)
     states = ReverseStates(np.stack([x_t.numpy(), x0.numpy()]), [30, 0], 50)  # step 30 is schedule index 29
-    estimates = predicted_x0(loaded, states)
+    estimates = predicted_x0(model, states)
     np.testing.assert_allclose(estimates[0], x0.numpy(), atol=1e-4)
     np.testing.assert_array_equal(estimates[1], x0.numpy())  # at t = 0 the state is the estimate
 

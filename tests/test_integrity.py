@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.integrity import MANIFEST, Corrupt, check_manifest, manifest, seal, unseal
-from tiny_diffusion.runs import RUN_FILES, load_run
+from tiny_diffusion.runs.integrity import MANIFEST, Corrupt, check_manifest, manifest, seal, unseal
+from tiny_diffusion.runs.files import RUN_FILES, load_run
 
 TINY = ["--num-samples", "128", "--train-batch-size", "64", "--eval-batch-size", "20", "--num-epochs", "2",
         "--num-timesteps", "10", "--embedding-size", "8", "--hidden-size", "8", "--hidden-layers", "1",

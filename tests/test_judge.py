@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import tiny_diffusion.judge as judge_module
+import tiny_diffusion.eval.judge as judge_module
 from tiny_diffusion.data.images import get_image_dataset
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.judge import (CACHE_ENV, Judge, JudgeNet, _random_shift, class_histogram, frechet_distance,
+from tiny_diffusion.eval.judge import (CACHE_ENV, Judge, JudgeNet, _random_shift, class_histogram, frechet_distance,
                                   get_judge, image_metrics, judge_path, load_judge, train_judge)
 
 

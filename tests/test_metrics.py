@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.metrics import mmd, point_metrics, precision, recall, wasserstein2
+from tiny_diffusion.eval.metrics import mmd, point_metrics, precision, recall, wasserstein2
 
 
 def test_w2_of_a_shifted_set_is_the_shift():

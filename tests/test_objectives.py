@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_diffusion import objectives
+from tiny_diffusion.core import objectives
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.schedule import NoiseSchedule, make_betas
+from tiny_diffusion.core.schedule import NoiseSchedule, make_betas
 
 SCHEDULES = ["linear", "cosine"]
 SHAPES = [(), (2,), (3, 4, 5)]

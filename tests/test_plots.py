@@ -9,13 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from tiny_diffusion import cli_pictures, viz
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli import pictures as cli_pictures
+from tiny_diffusion.viz import figures as viz
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.pipeline import sample_run
-from tiny_diffusion.processes import evenly_spaced, forward_labels, forward_states, reverse_states
-from tiny_diffusion.runs import load_run, training_snapshots
-from tiny_diffusion.schedule import BETA_SCHEDULES, NoiseSchedule, make_betas
+from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.viz.processes import evenly_spaced, forward_labels, forward_states, reverse_states
+from tiny_diffusion.runs.files import training_snapshots
+from tiny_diffusion.core.schedule import BETA_SCHEDULES, NoiseSchedule, make_betas
 
 TINY = ["--num-samples", "256", "--train-batch-size", "64", "--eval-batch-size", "50", "--num-epochs", "3",
         "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
@@ -135,8 +136,8 @@ def test_forward_labels():
     ("ddim", 10, 3, [20, 10, 0]),
 ])
 def test_reverse_states_keep_evenly_spaced_labelled_states(run_dir, sampler, steps, count, timesteps):
-    loaded = load_run(run_dir)
-    result = reverse_states(loaded, 30, count, sampler=sampler, steps=steps, seed=4)
+    model = Diffusion.load(run_dir)
+    result = reverse_states(model, 30, count, sampler=sampler, steps=steps, seed=4)
     assert result.states.shape == (count, 30, 2) and result.timesteps == timesteps
     labels = result.labels()
     assert len(labels) == count and labels[0] == "t = 20 (noise)" and labels[-1] == "t = 0 (samples)"
@@ -144,14 +145,15 @@ def test_reverse_states_keep_evenly_spaced_labelled_states(run_dir, sampler, ste
     assert result.captions()[0] == "step 20 / 20" and result.captions()[-1] == "step 0 / 20"
     # the first state is the sampler's initial noise (in the data's units), the last its samples
     noise = torch.randn((30, 2), generator=torch.Generator().manual_seed(4))
-    np.testing.assert_allclose(result.states[0], loaded.to_data_units(noise).numpy(), atol=1e-6)
-    samples = sample_run(loaded, 30, sampler=sampler, steps=steps, seed=4).samples.numpy()
+    scale, shift = model.scale.numpy(), model.shift.numpy()  # the model's coordinates -> the data's units
+    np.testing.assert_allclose(result.states[0], noise.numpy() * scale + shift, atol=1e-6)
+    samples = model.sample(30, sampler=sampler, steps=steps, seed=4)
     np.testing.assert_allclose(result.states[-1], samples, atol=1e-6)
 
 
 def test_reverse_states_refuse_more_states_than_steps(run_dir):
     with pytest.raises(UsageError, match="between 2 and 6"):
-        reverse_states(load_run(run_dir), 10, 7, sampler="ddim", steps=5)
+        reverse_states(Diffusion.load(run_dir), 10, 7, sampler="ddim", steps=5)
 
 
 def test_plot_reverse_writes_into_the_run_directory(own_run, capsys):

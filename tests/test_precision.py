@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.models import build_model
-from tiny_diffusion.precision import PRECISIONS, autocast, check_precision
-from tiny_diffusion.schedule import NoiseSchedule
-from tiny_diffusion.training import TrainState, train
+from tiny_diffusion.core.precision import PRECISIONS, autocast, check_precision
+from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.core.training import TrainState, train
 
 SMALL = dict(num_samples=256, train_batch_size=64, num_timesteps=20, embedding_size=8, hidden_size=32,
              hidden_layers=1, warmup_steps=4)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion.cli import main
+from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.models import LabelConditioned, PointMLP
-from tiny_diffusion.pipeline import balanced_labels, train_run
-from tiny_diffusion.prompts import side_by_side
-from tiny_diffusion.schedule import NoiseSchedule
-from tiny_diffusion.training import TrainState, train
+from tiny_diffusion.diffusion import balanced_labels
+from tiny_diffusion.runs.job import train_run
+from tiny_diffusion.data.prompts import side_by_side
+from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.core.training import TrainState, train
 
 POINTS = ["--dataset", "random", "--conditional", "--guidance", "1", "--num-samples", "512", "--train-batch-size",
           "64", "--eval-batch-size", "40", "--num-epochs", "2", "--num-timesteps", "20", "--embedding-size", "8",

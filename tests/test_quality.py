@@ -6,7 +6,9 @@ Run with `pytest -m slow`. Time is not asserted here; benchmarks/points_quality.
 import pytest
 
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.pipeline import dataset_for, evaluate_points, train_run
+from tiny_diffusion.data.prepare import dataset_for
+from tiny_diffusion.eval.evaluate import evaluate_points
+from tiny_diffusion.runs.job import train_run
 
 
 @pytest.mark.slow

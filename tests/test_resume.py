@@ -12,9 +12,9 @@ import time
 import pytest
 from conftest import single_thread
 
-from tiny_diffusion.checkpoints import checkpoint_steps, read_checkpoint
-from tiny_diffusion.cli import main
-from tiny_diffusion.staging import checkpoints_dir, partial_dir
+from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
+from tiny_diffusion.cli.main import main
+from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 # 16 steps per epoch, 480 in all: about a second of training
 POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size", "50", "--num-epochs", "30",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.runs import load_points, save_npy, write_atomic
-from tiny_diffusion.staging import begin, check_fresh, finish
+from tiny_diffusion.runs.files import load_points, save_npy, write_atomic
+from tiny_diffusion.runs.staging import begin, check_fresh, finish
 
 
 def test_write_atomic_replaces_whole_files_and_leaves_no_temporaries(tmp_path):

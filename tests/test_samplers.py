@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from tiny_diffusion import samplers
+from tiny_diffusion.core import samplers
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.schedule import NoiseSchedule, make_betas
+from tiny_diffusion.core.schedule import NoiseSchedule, make_betas
 
 SCHEDULES = ["linear", "quadratic", "cosine", "sigmoid"]
 SHAPES = [(2,), (3,), (1, 4, 4)]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion import samplers
+from tiny_diffusion.core import samplers
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.schedule import BETA_SCHEDULES, NoiseSchedule, extract, make_betas
+from tiny_diffusion.core.schedule import BETA_SCHEDULES, NoiseSchedule, extract, make_betas
 
 SCHEDULES = ["linear", "quadratic", "cosine", "sigmoid"]
 SHAPES = [(), (1,), (2,), (3, 4, 5)]

@@ -7,8 +7,8 @@ import torch
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.models import build_model
-from tiny_diffusion.schedule import NoiseSchedule
-from tiny_diffusion.training import TrainState, _lr_lambda, resolve_device, train
+from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.core.training import TrainState, _lr_lambda, resolve_device, train
 
 SMALL = dict(num_samples=256, train_batch_size=64, num_timesteps=20, embedding_size=8, hidden_size=32,
              hidden_layers=1, warmup_steps=4)

@@ -13,13 +13,13 @@ from typing import Any, Iterable, Optional, Sequence
 from .data import DATASETS, POINT_FILE_SUFFIXES
 from .data.images import IMAGE_DATASETS
 from .data.registry import DENSIFY, OPTION_NAMES, check_options
-from .embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS
+from .models.embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS
 from .errors import UsageError
 from .models import IMAGE_MODELS, MODELS
-from .objectives import TARGETS
-from .precision import PRECISIONS
-from .samplers import SAMPLERS
-from .schedule import BETA_SCHEDULES
+from .core.objectives import TARGETS
+from .core.precision import PRECISIONS
+from .core.samplers import SAMPLERS
+from .core.schedule import BETA_SCHEDULES
 
 if sys.version_info >= (3, 11):
     import tomllib

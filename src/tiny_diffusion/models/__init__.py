@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import torch
 from torch import nn
@@ -12,22 +12,34 @@ from .conditioning import LabelConditioned, guided
 from .images import IMAGE_MODELS
 from .mlp import PointMLP
 
-if TYPE_CHECKING:
-    from ..config import TrainConfig
-
-__all__ = ["PointMLP", "IMAGE_MODELS", "MODELS", "LabelConditioned", "build_model", "guided", "parameter_count"]
+__all__ = ["PointMLP", "IMAGE_MODELS", "MODELS", "ModelSettings", "LabelConditioned", "build_model", "guided",
+           "parameter_count"]
 
 MODELS: tuple[str, ...] = ("mlp", *IMAGE_MODELS)
 
 
-def build_model(config: "TrainConfig", *, shape: Sequence[int], num_classes: int = 0) -> nn.Module:
+class ModelSettings(Protocol):
+    """The settings a denoiser is built from (a run's TrainConfig has them, among others)."""
+
+    model: str  # mlp, seed-cnn or unet
+    conditional: bool  # takes class labels too
+    embedding_size: int
+    time_embedding: str
+    hidden_size: int  # mlp
+    hidden_layers: int  # mlp
+    input_embedding: str  # mlp
+    input_scale: float  # mlp
+    channels: int  # seed-cnn and unet
+
+
+def build_model(config: ModelSettings, *, shape: Sequence[int], num_classes: int = 0) -> nn.Module:
     """The denoiser a config describes, for samples of ``shape``: (D,) points or (C, H, W) images; a conditional
     run's is wrapped to take labels of ``num_classes`` classes."""
     model = _denoiser(config, shape)
     return LabelConditioned(model, num_classes) if config.conditional else model
 
 
-def _denoiser(config: "TrainConfig", shape: Sequence[int]) -> nn.Module:
+def _denoiser(config: ModelSettings, shape: Sequence[int]) -> nn.Module:
     if config.model in IMAGE_MODELS:
         model = IMAGE_MODELS[config.model](shape[0], channels=config.channels, time_embedding=config.time_embedding,
                                            embedding_size=config.embedding_size)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..embeddings import TIME_EMBEDDINGS, make_embedding
+from .embeddings import TIME_EMBEDDINGS, make_embedding
 from ..errors import UsageError
 
 __all__ = ["SeedCNN", "TimeConditioning", "check_image_size", "parameter_count"]

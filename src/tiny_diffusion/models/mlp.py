@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS, make_embedding
+from .embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS, make_embedding
 
 __all__ = ["PointMLP"]
 

@@ -12,7 +12,7 @@ from typing import Callable, Literal
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 from .schedule import NoiseSchedule, extract
 
 __all__ = ["TARGETS", "training_target", "noise_predictor", "loss_weights"]

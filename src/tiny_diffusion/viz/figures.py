@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
-from .errors import UsageError  # noqa: E402
-from .runs import atomic_path, write_atomic  # noqa: E402
+from ..errors import UsageError  # noqa: E402
+from ..runs.files import atomic_path, write_atomic  # noqa: E402
 
 __all__ = ["save_figure", "plot_points", "plot_strip", "plot_grid", "plot_loss", "axis_limits", "animate_points",
            "mp4_available", "mosaic", "plot_images", "plot_image_rows", "plot_image_strip", "plot_image_grid", "plot_denoising",

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["TIME_EMBEDDINGS", "INPUT_EMBEDDINGS", "make_embedding"]
 

@@ -1,7 +1,7 @@
 """The picture commands of ``tiny-diffusion``: ``plot forward``, ``plot reverse``, ``plot classes``,
 ``plot guidance`` and ``animate``.
 
-Parsers and handlers only, as in ``cli``: the drawing is in ``viz``, the states to draw come from ``pipeline``.
+Parsers and handlers only, as in ``cli``: the drawing is in ``viz``, the states to draw come from ``viz.processes`` and the model (``Diffusion``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig, add_config_flags
-from .errors import UsageError
-from .samplers import SAMPLERS
+from ..config import TrainConfig, add_config_flags
+from ..errors import UsageError
+from ..core.samplers import SAMPLERS
+from ..diffusion import Diffusion, resolve_sampling
 
-__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "resolve_sampler", "plot", "animate",
+__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "plot", "animate",
            "FIGURE_FORMATS"]
 
 # file types `plot` writes (viz.save_figure picks matplotlib's backend from the suffix); run directories keep PNG
@@ -121,20 +122,6 @@ def _figure_path(out: str | None, default: Path, fmt: str | None, *, overwrite: 
     return path
 
 
-def resolve_sampler(args: argparse.Namespace, config: TrainConfig) -> None:
-    """Fill in --sampler, --sample-steps and --eta left out with the run's own (set ``args.sampler``,
-    ``sample_steps``, ``eta``); the steps and eta only where the run's sampler is used. A negative eta is refused."""
-    if args.sampler is None:
-        args.sampler = config.sampler
-    own = args.sampler == config.sampler
-    if args.sample_steps is None and own:
-        args.sample_steps = config.sample_steps
-    if args.eta is None:
-        args.eta = config.eta if own else 0.0
-    if args.eta < 0:
-        raise UsageError(f"--eta must be >= 0, got {args.eta}")
-
-
 def _check_counts(args: argparse.Namespace) -> None:
     if getattr(args, "num", 1) < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
@@ -143,10 +130,10 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 
 def _plot_forward(args: argparse.Namespace) -> int:
-    from . import viz
-    from .pipeline import forward_data
-    from .processes import evenly_spaced, forward_labels, forward_states
-    from .schedule import NoiseSchedule
+    from ..viz import figures as viz
+    from ..data.prepare import forward_data
+    from ..viz.processes import evenly_spaced, forward_labels, forward_states
+    from ..core.schedule import NoiseSchedule
 
     _check_counts(args)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
@@ -154,8 +141,7 @@ def _plot_forward(args: argparse.Namespace) -> int:
     dataset, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
     name = Path(dataset.name).stem  # a registry name, or a point file's name without its folder and suffix
     out = _figure_path(args.out, Path(f"forward_{name}"), args.format, overwrite=args.overwrite)
-    schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
-                             beta_end=config.beta_end)
+    schedule = NoiseSchedule.from_settings(config)
     steps = evenly_spaced(config.num_timesteps, args.panels)
     states = forward_states(points, schedule, steps, seed=args.seed)
     title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
@@ -166,27 +152,26 @@ def _plot_forward(args: argparse.Namespace) -> int:
 
 
 def _plot_reverse(args: argparse.Namespace) -> int:
-    from . import viz
-    from .processes import data_box, predicted_x0, reverse_states
-    from .runs import load_run
+    from ..viz import figures as viz
+    from ..viz.processes import predicted_x0, reverse_states
 
     _check_counts(args)
-    loaded = load_run(args.run_dir)
-    resolve_sampler(args, loaded.config)
-    images = loaded.config.is_images
+    model = Diffusion.load(args.run_dir)
+    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
+    images = model.config.is_images
     out = _figure_path(args.out, Path(args.run_dir) / "reverse", args.format, overwrite=args.overwrite)
-    result = reverse_states(loaded, min(args.num, PANEL_IMAGES) if images else args.num, args.panels,
-                            sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed)
+    result = reverse_states(model, min(args.num, PANEL_IMAGES) if images else args.num, args.panels,
+                            sampler=how.sampler, steps=how.steps, eta=how.eta, seed=args.seed)
     if images:  # the denoising strip: x_t and what the model predicts x_0 to be from it
-        viz.plot_denoising(result.states, predicted_x0(loaded, result), result.labels(), out,
-                           title=f"reverse process ({args.sampler}): {loaded.config.dataset}")
+        viz.plot_denoising(result.states, predicted_x0(model, result), result.labels(), out,
+                           title=f"reverse process ({how.sampler}): {model.config.dataset}")
         print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
         return 0
     # axes fit the training data and the samples, not the initial noise, so the shape fills its panel;
     # noise points outside those limits are cut off
-    limits = viz.axis_limits(data_box(loaded), result.states[-1])
+    limits = viz.axis_limits(model.data_range(), result.states[-1])
     viz.plot_strip(result.states, result.labels(), out, limits=limits,
-                   title=f"reverse process ({args.sampler}): {Path(loaded.config.dataset).stem}")
+                   title=f"reverse process ({how.sampler}): {Path(model.config.dataset).stem}")
     print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
     return 0
 
@@ -194,64 +179,61 @@ def _plot_reverse(args: argparse.Namespace) -> int:
 def _conditional_run(args: argparse.Namespace, scales: list[float]):
     """The run of ``args.run_dir``, checked to be conditional, with the sampler flags and --per-class filled in;
     the guidance ``scales`` asked for are checked too."""
-    from .runs import load_run
 
     _check_counts(args)
-    loaded = load_run(args.run_dir)
-    if not loaded.classes:
+    model = Diffusion.load(args.run_dir)
+    if not model.classes:
         raise UsageError(f"{args.run_dir} is not a conditional run: it has no classes to draw; train one with "
                          "--conditional")
-    resolve_sampler(args, loaded.config)
+    resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)  # refuse a bad --eta before drawing
     if args.per_class is None:
-        args.per_class = 10 if loaded.config.is_images else 500
+        args.per_class = 10 if model.config.is_images else 500
     if args.per_class < 1:
         raise UsageError(f"--per-class must be positive, got {args.per_class}")
     for scale in scales:
         if scale < 0:
             raise UsageError(f"a guidance scale must be >= 0, got {scale}")
-    return loaded
+    return model
 
 
-def _sampled(loaded, args: argparse.Namespace, guidance: float | None):
+def _sampled(model, args: argparse.Namespace, guidance: float | None):
     """(K, per_class, *shape) samples of each class."""
-    from .processes import class_samples
+    from ..viz.processes import class_samples
 
-    return class_samples(loaded, args.per_class, guidance=guidance, sampler=args.sampler, steps=args.sample_steps,
+    return class_samples(model, args.per_class, guidance=guidance, sampler=args.sampler, steps=args.sample_steps,
                          eta=args.eta, seed=args.seed)
 
 
 def _plot_classes(args: argparse.Namespace) -> int:
-    from . import viz
-    from .processes import data_box
+    from ..viz import figures as viz
 
-    loaded = _conditional_run(args, [] if args.guidance is None else [args.guidance])
+    model = _conditional_run(args, [] if args.guidance is None else [args.guidance])
     out = _figure_path(args.out, Path(args.run_dir) / "classes", args.format, overwrite=args.overwrite)
-    samples = _sampled(loaded, args, args.guidance)
-    scale = loaded.config.guidance if args.guidance is None else args.guidance
-    title = f"{Path(loaded.config.dataset).stem}: {args.per_class} samples per class, guidance {scale:g}"
-    if loaded.config.is_images:
-        viz.plot_image_rows(samples, loaded.classes, out, title=title)
+    samples = _sampled(model, args, args.guidance)
+    scale = model.config.guidance if args.guidance is None else args.guidance
+    title = f"{Path(model.config.dataset).stem}: {args.per_class} samples per class, guidance {scale:g}"
+    if model.config.is_images:
+        viz.plot_image_rows(samples, model.classes, out, title=title)
     else:
-        viz.plot_strip(samples, loaded.classes, out, limits=viz.axis_limits(data_box(loaded), *samples), title=title)
-    print(f"wrote {out} ({len(loaded.classes)} classes x {args.per_class} samples)")
+        viz.plot_strip(samples, model.classes, out, limits=viz.axis_limits(model.data_range(), *samples), title=title)
+    print(f"wrote {out} ({len(model.classes)} classes x {args.per_class} samples)")
     return 0
 
 
 def _plot_guidance(args: argparse.Namespace) -> int:
-    from . import viz
-    from .processes import data_box
+    from ..viz import figures as viz
 
-    loaded = _conditional_run(args, args.scales)
+    model = _conditional_run(args, args.scales)
     out = _figure_path(args.out, Path(args.run_dir) / "guidance", args.format, overwrite=args.overwrite)
-    grid = np.stack([_sampled(loaded, args, scale) for scale in args.scales])  # (S, K, per_class, *shape)
+    grid = np.stack([_sampled(model, args, scale) for scale in args.scales])  # (S, K, per_class, *shape)
     labels = [f"w = {scale:g}" for scale in args.scales]
-    title = f"{Path(loaded.config.dataset).stem}: classifier-free guidance, each row from the same noise"
-    if loaded.config.is_images:  # a row per scale: the classes in turn
-        viz.plot_image_rows(grid.reshape(len(args.scales), -1, *loaded.shape), labels, out, title=title)
+    title = f"{Path(model.config.dataset).stem}: classifier-free guidance, each row from the same noise"
+    if model.config.is_images:  # a row per scale: the classes in turn
+        viz.plot_image_rows(grid.reshape(len(args.scales), -1, *model.shape), labels, out, title=title)
     else:
-        viz.plot_grid(grid, labels, loaded.classes, out, limits=viz.axis_limits(data_box(loaded), *grid[0]),
+        viz.plot_grid(grid, labels, model.classes, out, limits=viz.axis_limits(model.data_range(), *grid[0]),
                       title=title)
-    print(f"wrote {out} ({len(args.scales)} guidance scales x {len(loaded.classes)} classes)")
+    print(f"wrote {out} ({len(args.scales)} guidance scales x {len(model.classes)} classes)")
     return 0
 
 
@@ -269,39 +251,39 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 
 def animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
-    from . import viz
-    from .processes import data_box, reverse_states
-    from .samplers import sampler_timesteps
-    from .runs import load_run, training_snapshots
+    from ..viz import figures as viz
+    from ..viz.processes import reverse_states
+    from ..core.samplers import sampler_timesteps
+    from ..runs.files import training_snapshots
 
     _check_counts(args)
     for name in ("fps", "training_fps"):
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    loaded = load_run(args.run_dir)
-    resolve_sampler(args, loaded.config)
+    model = Diffusion.load(args.run_dir)
+    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
     run_dir = Path(args.run_dir)
     suffixes = (".gif", ".mp4") if args.mp4 and viz.mp4_available() else (".gif",)
     outputs = [run_dir / f"{stem}{suffix}" for stem in ("reverse", "training") for suffix in suffixes]
     if not args.overwrite and any(p.exists() for p in outputs):
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     frames, epochs = training_snapshots(run_dir)
-    total = len(sampler_timesteps(loaded.config.num_timesteps, args.sampler, args.sample_steps))
-    images = loaded.config.is_images
-    result = reverse_states(loaded, min(args.num, ANIMATED_IMAGES) if images else args.num,
-                            min(total, REVERSE_FRAMES) + 1, sampler=args.sampler, steps=args.sample_steps,
-                            eta=args.eta, seed=args.seed)
+    total = len(sampler_timesteps(model.config.num_timesteps, how.sampler, how.steps))
+    images = model.config.is_images
+    result = reverse_states(model, min(args.num, ANIMATED_IMAGES) if images else args.num,
+                            min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps, eta=how.eta,
+                            seed=args.seed)
     # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
-    box, name = data_box(loaded), Path(loaded.config.dataset).stem
+    box, name = model.data_range(), Path(model.config.dataset).stem
     for suffix in suffixes if images else ():
         viz.animate_images(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
-                           hold=HOLD_FRAMES, title=f"{name}: reverse process ({args.sampler})")
+                           hold=HOLD_FRAMES, title=f"{name}: reverse process ({how.sampler})")
         viz.animate_images(frames[:, :ANIMATED_IMAGES], [f"epoch {e}" for e in epochs],
                            run_dir / f"training{suffix}", fps=args.training_fps, title=f"{name}: samples during training")
     for suffix in () if images else suffixes:
         viz.animate_points(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
                            hold=HOLD_FRAMES, limits=viz.axis_limits(box, result.states[-1]),
-                           title=f"{name}: reverse process ({args.sampler})")
+                           title=f"{name}: reverse process ({how.sampler})")
         viz.animate_points(frames, [f"epoch {e}" for e in epochs], run_dir / f"training{suffix}",
                            fps=args.training_fps, limits=viz.axis_limits(box, frames[-1]),
                            title=f"{name}: samples during training")

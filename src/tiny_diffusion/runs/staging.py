@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 from .checkpoints import checkpoint_steps, read_checkpoint
-from .config import TrainConfig
-from .errors import UsageError
+from ..config import TrainConfig
+from ..errors import UsageError
 from .integrity import MANIFEST, Corrupt, manifest
-from .runs import CONFIG, fsync_dir, read_config, read_meta, save_json, verify_run, write_atomic
+from .files import CONFIG, fsync_dir, read_config, read_meta, save_json, verify_run, write_atomic
 
 __all__ = ["CHECKPOINTS", "partial_dir", "checkpoints_dir", "check_fresh", "begin", "unfinished_meta",
            "resumable_config", "unfinished_config", "finish", "verify_report"]

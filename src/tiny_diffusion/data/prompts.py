@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["DIGIT_WORDS", "MAX_GLYPHS", "parse_prompt", "is_digit_classes", "known_prompts", "side_by_side"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .ablation import StudyRow, ensure_runs, run_study
-from .config import TrainConfig
-from .errors import UsageError
-from .runs import write_atomic
+from ..config import TrainConfig
+from ..errors import UsageError
+from ..runs.files import write_atomic
 
 __all__ = ["ORIGINAL", "STUDIES", "Study", "StudyResult", "reproduce", "base_config", "SCORES"]
 

@@ -10,13 +10,13 @@ Every method works for any tensor rank: ``x`` may be (N, D) points or (N, C, H, 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
-__all__ = ["BETA_SCHEDULES", "NoiseSchedule", "make_betas", "extract"]
+__all__ = ["BETA_SCHEDULES", "NoiseSchedule", "ScheduleSettings", "make_betas", "extract"]
 
 BetaFn = Callable[[int, float, float], torch.Tensor]
 
@@ -75,6 +75,15 @@ def extract(a: torch.Tensor, t: torch.Tensor, x_shape: torch.Size) -> torch.Tens
     return a[t].reshape(t.shape[0], *([1] * (len(x_shape) - 1)))
 
 
+class ScheduleSettings(Protocol):
+    """The settings a schedule is built from (a run's TrainConfig has them, among others)."""
+
+    num_timesteps: int
+    beta_schedule: str
+    beta_start: float
+    beta_end: float
+
+
 class NoiseSchedule:
     """The coefficients of a beta schedule, precomputed in float64 and stored as float32 tensors."""
 
@@ -112,6 +121,13 @@ class NoiseSchedule:
         self.posterior_mean_coef2 = f32((1 - alphas_cumprod_prev) * alphas.sqrt() / (1 - alphas_cumprod))
         # beta-tilde; zero at t = 0, where the sampler adds no noise
         self.posterior_variance = f32(betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod))
+
+
+    @classmethod
+    def from_settings(cls, settings: ScheduleSettings, *, device: torch.device | str = "cpu") -> "NoiseSchedule":
+        """The schedule of a run's settings: the one place a schedule is built from them."""
+        return cls(settings.num_timesteps, settings.beta_schedule, beta_start=settings.beta_start,
+                   beta_end=settings.beta_end, device=device)
 
     def __len__(self) -> int:
         return self.num_timesteps

@@ -37,12 +37,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .distributed import SINGLE, Cluster
-from .errors import UsageError
+from ..core.distributed import SINGLE, Cluster
+from ..errors import UsageError
 from .integrity import Corrupt, check_file, record, seal, unseal
 from .interrupts import Interrupted, Signals, signal_name
-from .runs import write_atomic
-from .training import TrainState
+from .files import write_atomic
+from ..core.training import TrainState
 
 __all__ = ["CheckpointPolicy", "DEFAULT_EVERY", "DEFAULT_KEEP", "Checkpointer", "flatten", "unflatten",
            "rng_states", "set_rng_states", "save_checkpoint", "read_checkpoint", "checkpoint_steps",
@@ -232,6 +232,8 @@ def resume_state(folder: Path, state: TrainState, *, report: Callable[[str], Non
         state.load_state_dict(saved["train"])
         set_rng_states(saved["rng"])
         return step, saved["run"]
+    except UsageError:
+        raise
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # intact, but not of this run or this version
         raise UsageError(f"cannot restore the checkpoint of step {step} in {folder}: {e!r}") from None
 

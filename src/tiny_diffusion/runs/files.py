@@ -35,14 +35,15 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from .config import TrainConfig
-from .errors import UsageError
+from ..config import TrainConfig
+from ..errors import UsageError
+from ..diffusion import Diffusion
 from .integrity import check_manifest
-from .models import build_model
-from .schedule import NoiseSchedule
+from ..models import build_model
+from ..core.schedule import NoiseSchedule
 
 __all__ = ["atomic_path", "write_atomic", "fsync_dir", "save_json", "save_npy", "save_weights", "save_history",
-           "LoadedRun", "load_run", "read_meta", "read_config", "verify_run", "load_points", "HistoryRow", "read_history",
+           "load_run", "read_meta", "read_config", "verify_run", "load_points", "HistoryRow", "read_history",
            "training_snapshots", "RUN_FILES", "run_files", "load_labels"]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -126,35 +127,6 @@ def save_history(path: Path, losses: np.ndarray, epoch_seconds: list[float], fra
     write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
-@dataclass
-class LoadedRun:
-    """A run rebuilt from its directory alone."""
-
-    config: TrainConfig
-    model: nn.Module
-    schedule: NoiseSchedule
-    shape: tuple[int, ...]  # of one sample: (D,) for points, (C, H, W) for images
-    # per channel (a point's coordinates, an image's colour channels), each (C,):
-    data_min: torch.Tensor  # range of the training data in the model's coordinates (for clipping)
-    data_max: torch.Tensor
-    shift: torch.Tensor  # data = model coordinates * scale + shift (zeros and ones unless standardized)
-    scale: torch.Tensor
-    classes: tuple[str, ...] = ()  # a conditional run's class names (its label k draws classes[k]); else empty
-
-    @property
-    def dim(self) -> int:
-        """Number of channels: a point's dimension D, an image's C."""
-        return self.shape[0]
-
-    def per_channel(self, values: torch.Tensor) -> torch.Tensor:
-        """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""
-        return values.reshape(-1, *[1] * (len(self.shape) - 1))
-
-    def to_data_units(self, x: torch.Tensor) -> torch.Tensor:
-        """Samples (..., *shape) in the model's coordinates -> the data's units."""
-        return x * self.per_channel(self.scale) + self.per_channel(self.shift)
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
@@ -170,6 +142,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _config_of(meta: dict[str, Any], run_dir: Path) -> TrainConfig:
     try:
         return TrainConfig.from_dict(meta["config"]).validate()
+    except UsageError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"{run_dir / CONFIG} is corrupt: {e!r}") from None
 
@@ -196,8 +170,8 @@ def read_config(run_dir: str | Path) -> TrainConfig:
     return _config_of(read_meta(run_dir), Path(run_dir))
 
 
-def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
-    """Rebuild config, model (weights loaded), schedule and data range from a run directory."""
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Diffusion:
+    """Rebuild the model of a run directory (config, weights, schedule, data units, classes) from its files alone."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     config = _config_of(meta, run_dir)
@@ -221,10 +195,9 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> LoadedR
     except (SafetensorError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"{run_dir / WEIGHTS} is corrupt or does not match config.json: {first}") from None
-    schedule = NoiseSchedule(config.num_timesteps, config.beta_schedule, beta_start=config.beta_start,
-                             beta_end=config.beta_end, device=device)
-    return LoadedRun(config, model.to(device).eval(), schedule, shape, data_min.to(device), data_max.to(device),
-                     shift.to(device), scale.to(device), classes)
+    schedule = NoiseSchedule.from_settings(config, device=device)
+    return Diffusion(config, model.to(device).eval(), schedule, shape, data_min.to(device), data_max.to(device),
+                     shift.to(device), scale.to(device), classes, run_dir=run_dir)
 
 
 def _read_npy(path: Path) -> np.ndarray:

@@ -7,16 +7,16 @@ import json
 import os
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from .checkpoints import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
-from .cli_pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot, resolve_sampler
-from .config import DEVICES, TrainConfig, add_config_flags, load_config_file
-from .distributed import is_main_process, world_size
-from .errors import UsageError
-from .interrupts import Interrupted
+from ..runs.checkpoints import DEFAULT_EVERY, DEFAULT_KEEP
+from .pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot
+from ..config import DEVICES, TrainConfig, add_config_flags, load_config_file
+from ..core.distributed import is_main_process, world_size
+from ..errors import UsageError
+from ..runs.interrupts import Interrupted
 
 __all__ = ["main", "build_parser"]
 
@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(ablate)
 
-    from .data.images import IMAGE_DATASETS
-    from .judge import DEFAULT_EPOCHS
+    from ..data.images import IMAGE_DATASETS
+    from ..eval.judge import DEFAULT_EPOCHS
 
     judge = commands.add_parser("judge", help="the digit classifier that scores image samples",
                                 description="The judge: a small classifier trained on real digits; `evaluate` "
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "$TINY_DIFFUSION_CACHE, else ~/.cache/tiny-diffusion)")
     judge_train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    from .reproduce import QUICK_EPOCHS, STUDY_NAMES
+    from ..studies.reproduce import QUICK_EPOCHS, STUDY_NAMES
 
     reproduce = commands.add_parser("reproduce", help="re-run the original tiny-diffusion's eight studies",
                                     description="Train the original tiny-diffusion's eight ablation studies with its "
@@ -169,8 +169,8 @@ def _config_from(args: argparse.Namespace) -> TrainConfig:
 def _resumed_config(args: argparse.Namespace) -> TrainConfig:
     """The saved settings of the run to resume; a setting given on the command line must agree with them (but
     --device, which only says where to carry on)."""
-    from .pipeline import with_absolute_dataset
-    from .staging import resumable_config
+    from ..data.prepare import with_absolute_dataset
+    from ..runs.staging import resumable_config
 
     if args.out or args.overwrite:
         raise UsageError(f"--resume carries on the run in {args.resume}: drop --out and --overwrite")
@@ -185,7 +185,7 @@ def _resumed_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from .ablation import parse_values, run_study
+    from ..studies.ablation import parse_values, run_study
 
     param, values = parse_values(args.param, args.values)
     base = _config_from(args)
@@ -197,7 +197,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import base_config, reproduce
+    from ..studies.reproduce import base_config, reproduce
 
     out = Path(args.out or Path("runs") / ("reproduce_quick" if args.quick else "reproduce"))
     results = reproduce(out, base_config(quick=args.quick, device=args.device), only=args.only, jobs=args.jobs,
@@ -209,7 +209,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from .judge import judge_path, make_cache_dir, train_judge
+    from ..eval.judge import judge_path, make_cache_dir, train_judge
 
     path = judge_path(args.dataset, args.cache_dir)
     make_cache_dir(path)
@@ -221,16 +221,15 @@ def _judge(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .pipeline import train_run
+    from ..api import train_summary
 
-    policy = CheckpointPolicy.parse(args.checkpoint_every, args.keep_checkpoints)
     if args.resume:
         config, out = _resumed_config(args), Path(args.resume)
     else:
-        config = _config_from(args)
-        out = Path(args.out) if args.out else Path("runs") / config.experiment_name
-    summary = train_run(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet,
-                        checkpoints=policy, compile=args.compile)
+        config, out = _config_from(args), args.out
+    summary = train_summary(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet,
+                            checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                            compile=args.compile)
     if summary is not None:  # None: a process of a torchrun job but rank 0, which writes the run
         print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in {summary.sample_seconds:.1f} s "
               f"({_rate(summary.samples, summary.sample_seconds)}); wrote {summary.run_dir}/")
@@ -246,58 +245,46 @@ def _rate(samples, seconds: float) -> str:
 
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
-    from .pipeline import sample_run
-    from .prompts import side_by_side
-    from .runs import load_run, save_npy
-    from .training import resolve_device
+    from ..diffusion import Diffusion, resolve_sampling
+    from ..runs.files import save_npy
 
     if args.num < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
     if args.guidance is not None and args.guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {args.guidance}")
-    loaded = load_run(args.run_dir, device=resolve_device(args.device))
-    resolve_sampler(args, loaded.config)
-    glyphs = _prompt_labels(args.prompt, loaded)  # one class per glyph; [] draws each class in turn
+    model = Diffusion.load(args.run_dir, device=_device(args.device))
+    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
     stem = f"prompt_{_slug(args.prompt)}_" if args.prompt is not None else "sampled_"
-    out = Path(args.out or Path(args.run_dir) / f"{stem}{args.sampler}_seed{args.seed}.npy")
+    out = Path(args.out or Path(args.run_dir) / f"{stem}{how.sampler}_seed{args.seed}.npy")
     if out.suffix != ".npy":
         raise UsageError(f"--out must end in .npy, got {out}")
     picture = out.with_suffix(".png") if args.prompt is not None else None
     for path in (out, picture):
         if path is not None and path.exists() and not args.overwrite:
             raise UsageError(f"{path} already exists; pass --overwrite to replace it")
-    labels = torch.tensor(glyphs).repeat(args.num) if glyphs else None  # (num * k,): one sample's glyphs in turn
     start = time.perf_counter()
-    trajectory = sample_run(loaded, args.num * max(1, len(glyphs)), sampler=args.sampler, steps=args.sample_steps,
-                            eta=args.eta, seed=args.seed, labels=labels, guidance=args.guidance)
-    samples = trajectory.samples.cpu().numpy()
+    samples = model.sample(args.num, sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed,
+                           prompt=args.prompt, guidance=args.guidance)
     seconds = time.perf_counter() - start
-    rate = _rate(samples, seconds)  # before the digits of a number are put side by side
+    glyphs = samples.shape[-1] // model.shape[-1] if model.config.is_images else 1  # digits side by side
+    rate = _rate(samples, seconds / glyphs)
     if not np.isfinite(samples).all():
         raise UsageError("sampling produced non-finite values")
-    if len(glyphs) > 1:  # a number: its digits side by side, (num, C, H, k W)
-        samples = side_by_side(samples.reshape(args.num, len(glyphs), *loaded.shape))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_npy(out, samples)
     if picture is not None:
-        _draw_prompt(samples, loaded, args, picture)
+        _draw_prompt(samples, model, args, picture)
     shape = "x".join(map(str, samples.shape[1:]))
     print(f"wrote {samples.shape[0]} samples of shape {shape} to {out}" + (f" and {picture}" if picture else "") +
           f"; sampled in {seconds:.1f} s ({rate})")
     return 0
 
 
-def _prompt_labels(prompt: str | None, loaded) -> list[int]:
-    """The classes a --prompt asks for, one per glyph; [] without one. Refused for a run without classes."""
-    from .prompts import parse_prompt
+def _device(name: str):
+    from ..core.training import resolve_device
 
-    if prompt is None:
-        return []
-    if not loaded.classes:
-        raise UsageError("--prompt needs a conditional run (train it with --conditional); this one has no classes")
-    return parse_prompt(prompt, loaded.classes)
+    return resolve_device(name)
 
 
 def _slug(prompt: str) -> str:
@@ -305,56 +292,28 @@ def _slug(prompt: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in prompt.strip().lower())
 
 
-def _draw_prompt(samples, loaded, args: argparse.Namespace, path: Path) -> None:
-    from . import viz
-    from .processes import data_box
+def _draw_prompt(samples, model, args: argparse.Namespace, path: Path) -> None:
+    from ..viz import figures as viz
 
-    scale = loaded.config.guidance if args.guidance is None else args.guidance
+    scale = model.config.guidance if args.guidance is None else args.guidance
     title = f"{args.prompt!r}: {len(samples)} samples, guidance {scale:g}"
-    if loaded.config.is_images:
-        glyphs = samples.shape[-1] // loaded.shape[-1]  # images side by side in each sample
+    if model.config.is_images:
+        glyphs = samples.shape[-1] // model.shape[-1]  # images side by side in each sample
         viz.plot_images(samples, path, title=title, cols=max(1, round((len(samples) / glyphs) ** 0.5)))
     else:
-        viz.plot_points(samples, path, title=title, limits=viz.axis_limits(data_box(loaded), samples))
+        viz.plot_points(samples, path, title=title, limits=viz.axis_limits(model.data_range(), samples))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import IMAGE_DATASETS, get_dataset, get_image_dataset
-    from .pipeline import dataset_for, evaluate_run_samples
-    from .runs import load_labels, load_points, load_samples, read_config
+    from ..api import evaluate
 
-    path = Path(args.path)
-    run_config = read_config(path) if path.is_dir() else None
-    if run_config is not None and args.dataset is None and run_config.conditional and args.labels is None:
-        args.labels = str(path / "labels.npy")  # the class each of the run's samples was drawn for
-    if path.is_dir():
-        path = path / "samples.npy"
-    if args.dataset in IMAGE_DATASETS or (args.dataset is None and run_config is not None and run_config.is_images):
-        config = run_config if args.dataset is None else TrainConfig.from_dict({"dataset": args.dataset})
-        if args.data_dir:
-            config = replace(config, data_dir=args.data_dir)
-        samples = load_samples(path, shape="(N, C, H, W)")
-        num_classes = get_image_dataset(config.dataset).num_classes
-    else:
-        if args.dataset is not None:
-            config = TrainConfig.from_dict({"dataset": args.dataset, "conditional": args.labels is not None})
-        elif run_config is not None:
-            config = run_config
-        else:
-            raise UsageError("--dataset is needed to evaluate a .npy file")
-        dataset = dataset_for(config)[0]
-        samples = load_points(path)
-        if samples.shape[1] != dataset.dim:
-            raise UsageError(f"{path} holds {samples.shape[1]}-D points, dataset {dataset.name} is {dataset.dim}-D")
-        num_classes = len(dataset.classes)
-    labels = None if args.labels is None else load_labels(args.labels, num=len(samples), num_classes=num_classes)
-    metrics = evaluate_run_samples(samples, config, labels=labels, progress=not args.quiet)
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(evaluate(args.path, dataset=args.dataset, data_dir=args.data_dir, labels=args.labels,
+                              progress=not args.quiet), indent=2))
     return 0
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from .data import DATASETS
+    from ..data import DATASETS
 
     if args.num < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
@@ -363,7 +322,7 @@ def _datasets(args: argparse.Namespace) -> int:
         options = f"  [options: {', '.join(dataset.options)}]" if dataset.options else ""
         print(f"{name:<{width}}  {dataset.dim}-D  {dataset.description}{options}")
     if args.plot:
-        from . import viz
+        from ..viz import figures as viz
 
         out = Path(args.plot)
         out.mkdir(parents=True, exist_ok=True)
@@ -374,7 +333,7 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .staging import verify_report
+    from ..runs.staging import verify_report
 
     print(verify_report(Path(args.run_dir)))
     return 0

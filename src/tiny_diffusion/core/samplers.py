@@ -11,7 +11,7 @@ from typing import Callable, Literal
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 from .schedule import NoiseSchedule, extract
 
 __all__ = ["SAMPLERS", "Trajectory", "sample", "ddim_timesteps", "sampler_timesteps"]

@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["wasserstein2", "mmd", "precision", "recall", "point_metrics", "frechet_distance", "gaussian",
            "DEFAULT_BANDWIDTHS"]

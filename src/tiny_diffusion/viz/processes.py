@@ -13,14 +13,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import UsageError
-from .pipeline import noise_fn, sample_run
-from .runs import LoadedRun
-from .samplers import sampler_timesteps
-from .schedule import NoiseSchedule
+from ..errors import UsageError
+from ..core.samplers import sampler_timesteps
+from ..core.schedule import NoiseSchedule
+from ..diffusion import Diffusion, resolve_sampling
 
 __all__ = ["evenly_spaced", "forward_states", "forward_labels", "ReverseStates", "reverse_states", "predicted_x0",
-           "data_box", "class_samples"]
+           "class_samples"]
 
 
 def evenly_spaced(total: int, count: int) -> list[int]:
@@ -73,55 +72,34 @@ class ReverseStates:
         return [f"step {t} / {self.num_timesteps}" for t in self.timesteps]
 
 
-def reverse_states(loaded: LoadedRun, num: int, count: int, *, sampler: str = "ddpm", steps: int | None = None,
-                   eta: float = 0.0, seed: int = 0) -> ReverseStates:
-    """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first)."""
-    walked = sampler_timesteps(len(loaded.schedule), sampler, steps)
-    total = len(walked)
+def reverse_states(model: Diffusion, num: int, count: int, *, sampler: str | None = None, steps: int | None = None,
+                   eta: float | None = None, seed: int = 0) -> ReverseStates:
+    """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first); the
+    sampling left out is the run's own."""
+    how = resolve_sampling(model.config, sampler, steps, eta)
+    total = len(sampler_timesteps(len(model.schedule), how.sampler, how.steps))
     chosen = evenly_spaced(total, count)  # sampler steps done at each kept state
     every = math.gcd(*chosen)  # record this often and every chosen state is among the recorded ones
-    trajectory = sample_run(loaded, num, sampler=sampler, steps=steps, eta=eta, seed=seed, record_every=every)
-    done = [total - left for left in trajectory.steps_left]
-    states = trajectory.states[[done.index(c) for c in chosen]].cpu().numpy()
-    # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
-    timesteps = [walked[d] + 1 if d < total else 0 for d in chosen]
-    return ReverseStates(states, timesteps, len(loaded.schedule))
+    trajectory = model.draw(num, how, seed=seed, record_every=every)
+    kept = [i for i, d in enumerate(range(0, total + 1, every)) if d in chosen]
+    return ReverseStates(trajectory.states[kept], [trajectory.timesteps[i] for i in kept], len(model.schedule))
 
 
-def predicted_x0(loaded: LoadedRun, result: ReverseStates) -> np.ndarray:
+def predicted_x0(model: Diffusion, result: ReverseStates) -> np.ndarray:
     """The model's estimate of x_0 from each state of a reverse process (the samples themselves at t = 0), clipped
     as the sampler clips it, in the data's units: what the network "sees" through the noise at each step."""
-    config, schedule = loaded.config, loaded.schedule
-    eps_fn = noise_fn(loaded, result.states.shape[1])  # as the sampler predicts it (a conditional run: each class)
-    estimates = []
-    with torch.no_grad():
-        for state, t in zip(result.states, result.timesteps):
-            x = torch.as_tensor(state, device=schedule.device)
-            if t == 0:
-                estimates.append(x)
-                continue
-            x_t = (x - loaded.per_channel(loaded.shift)) / loaded.per_channel(loaded.scale)  # model coordinates
-            index = torch.full((len(x_t),), t - 1, device=schedule.device, dtype=torch.long)
-            x0 = schedule.predict_x0(x_t, eps_fn(x_t, index), index)
-            if config.clip_sample:
-                x0 = x0.clamp(loaded.per_channel(loaded.data_min), loaded.per_channel(loaded.data_max))
-            estimates.append(loaded.to_data_units(x0))
-    return torch.stack(estimates).cpu().numpy()
+    return np.stack([state if t == 0 else model.predict_x0(state, t - 1)
+                     for state, t in zip(result.states, result.timesteps)])
 
 
-def data_box(loaded: LoadedRun) -> np.ndarray:
-    """(2, D): the per-coordinate minimum and maximum of the run's training data, in the data's units."""
-    return torch.stack([loaded.to_data_units(loaded.data_min), loaded.to_data_units(loaded.data_max)]).cpu().numpy()
-
-
-def class_samples(loaded: LoadedRun, per_class: int, *, guidance: float | None = None, sampler: str = "ddpm",
-                  steps: int | None = None, eta: float = 0.0, seed: int = 0) -> np.ndarray:
+def class_samples(model: Diffusion, per_class: int, *, guidance: float | None = None, sampler: str | None = None,
+                  steps: int | None = None, eta: float | None = None, seed: int = 0) -> np.ndarray:
     """(K, per_class, *shape): ``per_class`` samples of each of a conditional run's K classes, in the data's units,
     under guidance ``guidance`` (default: the run's). The same seed starts every guidance scale from the same noise."""
-    if not loaded.classes:
+    if not model.classes:
         raise UsageError("this run is not conditional: it has no classes to draw; train one with --conditional")
-    k = len(loaded.classes)
-    labels = torch.arange(k).repeat_interleave(per_class)  # (K * per_class,): class 0 first
-    samples = sample_run(loaded, k * per_class, sampler=sampler, steps=steps, eta=eta, seed=seed, labels=labels,
-                         guidance=guidance).samples
-    return samples.reshape(k, per_class, *loaded.shape).cpu().numpy()
+    k = len(model.classes)
+    labels = np.repeat(np.arange(k), per_class)  # (K * per_class,): class 0 first
+    samples = model.sample(k * per_class, sampler=sampler, steps=steps, eta=eta, seed=seed, labels=labels,
+                           guidance=guidance)
+    return samples.reshape(k, per_class, *model.shape)

@@ -39,10 +39,10 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.images import get_image_dataset
-from .errors import UsageError
+from ..data.images import get_image_dataset
+from ..errors import UsageError
 from .metrics import frechet_distance, gaussian
-from .runs import write_atomic
+from ..runs.files import write_atomic
 
 __all__ = ["JudgeNet", "Judge", "Verdict", "train_judge", "load_judge", "judge_path", "get_judge", "image_metrics",
            "class_histogram", "class_accuracy", "frechet_distance", "make_cache_dir", "DEFAULT_EPOCHS", "CACHE_ENV"]

@@ -18,12 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from . import viz
-from .config import TrainConfig, coerce_field
-from .errors import UsageError
-from .pipeline import evaluate_run_samples, train_run, with_absolute_dataset
-from .runs import read_config, read_history, training_snapshots, write_atomic
-from .staging import partial_dir, unfinished_config
+from ..viz import figures as viz
+from ..config import TrainConfig, coerce_field
+from ..errors import UsageError
+from ..data.prepare import with_absolute_dataset
+from ..eval.evaluate import evaluate_run_samples
+from ..runs.job import train_run
+from ..runs.files import read_config, read_history, training_snapshots, write_atomic
+from ..runs.staging import partial_dir, unfinished_config
 
 __all__ = ["StudyRow", "parse_values", "run_study", "ensure_runs"]
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["PRECISIONS", "autocast", "check_precision", "grad_scaler"]
 

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["MANIFEST", "Corrupt", "record", "check_bytes", "check_file", "seal", "unseal", "manifest",
            "read_manifest", "check_manifest"]

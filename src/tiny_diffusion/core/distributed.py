@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["Cluster", "SINGLE", "TIMEOUT", "ReplicasDiffer", "world_size", "is_main_process", "joined",
            "resume_command"]

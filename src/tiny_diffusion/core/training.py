@@ -8,7 +8,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -16,14 +16,30 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
 from .distributed import SINGLE, Cluster
-from .errors import UsageError
+from ..errors import UsageError
 from .objectives import loss_weights, training_target
 from .precision import autocast, grad_scaler
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainResult", "TrainState", "Diverged", "train", "train_step", "resolve_device"]
+__all__ = ["TrainingSettings", "TrainResult", "TrainState", "Diverged", "train", "train_step", "resolve_device"]
+
+
+class TrainingSettings(Protocol):
+    """The settings the loop reads (a run's TrainingSettings has them, among others)."""
+
+    train_batch_size: int  # the global batch
+    num_epochs: int
+    learning_rate: float  # peak, after warm-up
+    lr_schedule: str  # constant or cosine
+    warmup_steps: int
+    ema_decay: float  # 0: no EMA copy
+    grad_clip: float  # 0: no clipping
+    min_snr_gamma: float  # 0: plain MSE
+    target: str  # what the network predicts
+    precision: str  # fp32, bf16, fp16
+    cond_drop: float  # share of label drops in a conditional run
+    save_images_step: int  # epochs between snapshots
 
 Snapshot = Callable[[nn.Module, int], None]
 Checkpoint = Callable[["TrainState"], None]
@@ -57,7 +73,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+def _lr_lambda(config: TrainingSettings, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak learning rate at each step: linear warm-up, then constant or cosine decay."""
 
     def factor(step: int) -> float:
@@ -99,7 +115,7 @@ class TrainState:
     cluster: Cluster = SINGLE  # the processes training together (one, unless started by torchrun)
 
     @classmethod
-    def start(cls, model: nn.Module, config: TrainConfig, *, generator: torch.Generator, num_samples: int,
+    def start(cls, model: nn.Module, config: TrainingSettings, *, generator: torch.Generator, num_samples: int,
               cluster: Cluster = SINGLE) -> "TrainState":
         """A fresh state: AdamW with warm-up and decay, an EMA copy if configured, nothing trained yet."""
         steps_per_epoch = num_samples // config.train_batch_size  # the last incomplete batch is dropped
@@ -186,7 +202,7 @@ class Diverged(UsageError):
     """The loss or the gradient norm of a step is not finite: the weights are lost to NaN or infinity."""
 
 
-def train_step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainConfig,
+def train_step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainingSettings,
                labels: torch.Tensor | None = None) -> None:
     """One optimiser step on the batch ``x0`` (B, ...) (of classes ``labels`` (B,) in a conditional run), its loss
     and gradient norm recorded in ``state``. Under torchrun ``x0`` is this process's share of the global batch."""
@@ -236,7 +252,7 @@ def train(
     state: TrainState,
     schedule: NoiseSchedule,
     data: torch.Tensor,
-    config: TrainConfig,
+    config: TrainingSettings,
     *,
     labels: torch.Tensor | None = None,
     snapshot: Snapshot | None = None,

@@ -1,0 +1,130 @@
+"""The public functions a notebook and the command line share: ``train`` a model into a run directory, and
+``evaluate`` what it draws. ``Diffusion`` (load, sample, add_noise) is in ``diffusion``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .config import TrainConfig
+from .diffusion import Diffusion
+from .errors import UsageError
+from .runs.checkpoints import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
+from .runs.job import Snapshot, TrainSummary, train_run
+
+__all__ = ["train", "train_summary", "evaluate", "settings", "default_out"]
+
+
+def settings(base: TrainConfig | Mapping[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+    """A run's settings, validated: the defaults (an image dataset's own, or a preset's), then ``base`` (settings
+    or a mapping of setting names to values), then ``overrides``. An unknown name or a bad value is a UsageError."""
+    values = base.to_dict() if isinstance(base, TrainConfig) else dict(base or {})
+    return TrainConfig.from_dict({**values, **overrides}).validate()
+
+
+def default_out(config: TrainConfig) -> Path:
+    """Where a run goes when no directory is given: runs/EXPERIMENT_NAME."""
+    return Path("runs") / config.experiment_name
+
+
+def train_summary(config: TrainConfig, out: str | Path | None = None, *, overwrite: bool = False,
+                  resume: bool = False, progress: bool = True, callback: Callable[[Snapshot], None] | None = None,
+                  checkpoint_every: str | int = DEFAULT_EVERY, keep_checkpoints: int = DEFAULT_KEEP,
+                  compile: bool = False) -> TrainSummary | None:
+    """``train``, returning what the command prints too (times, samples); None in a torchrun process but rank 0."""
+    policy = CheckpointPolicy.parse(str(checkpoint_every), keep_checkpoints)
+    return train_run(config, Path(out) if out is not None else default_out(config), overwrite=overwrite,
+                     resume=resume, progress=progress, checkpoints=policy, compile=compile, callback=callback)
+
+
+def train(config: TrainConfig | Mapping[str, Any] | None = None, /, *, out: str | Path | None = None,
+          overwrite: bool = False, progress: bool = True, callback: Callable[[Snapshot], None] | None = None,
+          checkpoint_every: str | int = DEFAULT_EVERY, keep_checkpoints: int = DEFAULT_KEEP, compile: bool = False,
+          **overrides: Any) -> Diffusion:
+    """Train a model and write its run directory (``out``, default runs/EXPERIMENT_NAME); return the model.
+
+    Any setting of ``tiny-diffusion train`` is a keyword (``dataset="moons"``, ``num_epochs=60``,
+    ``num_timesteps=200``); ``config`` may hold settings too (a ``TrainConfig`` or a mapping), and the keywords win.
+    ``progress`` shows progress bars (``tqdm.auto``: widgets in a notebook); ``callback`` is called with a
+    ``Snapshot`` (epoch, step, the losses so far, samples drawn now) at every snapshot, every
+    ``save_images_step`` epochs and after the last. An existing run directory is replaced only with
+    ``overwrite=True``. Checkpoints are saved every ``checkpoint_every`` ("30s" or a number of steps).
+    """
+    summary = train_summary(settings(config, **overrides), out, overwrite=overwrite, progress=progress,
+                            callback=callback, checkpoint_every=checkpoint_every,
+                            keep_checkpoints=keep_checkpoints, compile=compile)
+    if summary is None:
+        raise UsageError("td.train runs as one process; use `torchrun -m tiny_diffusion train` for several")
+    return summary.model
+
+
+def evaluate(what: Diffusion | str | Path | np.ndarray, *, dataset: str | None = None, data_dir: str | None = None,
+             labels: np.ndarray | str | Path | None = None, progress: bool = True) -> dict[str, float]:
+    """The metrics ``tiny-diffusion evaluate`` prints: of a model's run (its final samples), a run directory, a
+    .npy file of samples or an array of them. Points: W2, MMD, precision and recall against fresh draws of the
+    dataset, each beside its data-vs-data floor; images: the judge's numbers (the judge is trained and cached first
+    if needed). A conditional run's samples come with the class each was drawn for (``labels``: an array or a .npy
+    file; a run's own labels.npy by default), adding how well each class is drawn. ``dataset`` (with ``data_dir``
+    for mnist) says what to compare with; a run's own is the default."""
+    from .data.images import get_image_dataset
+    from .data.prepare import dataset_for
+    from .eval.evaluate import evaluate_run_samples
+    from .runs.files import load_labels, load_samples, read_config
+
+    run_dir, samples = _run_and_samples(what)
+    run_config = read_config(run_dir) if run_dir is not None else None
+    if run_config is not None and dataset is None and run_config.conditional and labels is None:
+        labels = run_dir / "labels.npy"  # the class each of the run's samples was drawn for
+    if dataset is None and run_config is None:
+        raise UsageError("say which dataset the samples are to be compared with (--dataset NAME)")
+    if dataset is not None:
+        config = TrainConfig.from_dict({"dataset": dataset, "conditional": labels is not None})
+    else:
+        config = run_config
+    if data_dir is not None:
+        config = replace(config, data_dir=data_dir)
+    config = config.validate()
+    if config.is_images:
+        samples = load_samples(samples, shape="(N, C, H, W)") if not isinstance(samples, np.ndarray) else samples
+        num_classes = get_image_dataset(config.dataset).num_classes
+        _check_samples(samples, 4, "(N, C, H, W)")
+    else:
+        samples = load_samples(samples) if not isinstance(samples, np.ndarray) else samples
+        _check_samples(samples, 2, "(N, D)")
+        points = dataset_for(config)[0]
+        if samples.shape[1] != points.dim:
+            raise UsageError(f"the samples are {samples.shape[1]}-D points, dataset {points.name} is {points.dim}-D")
+        num_classes = len(points.classes)
+    if isinstance(labels, (str, Path)):
+        labels = load_labels(labels, num=len(samples), num_classes=num_classes)
+    elif labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(samples),) or not np.issubdtype(labels.dtype, np.integer):
+            raise UsageError(f"labels must be ({len(samples)},) integers, one per sample; got {labels.dtype} "
+                             f"{labels.shape}")
+    return evaluate_run_samples(samples, config, labels=labels, progress=progress)
+
+
+def _run_and_samples(what: Diffusion | str | Path | np.ndarray) -> tuple[Path | None, Path | np.ndarray]:
+    """The run directory (if any) and the samples (an array, or the .npy file holding them) of what to evaluate."""
+    if isinstance(what, Diffusion):
+        if what.run_dir is None:
+            raise UsageError("this model has no run directory: evaluate the samples it draws instead")
+        return what.run_dir, what.run_dir / "samples.npy"
+    if isinstance(what, np.ndarray):
+        return None, what
+    path = Path(what)
+    if path.is_dir():
+        return path, path / "samples.npy"
+    if not path.exists():
+        kind = ".npy file" if path.suffix == ".npy" else "run directory"
+        raise UsageError(f"{kind} {path} does not exist")
+    return None, path
+
+
+def _check_samples(samples: np.ndarray, ndim: int, shape: str) -> None:
+    if samples.ndim != ndim or not np.issubdtype(samples.dtype, np.number):
+        raise UsageError(f"samples must be a numeric {shape} array, got {samples.dtype} {samples.shape}")

@@ -1,0 +1,242 @@
+"""``Diffusion``: a denoiser with everything needed to use it (schedule, the data's units, classes, the run's own
+sampler), loaded from a run directory or handed back by ``train``. Arrays go in and come out in the data's units;
+the model's coordinates (standardized, when the run was) never leave this module, so nothing can be scaled twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Literal, Sequence, overload
+
+import numpy as np
+import torch
+from torch import nn
+
+from .core.objectives import noise_predictor
+from .core.samplers import NoiseFn, sample, sampler_timesteps
+from .core.schedule import NoiseSchedule
+from .data.prompts import parse_prompt, side_by_side
+from .errors import UsageError
+from .models import guided
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+__all__ = ["Diffusion", "Trajectory", "Sampling", "resolve_sampling", "balanced_labels"]
+
+Sampler = Literal["ddpm", "ddim"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to walk the reverse process: the sampler, its number of steps (None: all T) and DDIM's eta."""
+
+    sampler: str
+    steps: int | None
+    eta: float
+
+
+def resolve_sampling(config: "TrainConfig", sampler: str | None = None, steps: int | None = None,
+                     eta: float | None = None) -> Sampling:
+    """The sampling asked for, with what was left out (None) filled in from the run: its own sampler; its steps and
+    eta where its sampler is used, else all steps and eta 0. The one place these defaults are decided."""
+    sampler = config.sampler if sampler is None else sampler
+    own = sampler == config.sampler
+    if steps is None and own:
+        steps = config.sample_steps
+    if eta is None:
+        eta = config.eta if own else 0.0
+    if not eta >= 0 or not math.isfinite(eta):
+        raise UsageError(f"eta must be a finite number >= 0, got {eta}")
+    sampler_timesteps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
+    return Sampling(sampler, steps, float(eta))
+
+
+def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(num,) labels 0, 1, ..., K - 1, 0, 1, ...: what a conditional model draws when no class is asked for."""
+    return torch.arange(num, device=device) % num_classes
+
+
+@dataclass
+class Trajectory:
+    """Samples and the states of the reverse process on the way to them, in the data's units."""
+
+    samples: np.ndarray  # (N, *shape): the final samples
+    states: np.ndarray  # (K, N, *shape): the recorded states, the initial noise first and the samples last
+    timesteps: list[int]  # (K,) the step t of each state: T for the noise, 0 for the samples
+    num_timesteps: int  # T
+
+
+@dataclass(eq=False)
+class Diffusion:
+    """A trained denoiser and all it needs to draw samples: ``Diffusion.load(run_dir)`` or ``train(...)``.
+
+    ``sample`` draws with the run's own sampler, steps and eta unless told otherwise; a conditional model also
+    draws a class (``prompt="seven"``) under classifier-free guidance. Arrays in and out are NumPy, in the data's
+    units (points) or [-1, 1] pixels (images).
+    """
+
+    config: "TrainConfig"  # every setting of the run
+    network: nn.Module | Callable[..., torch.Tensor]  # predicts config.target from (x_t, t[, labels])
+    schedule: NoiseSchedule
+    shape: tuple[int, ...]  # of one sample: (D,) for points, (C, H, W) for images
+    # per channel (a point's coordinates, an image's colour channels), each (C,), in the model's coordinates:
+    data_min: torch.Tensor  # the training data's range (predicted x0 is clipped to it)
+    data_max: torch.Tensor
+    shift: torch.Tensor  # data = model coordinates * scale + shift (zeros and ones unless standardized)
+    scale: torch.Tensor
+    classes: tuple[str, ...] = ()  # a conditional model's class names (label k draws classes[k]); else empty
+    run_dir: Path | None = None  # where it was loaded from or trained into
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, device: str | torch.device = "cpu") -> "Diffusion":
+        """Rebuild a model from its run directory alone (every file checked against the run's manifest first)."""
+        from .runs.files import load_run  # the run directory's format lives with the other run files
+
+        return load_run(run_dir, device=device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.schedule.device
+
+    @property
+    def sampling(self) -> Sampling:
+        """The run's own sampler, steps and eta: what ``sample`` uses by default."""
+        return resolve_sampling(self.config)
+
+    def __repr__(self) -> str:
+        where = f", run_dir={str(self.run_dir)!r}" if self.run_dir else ""
+        classes = f", classes={len(self.classes)}" if self.classes else ""
+        return (f"Diffusion(dataset={self.config.dataset!r}, shape={self.shape}, T={len(self.schedule)}, "
+                f"target={self.config.target!r}{classes}{where})")
+
+    # -- drawing ------------------------------------------------------------------------------------------------
+
+    @overload
+    def sample(self, num: int, *, sampler: str | None = ..., steps: int | None = ..., eta: float | None = ...,
+               seed: int = ..., prompt: str | None = ..., labels: Sequence[int] | np.ndarray | None = ...,
+               guidance: float | None = ..., trajectory: Literal[False] = ..., record_every: int = ...
+               ) -> np.ndarray: ...
+
+    @overload
+    def sample(self, num: int, *, sampler: str | None = ..., steps: int | None = ..., eta: float | None = ...,
+               seed: int = ..., prompt: str | None = ..., labels: Sequence[int] | np.ndarray | None = ...,
+               guidance: float | None = ..., trajectory: Literal[True], record_every: int = ...) -> Trajectory: ...
+
+    def sample(self, num: int, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
+               seed: int = 0, prompt: str | None = None, labels: Sequence[int] | np.ndarray | None = None,
+               guidance: float | None = None, trajectory: bool = False, record_every: int = 1
+               ) -> np.ndarray | Trajectory:
+        """Draw ``num`` samples, (num, *shape), in the data's units.
+
+        ``sampler``, ``steps`` and ``eta`` left out are the run's own (``self.sampling``). A conditional model draws
+        the class ``prompt`` names (a digit, its name, a number drawn digit by digit side by side, a shape's name),
+        or the classes ``labels`` (num,), or every class in turn, under classifier-free guidance ``guidance``
+        (default: the run's). ``trajectory=True`` returns a ``Trajectory`` with the states after every
+        ``record_every`` steps too.
+        """
+        if not num >= 1:
+            raise UsageError(f"the number of samples must be positive, got {num}")
+        if record_every < 1:
+            raise UsageError(f"record_every must be positive, got {record_every}")
+        glyphs = self._prompt(prompt) if prompt is not None else []
+        if glyphs and labels is not None:
+            raise UsageError("give a prompt or labels, not both")
+        if glyphs:
+            labels = np.tile(glyphs, num)  # (num * k,): each sample's glyphs in turn
+        drawn = self.draw(num * max(1, len(glyphs)), self._resolve(sampler, steps, eta), seed=seed,
+                           labels=labels, guidance=guidance, record_every=record_every if trajectory else 0)
+        if len(glyphs) > 1:  # a number: its digits side by side, (num, C, H, k W)
+            drawn.samples = side_by_side(drawn.samples.reshape(num, len(glyphs), *self.shape))
+            drawn.states = np.stack([side_by_side(s.reshape(num, len(glyphs), *self.shape)) for s in drawn.states])
+        return drawn if trajectory else drawn.samples
+
+    def add_noise(self, x0: np.ndarray, t: int | Sequence[int] | np.ndarray, *, seed: int = 0) -> np.ndarray:
+        """x_t ~ q(x_t | x_0) for data ``x0`` (N, *shape) in the data's units, at the zero-based step ``t`` (one for
+        all, or (N,)): sqrt(alpha-bar_t) x0 + sqrt(1 - alpha-bar_t) noise in the model's coordinates, returned in
+        the data's units."""
+        x = self._to_model(torch.as_tensor(np.asarray(x0), dtype=torch.float32, device=self.device))
+        if tuple(x.shape[1:]) != self.shape:
+            raise UsageError(f"x0 must have shape (N, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
+        steps = torch.as_tensor(np.asarray(t), dtype=torch.long, device=self.device).broadcast_to((len(x),))
+        if not bool(((steps >= 0) & (steps < len(self.schedule))).all()):
+            raise UsageError(f"t must be between 0 and {len(self.schedule) - 1}")
+        noise = torch.randn(x.shape, generator=torch.Generator(self.device).manual_seed(seed), device=self.device)
+        return self._to_data(self.schedule.add_noise(x, noise, steps)).cpu().numpy()
+
+    def predict_x0(self, x_t: np.ndarray, t: int, *, labels: Sequence[int] | np.ndarray | None = None,
+                   guidance: float | None = None) -> np.ndarray:
+        """What the model takes x_0 to be from ``x_t`` (N, *shape) at zero-based step ``t``, clipped as the sampler
+        clips it; both in the data's units. A conditional model predicts for ``labels`` (default: each in turn)."""
+        x = self._to_model(torch.as_tensor(np.asarray(x_t), dtype=torch.float32, device=self.device))
+        index = torch.full((len(x),), int(t), device=self.device, dtype=torch.long)
+        with torch.no_grad():
+            x0 = self.schedule.predict_x0(x, self.noise_predictor(len(x), labels=labels, guidance=guidance)(x, index),
+                                          index)
+        if self.config.clip_sample:
+            x0 = x0.clamp(self._per_channel(self.data_min), self._per_channel(self.data_max))
+        return self._to_data(x0).cpu().numpy()
+
+    def data_range(self) -> np.ndarray:
+        """(2, C): the per-channel minimum and maximum of the training data, in the data's units."""
+        return torch.stack([self._to_data(self.data_min), self._to_data(self.data_max)]).cpu().numpy()
+
+    def noise_predictor(self, num: int, *, labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+                        guidance: float | None = None) -> NoiseFn:
+        """The noise prediction noise(x_t, t) that the samplers call, for a batch of ``num`` in the model's
+        coordinates: a conditional model's for the classes ``labels`` (num,) (default: each in turn) under
+        classifier-free guidance ``guidance`` (default: the run's)."""
+        network = self.network
+        if self.classes:
+            chosen = (balanced_labels(num, len(self.classes), self.device) if labels is None
+                      else torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device))
+            if chosen.shape != (num,) or not bool(((chosen >= 0) & (chosen < len(self.classes))).all()):
+                raise UsageError(f"labels must be ({num},) classes from 0 to {len(self.classes) - 1}")
+            scale = self.config.guidance if guidance is None else guidance
+            if not scale >= 0:
+                raise UsageError(f"guidance must be >= 0, got {scale}")
+            network = guided(self.network, chosen, scale)
+        elif labels is not None or guidance is not None:
+            raise UsageError("this model is not conditional, so it cannot be asked for a class; train one with "
+                             "conditional=True (--conditional)")
+        return noise_predictor(network, self.schedule, self.config.target)
+
+    # -- the model's coordinates (private: everything public is in the data's units) ----------------------------
+
+    def _resolve(self, sampler: str | None, steps: int | None, eta: float | None) -> Sampling:
+        return resolve_sampling(self.config, sampler, steps, eta)
+
+    def _prompt(self, prompt: str) -> list[int]:
+        if not self.classes:
+            raise UsageError("a prompt needs a conditional run (train one with --conditional, or conditional=True); "
+                             "this one has no classes")
+        return parse_prompt(prompt, self.classes)
+
+    def draw(self, num: int, how: Sampling, *, seed: int, labels: Sequence[int] | np.ndarray | None = None,
+              guidance: float | None = None, record_every: int = 0) -> Trajectory:
+        """Draw ``num`` samples walking ``how`` (a resolved ``Sampling``), recording the states every ``record_every``
+        steps (0: none); the sampling sits in the model's coordinates, what comes back is in the data's units."""
+        generator = torch.Generator(self.device).manual_seed(seed)
+        clip = (self._per_channel(self.data_min), self._per_channel(self.data_max)) if self.config.clip_sample else None
+        eps = self.noise_predictor(num, labels=labels, guidance=guidance)
+        drawn = sample(eps, self.schedule, (num, *self.shape), sampler=how.sampler, steps=how.steps, eta=how.eta,
+                       clip=clip, generator=generator, record_every=record_every)
+        walked = sampler_timesteps(len(self.schedule), how.sampler, how.steps)
+        # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
+        done = [len(walked) - left for left in drawn.steps_left]
+        states = drawn.states if drawn.states is not None else drawn.samples[None]
+        return Trajectory(self._to_data(drawn.samples).cpu().numpy(), self._to_data(states).cpu().numpy(),
+                          [walked[d] + 1 if d < len(walked) else 0 for d in done] if done else [0],
+                          len(self.schedule))
+
+    def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
+        """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""
+        return values.reshape(-1, *[1] * (len(self.shape) - 1))
+
+    def _to_data(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self._per_channel(self.scale) + self._per_channel(self.shift)
+
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self._per_channel(self.shift)) / self._per_channel(self.scale)

@@ -1,0 +1,76 @@
+"""The numbers of a run's samples: point metrics against fresh draws of the dataset, each beside its data-vs-data
+floor, or the judge's numbers for images; for a conditional run, how well each class is drawn."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..data.images import get_image_dataset
+from ..data.prepare import dataset_for
+from ..data.registry import PointDataset
+from .metrics import point_metrics, precision
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+
+__all__ = ["REFERENCE_SEEDS", "evaluate_points", "evaluate_points_by_class", "evaluate_images",
+           "evaluate_run_samples"]
+
+# Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
+REFERENCE_SEEDS = (1, 2)
+CLASS_REFERENCE = 20_000  # points of a labelled set drawn to stand for each class's shape (precision's support)
+
+
+def evaluate_points(samples: np.ndarray, dataset: PointDataset, options: dict[str, Any] | None = None
+                    ) -> dict[str, float]:
+    """Metrics of ``samples`` against a fresh draw of the dataset, each beside its data-vs-data floor."""
+    options = options or {}
+    n = len(samples)
+    reference, second = (dataset.sample(n, seed, **options) for seed in REFERENCE_SEEDS)
+    return point_metrics(samples, reference, floor_reference=second, support=dataset.support_points(**options))
+
+
+def evaluate_points_by_class(samples: np.ndarray, labels: np.ndarray, dataset: PointDataset, *, radius: float = 0.1
+                             ) -> dict[str, float]:
+    """For each class (by name) of a labelled point set: ``precision@r`` of the samples drawn for it, the share
+    within ``radius`` of its own points (a dense draw of them), beside its floor: the same for a fresh draw."""
+    support, support_labels = dataset.sample_labelled(CLASS_REFERENCE, REFERENCE_SEEDS[0])
+    fresh, fresh_labels = dataset.sample_labelled(len(samples), REFERENCE_SEEDS[1])
+    metrics = {}
+    for k, name in enumerate(dataset.classes):
+        if not (labels == k).any():
+            continue
+        own = support[support_labels == k]
+        metrics[f"{name}: precision@{radius:g}"] = precision(samples[labels == k], own, radius)
+        metrics[f"{name}: precision@{radius:g}_floor"] = precision(fresh[fresh_labels == k], own, radius)
+    return metrics
+
+
+def evaluate_images(samples: np.ndarray, config: "TrainConfig", *, labels: np.ndarray | None = None,
+                    progress: bool = True) -> dict[str, float]:
+    """The judge's numbers for (N, C, H, W) samples of an image run: against the test split, each beside its floor
+    (a random subset of as many training images); with the class each sample was drawn for (``labels`` (N,)),
+    how often the judge agrees. Trains and caches the judge first if there is none yet."""
+    from .judge import class_accuracy, get_judge, image_metrics  # the judge is needed for images only
+
+    dataset = get_image_dataset(config.dataset)
+    judge = get_judge(config.dataset, data_dir=config.data_dir, train_if_missing=True, progress=progress)
+    real, _ = dataset.images("test", data_dir=config.data_dir)
+    train_images, _ = dataset.images("train", data_dir=config.data_dir)
+    n = min(len(samples), len(real))
+    floor = train_images[np.random.default_rng(0).choice(len(train_images), n, replace=False)]
+    metrics = image_metrics(judge, samples[:n], real=real, floor_real=floor)
+    return metrics if labels is None else {**metrics, **class_accuracy(judge, samples, labels)}
+
+
+def evaluate_run_samples(samples: np.ndarray, config: "TrainConfig", *, labels: np.ndarray | None = None,
+                         progress: bool = True) -> dict[str, float]:
+    """The metrics of a run's samples: the judge's for images, point metrics (with floors) for points; for the
+    samples of a conditional run (the class of each in ``labels``), how well each class is drawn too."""
+    if config.is_images:
+        return evaluate_images(samples, config, labels=labels, progress=progress)
+    dataset, options = dataset_for(config)
+    metrics = evaluate_points(samples, dataset, options)
+    return metrics if labels is None else {**metrics, **evaluate_points_by_class(samples, labels, dataset)}

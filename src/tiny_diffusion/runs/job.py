@@ -1,0 +1,261 @@
+"""The training job: train on a run's settings and write a complete run directory (fresh or resumed), checkpointing
+as it goes; under torchrun, every process trains and rank 0 writes."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..config import TrainConfig
+from ..core.distributed import Cluster, joined, resume_command, world_size
+from ..core.precision import check_precision
+from ..core.training import Diverged, TrainResult, TrainState, resolve_device, train
+from ..core.schedule import NoiseSchedule
+from ..data.prepare import TrainingData, training_data, with_absolute_dataset
+from ..diffusion import Diffusion, balanced_labels, resolve_sampling
+from ..errors import UsageError
+from ..models import build_model, parameter_count
+from ..viz import figures as viz
+from .checkpoints import CheckpointPolicy, Checkpointer, resume_state
+from .files import run_files, save_history, save_npy, save_weights
+from .interrupts import Interrupted, Signals, caught_signals
+from .locking import run_lock
+from .staging import CHECKPOINTS, begin, check_fresh, checkpoints_dir, finish, partial_dir, resumable_config, unfinished_meta
+
+__all__ = ["TrainSummary", "Snapshot", "train_run", "SNAPSHOT_IMAGES"]
+
+
+@dataclass
+class TrainSummary:
+    """What ``train_run`` reports."""
+
+    run_dir: Path
+    seconds: float  # training loop, snapshots included
+    snapshot_seconds: float  # of which spent drawing snapshots
+    sample_seconds: float  # drawing the final samples
+    samples: np.ndarray  # (N, *shape)
+    model: Diffusion  # the trained model, as Diffusion.load(run_dir) rebuilds it
+
+
+@dataclass
+class Snapshot:
+    """What a training callback receives at each snapshot: where training stands and what the model draws."""
+
+    epoch: int  # 1-based: the epochs done
+    step: int  # optimiser steps done
+    losses: np.ndarray  # (step,) the loss of every step so far
+    samples: np.ndarray  # (N, *shape) drawn now, in the data's units
+
+
+SNAPSHOT_IMAGES = 64  # images per training snapshot (an 8 x 8 grid); points snapshots hold eval_batch_size points
+
+
+def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
+              progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy(), compile: bool = False,
+              callback: Callable[[Snapshot], None] | None = None) -> TrainSummary | None:
+    """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``).
+
+    Training goes on in the unfinished run beside ``out`` and checkpoints there (see ``staging``); SIGINT and SIGTERM
+    save a checkpoint and stop with ``Interrupted``. ``resume`` carries on the unfinished run of ``out`` from its
+    newest intact checkpoint, with the settings it was started with: ``config`` must have them (the device aside).
+    ``compile`` trains a ``torch.compile``d network (the same results up to float rounding). ``callback`` is
+    handed a ``Snapshot`` at every snapshot (every config.save_images_step epochs, and after the last).
+
+    Under torchrun every process calls this and they train one model together (see ``distributed``): rank 0 alone
+    writes ``out`` and returns the summary; the others return None.
+    """
+    out = Path(out)
+    config = with_absolute_dataset(config.validate())
+    checkpoints.validate()
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    if config.train_batch_size % world_size():
+        raise UsageError(f"--train-batch-size is the global batch, shared evenly by the {world_size()} processes: "
+                         f"{config.train_batch_size} does not divide by {world_size()}")
+    with joined(device) as cluster, ExitStack() as held, caught_signals() as signals:
+        def claim() -> None:  # one trainer per run directory, and a run to start there (or to resume)
+            held.enter_context(run_lock(out))
+            if resume:
+                _check_resumable(out, config)
+            else:
+                check_fresh(out, overwrite=overwrite)
+
+        cluster.on_main(claim)
+        try:
+            return _train_into(out, config, cluster, resume=resume, progress=progress, policy=checkpoints,
+                               signals=signals, compile=compile, callback=callback)
+        except Interrupted as e:
+            if not partial_dir(out).exists():
+                raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
+            raise Interrupted(f"{e}; resume with: {resume_command(out)}", e.signum) from None
+
+
+def _check_resumable(out: Path, config: TrainConfig) -> None:
+    differing = resumable_config(out).differences(config, ignore=("device",))
+    if differing:
+        raise UsageError(f"the unfinished run of {out} was started with other settings ({', '.join(differing)}); "
+                         "resume it with its own settings, or pass --overwrite to start again")
+
+
+def _train_into(out: Path, config: TrainConfig, cluster: Cluster, *, resume: bool, progress: bool,
+                policy: CheckpointPolicy, signals: Signals, compile: bool,
+                callback: Callable[[Snapshot], None] | None) -> TrainSummary | None:
+    device, main = cluster.device, cluster.is_main
+    train_set = training_data(config)
+    data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
+    torch.manual_seed(config.seed)  # model initialisation
+    model = cluster.prepare(build_model(config, shape=train_set.shape, num_classes=len(train_set.classes)).to(device))
+    if main and (progress or cluster.distributed):
+        print(f"{config.model}: {parameter_count(model):,} parameters; {len(data):,} training samples of shape "
+              f"{tuple(train_set.shape)}; {_batch_line(config, cluster)}", flush=True)
+    schedule = NoiseSchedule.from_settings(config, device=device)
+    channel_axes = [0, *range(2, data.ndim)]  # every axis but the channel's
+    data_min, data_max = data.amin(dim=channel_axes), data.amax(dim=channel_axes)  # (C,)
+    shift, scale = (torch.tensor(v, dtype=torch.float32, device=device) for v in (train_set.shift, train_set.scale))
+    stage = partial_dir(out)
+    cluster.on_main(lambda: _stage(out, _run_meta(config, train_set, data_min, data_max), resume=resume))
+    state = TrainState.start(model, config, generator=torch.Generator(device).manual_seed(config.seed),
+                             num_samples=len(data), cluster=cluster)
+    frames: list[np.ndarray] = []
+    frame_epochs: list[int] = []
+    saved = _restore(out, state, frames, frame_epochs) if resume else 0
+    state.network = cluster.wrap(model)  # under torchrun, DistributedDataParallel averages the gradients
+    if compile:
+        state.network = torch.compile(state.network)
+
+    labels = None if train_set.labels is None else torch.tensor(train_set.labels, device=device)  # (N,)
+
+    def diffusion(network: torch.nn.Module) -> Diffusion:
+        return Diffusion(config, network, schedule, train_set.shape, data_min, data_max, shift, scale,
+                         train_set.classes)
+
+    own = resolve_sampling(config)  # the run's own sampler, steps and eta
+
+    def snapshot(current: torch.nn.Module, epoch: int) -> None:
+        num = SNAPSHOT_IMAGES if config.is_images else config.eval_batch_size
+        frames.append(diffusion(current).draw(num, own, seed=config.seed + 1).samples)
+        frame_epochs.append(epoch)
+        if callback is not None:
+            callback(Snapshot(epoch + 1, state.step, state.losses[: state.step].cpu().numpy(), frames[-1]))
+
+    def extra() -> dict[str, Any]:  # what a checkpoint holds besides the training state
+        return {"frames": torch.from_numpy(np.stack(frames)) if frames else None, "frame_epochs": frame_epochs}
+
+    checkpointer = Checkpointer(stage / CHECKPOINTS, policy, signals=signals, extra=extra, saved_step=saved,
+                                saved_seconds=state.seconds, cluster=cluster)
+    try:
+        with signals.deferred():
+            result = train(state, schedule, data, config, labels=labels, snapshot=snapshot if main else None,
+                           checkpoint=checkpointer, progress=progress and main)
+            checkpointer.save(state)  # the end of training: an interruption from here on only redoes the sampling
+    except Diverged as e:
+        kept = (f"the last good checkpoint, of step {checkpointer.saved_step}, is kept in {stage}"
+                if checkpointer.saved_step else "no checkpoint was written")
+        raise UsageError(f"{e} (and --overwrite to start again; {kept})") from None
+    digest = cluster.check_replicas(state.replicated_tensors())
+    if not main:
+        cluster.barrier()  # while rank 0 draws the samples and writes the run directory
+        return None
+    if cluster.distributed:
+        _report(f"all {cluster.world_size} processes end with the same training state (sha256 {digest[:16]})")
+    start = time.perf_counter()
+    model = diffusion(result.model)
+    samples = model.draw(config.eval_batch_size, own, seed=config.seed + 2).samples
+    sample_seconds = time.perf_counter() - start
+    _write_run(stage, config, train_set, result, samples, frames, frame_epochs)
+    finish(stage, out, run_files(config))
+    cluster.barrier()
+    model.run_dir = out
+    return TrainSummary(out, result.seconds, result.snapshot_seconds, sample_seconds, samples, model)
+
+
+def _batch_line(config: TrainConfig, cluster: Cluster) -> str:
+    """The batch (under torchrun the global one, split evenly), peak learning rate, precision and device."""
+    batch, processes = config.train_batch_size, cluster.world_size
+    split = f"global batch {batch} = {processes} processes x {batch // processes}" if processes > 1 else f"batch {batch}"
+    return f"{split}, peak learning rate {config.learning_rate:g}, {config.precision} on {cluster.device}"
+
+
+def _report(line: str) -> None:
+    """A line about the run on stderr, beside the progress bar."""
+    print(f"tiny-diffusion: {line}", file=sys.stderr, flush=True)
+
+
+def _run_meta(config: TrainConfig, train_set: TrainingData, data_min: torch.Tensor, data_max: torch.Tensor
+              ) -> dict[str, Any]:
+    """config.json: the settings, and the data's shape, range, classes (in a conditional run) and hash (a resumed
+    run checks it is the same)."""
+    digest = hashlib.sha256(np.ascontiguousarray(train_set.x).tobytes())
+    data = {"shape": list(train_set.shape), "min": data_min.tolist(), "max": data_max.tolist(),
+            "shift": train_set.shift.tolist(), "scale": train_set.scale.tolist()}
+    if train_set.labels is not None:
+        digest.update(np.ascontiguousarray(train_set.labels).tobytes())
+        data["classes"] = list(train_set.classes)
+    return {"config": config.to_dict(), "tiny_diffusion": __version__, "data": {**data, "sha256": digest.hexdigest()}}
+
+
+def _stage(out: Path, meta: dict[str, Any], *, resume: bool) -> Path:
+    """The unfinished run to train in: a fresh one, or the one to resume (if its training data are the same)."""
+    if not resume:
+        return begin(out, meta)
+    if unfinished_meta(out)["data"].get("sha256") != meta["data"]["sha256"]:
+        raise UsageError(f"the training data of {out} differ from when it started ({meta['config']['dataset']} "
+                         "changed?), so it cannot carry on exactly; pass --overwrite to start again")
+    return partial_dir(out)
+
+
+def _write_run(stage: Path, config: TrainConfig, train_set: TrainingData, result: TrainResult, samples: np.ndarray,
+               frames: list[np.ndarray], frame_epochs: list[int]) -> None:
+    """The run's files (``runs.RUN_FILES``) but its config, which is there from the start."""
+    save_weights(stage / "model.safetensors", result.model)
+    save_npy(stage / "loss.npy", result.losses)
+    save_npy(stage / "frames.npy", np.stack(frames))
+    save_npy(stage / "samples.npy", samples)
+    if config.conditional:  # the final samples draw every class in turn
+        save_npy(stage / "labels.npy", balanced_labels(len(samples), len(train_set.classes)).numpy())
+    save_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
+    _write_run_figures(stage, config, train_set, samples, np.stack(frames), frame_epochs, result.losses)
+
+
+def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epochs: list[int]) -> int:
+    """Load the newest intact checkpoint of ``out``'s unfinished run into ``state`` and the snapshot lists, saying on
+    stderr what is resumed; returns its step (0: none, so training starts from the beginning again)."""
+    def report(line: str) -> None:
+        if state.cluster.is_main:
+            _report(line)
+
+    step, run = resume_state(checkpoints_dir(out), state, report=report, cluster=state.cluster)
+    if not step:
+        report(f"resuming {out} from the start: it stopped before its first checkpoint")
+        return 0
+    frames.extend(run["frames"].numpy() if run["frames"] is not None else [])
+    frame_epochs.extend(run["frame_epochs"])
+    epoch = min(state.epoch + 1, state.total_steps // state.steps_per_epoch)
+    report(f"resuming {out} from its checkpoint of step {step} of {state.total_steps} (epoch {epoch})")
+    return step
+
+
+def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData, samples: np.ndarray,
+                       frames: np.ndarray, frame_epochs: list[int], losses: np.ndarray) -> None:
+    """samples.png, frames.png (the snapshots) and loss.png."""
+    title = f"{train_set.name}: {len(samples)} samples after {config.num_epochs} epochs"
+    captions = [f"epoch {e + 1}" for e in frame_epochs]
+    if config.is_images:
+        viz.plot_images(samples[:100], stage / "samples.png", title=title)
+        viz.plot_image_strip(frames[:, :16], captions, stage / "frames.png", title="samples during training")
+    else:
+        limits = viz.axis_limits(train_set.x * train_set.scale + train_set.shift)
+        viz.plot_points(samples, stage / "samples.png", limits=limits, title=title)
+        viz.plot_strip(frames, captions, stage / "frames.png", limits=limits, title="samples during training")
+    viz.plot_loss(losses, stage / "loss.png", steps_per_epoch=len(losses) // config.num_epochs)
+
+
