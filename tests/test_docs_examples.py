@@ -1,8 +1,8 @@
 """The Python examples of README.md and docs/*.md run as written.
 
 Each page's ```python blocks run in order, as one script, in a fresh interpreter whose working directory is a
-temporary folder (so `out="runs/moons"` lands there, and a later block on the page can load what an earlier one
-wrote). A block is left out only when its fence says so explicitly: ```python {.skip} (the attribute form that
+temporary folder (so `out="runs/moons"` lands there, and a later block of the page can load what an earlier one
+wrote); the pages run side by side. A block is left out only when its fence says so explicitly: ```python {.skip} (the attribute form that
 pymdownx.superfences and GitHub both render as Python).
 
 Why not mktestdocs or pytest-markdown-docs: both exec the blocks inside the pytest process, so pages would share
@@ -15,13 +15,15 @@ import os
 import re
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-TIMEOUT_S = 120  # per page; every example trains for a few epochs at most
+TIMEOUT_S = 180  # for all pages, from their start; every example trains for a few epochs at most
 
 # An opening fence: three or more backticks, the info string ("python", "python {.skip}", ...).
 FENCE = re.compile(r"^(?P<indent> *)(?P<ticks>`{3,})(?P<info>[^`\n]*)$")
@@ -38,7 +40,7 @@ def python_blocks(text: str) -> list[str]:
         indent, ticks, info = opening["indent"], opening["ticks"], opening["info"].strip()
         body = []
         while i < len(lines) and not re.fullmatch(rf" *{ticks}`* *", lines[i]):
-            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
+            body.append(lines[i].removeprefix(indent))
             i += 1
         i += 1  # the closing fence
         words = info.replace("{", " ").replace("}", " ").split()
@@ -55,16 +57,51 @@ def test_the_fence_reader():
 PAGES_WITH_EXAMPLES = [page for page in PAGES if python_blocks(page.read_text(encoding="utf-8"))]
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_page_examples_run(page: Path, tmp_path: Path):
+def _page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+def _start(page: Path, folder: Path) -> subprocess.Popen:
+    """Run the page's blocks, in order, as one script in a fresh interpreter whose working directory is ``folder``."""
     blocks = python_blocks(page.read_text(encoding="utf-8"))
     script = "\n".join(f"# --- block {k + 1} of {page.name}\n{block}" for k, block in enumerate(blocks))
-    (tmp_path / "examples.py").write_text(script, encoding="utf-8")
+    (folder / "examples.py").write_text(script, encoding="utf-8")
     env = dict(os.environ)
-    # This checkout's code, whichever copy is installed; one thread each (the examples are tiny, the machine shared).
+    # This checkout's code, whichever copy is installed; one thread each (the examples are tiny, and run side by side).
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("OMP_NUM_THREADS", "1")
     env["MPLBACKEND"] = "Agg"
-    proc = subprocess.run([sys.executable, "examples.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT_S)
-    assert proc.returncode == 0, f"{page.relative_to(ROOT)}: its examples failed\n{proc.stdout}\n{proc.stderr}"
+    return subprocess.Popen([sys.executable, "examples.py"], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@dataclass
+class Started:
+    procs: dict[str, subprocess.Popen]  # page id -> its examples' process
+    deadline: float  # time.monotonic() by which every page must be done
+
+
+@pytest.fixture(scope="module")
+def started(request, tmp_path_factory) -> Started:
+    """Every selected page's examples, started at once: each page is one process on one thread, so on a 2-core
+    machine the pages take about half the time they would one after another."""
+    selected = {item.callspec.params["page"] for item in request.session.items
+                if item.originalname == "test_page_examples_run" and hasattr(item, "callspec")}
+    procs = {_page_id(page): _start(page, tmp_path_factory.mktemp(page.stem)) for page in selected}
+    yield Started(procs, time.monotonic() + TIMEOUT_S)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=_page_id)
+def test_page_examples_run(page: Path, started: Started):
+    proc = started.procs[_page_id(page)]
+    try:
+        output, _ = proc.communicate(timeout=max(1.0, started.deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        pytest.fail(f"{_page_id(page)}: the examples ran past {TIMEOUT_S} s\n{output[-4000:]}")
+    assert proc.returncode == 0, f"{_page_id(page)}: its examples failed\n{output[-4000:]}"
