@@ -31,7 +31,7 @@ def test_the_five_lines_work_as_written(moons):
     assert isinstance(x, np.ndarray) and x.shape == (100, 2) and np.isfinite(x).all()
     traj = model.sample(50, sampler="ddim", steps=10, seed=1, trajectory=True)
     assert traj.samples.shape == (50, 2) and traj.states.shape == (11, 50, 2)
-    assert traj.timesteps == [40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0]
+    assert traj.timesteps.tolist() == [40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0]
     np.testing.assert_array_equal(traj.states[-1], traj.samples)
     loaded = td.Diffusion.load(out)
     np.testing.assert_array_equal(loaded.sample(100), x)  # the same model, from its directory alone

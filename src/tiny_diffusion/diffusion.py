@@ -65,7 +65,7 @@ class Trajectory:
 
     samples: np.ndarray  # (N, *shape): the final samples
     states: np.ndarray  # (K, N, *shape): the recorded states, the initial noise first and the samples last
-    timesteps: list[int]  # (K,) the step t of each state: T for the noise, 0 for the samples
+    timesteps: np.ndarray  # (K,) the step t of each state: T for the noise, 0 for the samples
     num_timesteps: int  # T
 
 
@@ -227,9 +227,9 @@ class Diffusion:
         # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
         done = [len(walked) - left for left in drawn.steps_left]
         states = drawn.states if drawn.states is not None else drawn.samples[None]
+        timesteps = [walked[d] + 1 if d < len(walked) else 0 for d in done] if done else [0]
         return Trajectory(self._to_data(drawn.samples).cpu().numpy(), self._to_data(states).cpu().numpy(),
-                          [walked[d] + 1 if d < len(walked) else 0 for d in done] if done else [0],
-                          len(self.schedule))
+                          np.array(timesteps), len(self.schedule))
 
     def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
         """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""

@@ -82,7 +82,7 @@ def reverse_states(model: Diffusion, num: int, count: int, *, sampler: str | Non
     every = math.gcd(*chosen)  # record this often and every chosen state is among the recorded ones
     trajectory = model.draw(num, how, seed=seed, record_every=every)
     kept = [i for i, d in enumerate(range(0, total + 1, every)) if d in chosen]
-    return ReverseStates(trajectory.states[kept], [trajectory.timesteps[i] for i in kept], len(model.schedule))
+    return ReverseStates(trajectory.states[kept], [int(trajectory.timesteps[i]) for i in kept], len(model.schedule))
 
 
 def predicted_x0(model: Diffusion, result: ReverseStates) -> np.ndarray:
