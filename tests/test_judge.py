@@ -11,8 +11,9 @@ import torch
 import tiny_diffusion.eval.judge as judge_module
 from tiny_diffusion.data.images import get_image_dataset
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.eval.judge import (CACHE_ENV, Judge, JudgeNet, _random_shift, class_histogram, frechet_distance,
-                                  get_judge, image_metrics, judge_path, load_judge, train_judge)
+from tiny_diffusion.eval.image_metrics import class_histogram, image_metrics
+from tiny_diffusion.eval.judge import CACHE_ENV, Judge, JudgeNet, _random_shift, get_judge, judge_path, load_judge, train_judge
+from tiny_diffusion.eval.metrics import frechet_distance
 
 
 def random_covariance(rng: np.random.Generator, d: int, rank: int | None = None) -> np.ndarray:

@@ -76,14 +76,14 @@ def evaluate(what: Diffusion | str | Path | np.ndarray, *, dataset: str | None =
 
     run_dir, samples = _run_and_samples(what)
     run_config = read_config(run_dir) if run_dir is not None else None
-    if run_config is not None and dataset is None and run_config.conditional and labels is None:
+    if run_dir is not None and run_config is not None and dataset is None and run_config.conditional and labels is None:
         labels = run_dir / "labels.npy"  # the class each of the run's samples was drawn for
-    if dataset is None and run_config is None:
-        raise UsageError("say which dataset the samples are to be compared with (--dataset NAME)")
     if dataset is not None:
         config = TrainConfig.from_dict({"dataset": dataset, "conditional": labels is not None})
-    else:
+    elif run_config is not None:
         config = run_config
+    else:
+        raise UsageError("say which dataset the samples are to be compared with (--dataset NAME)")
     if data_dir is not None:
         config = replace(config, data_dir=data_dir)
     config = config.validate()

@@ -8,18 +8,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, Sequence, overload
+from typing import TYPE_CHECKING, Callable, Literal, Sequence, cast, overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from .core.objectives import noise_predictor
-from .core.samplers import NoiseFn, sample, sampler_timesteps
+from .core.objectives import Target, noise_predictor
+from .core.samplers import NoiseFn, SamplerName, sample, sampler_timesteps
 from .core.schedule import NoiseSchedule
 from .data.prompts import parse_prompt, side_by_side
 from .errors import UsageError
-from .models import guided
+from .models import LabelConditioned, guided
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -197,11 +197,11 @@ class Diffusion:
             scale = self.config.guidance if guidance is None else guidance
             if not scale >= 0:
                 raise UsageError(f"guidance must be >= 0, got {scale}")
-            network = guided(self.network, chosen, scale)
+            network = guided(cast(LabelConditioned, self.network), chosen, scale)
         elif labels is not None or guidance is not None:
             raise UsageError("this model is not conditional, so it cannot be asked for a class; train one with "
                              "conditional=True (--conditional)")
-        return noise_predictor(network, self.schedule, self.config.target)
+        return noise_predictor(network, self.schedule, cast(Target, self.config.target))
 
     # -- the model's coordinates (private: everything public is in the data's units) ----------------------------
 
@@ -221,7 +221,7 @@ class Diffusion:
         generator = torch.Generator(self.device).manual_seed(seed)
         clip = (self._per_channel(self.data_min), self._per_channel(self.data_max)) if self.config.clip_sample else None
         eps = self.noise_predictor(num, labels=labels, guidance=guidance)
-        drawn = sample(eps, self.schedule, (num, *self.shape), sampler=how.sampler, steps=how.steps, eta=how.eta,
+        drawn = sample(eps, self.schedule, (num, *self.shape), sampler=cast(SamplerName, how.sampler), steps=how.steps, eta=how.eta,
                        clip=clip, generator=generator, record_every=record_every)
         walked = sampler_timesteps(len(self.schedule), how.sampler, how.steps)
         # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end

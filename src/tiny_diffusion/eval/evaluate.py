@@ -53,7 +53,8 @@ def evaluate_images(samples: np.ndarray, config: "TrainConfig", *, labels: np.nd
     """The judge's numbers for (N, C, H, W) samples of an image run: against the test split, each beside its floor
     (a random subset of as many training images); with the class each sample was drawn for (``labels`` (N,)),
     how often the judge agrees. Trains and caches the judge first if there is none yet."""
-    from .judge import class_accuracy, get_judge, image_metrics  # the judge is needed for images only
+    from .image_metrics import class_accuracy, image_metrics  # the judge is needed for images only
+    from .judge import get_judge
 
     dataset = get_image_dataset(config.dataset)
     judge = get_judge(config.dataset, data_dir=config.data_dir, train_if_missing=True, progress=progress)

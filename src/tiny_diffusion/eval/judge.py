@@ -2,7 +2,7 @@
 
 Generated digits have no ground truth to compare with one by one, so they are judged the way FID judges ImageNet
 models: through a classifier trained on the real data. Here it is a small CNN (``JudgeNet``) that trains in about
-a minute on a CPU and is cached on disk (``get_judge``). ``image_metrics`` reports:
+a minute on a CPU and is cached on disk (``get_judge``). ``image_metrics.image_metrics`` reports:
 
 - ``confident``: the share of samples whose top class has softmax probability > ``confidence`` (0.9): how many
   samples look clearly like *some* digit. Smudges and noise score low.
@@ -41,11 +41,10 @@ from tqdm.auto import tqdm
 
 from ..data.images import get_image_dataset
 from ..errors import UsageError
-from .metrics import frechet_distance, gaussian
 from ..runs.files import write_atomic
 
-__all__ = ["JudgeNet", "Judge", "Verdict", "train_judge", "load_judge", "judge_path", "get_judge", "image_metrics",
-           "class_histogram", "class_accuracy", "frechet_distance", "make_cache_dir", "DEFAULT_EPOCHS", "CACHE_ENV"]
+__all__ = ["JudgeNet", "Judge", "Verdict", "train_judge", "load_judge", "judge_path", "get_judge", "check_images",
+           "make_cache_dir", "DEFAULT_EPOCHS", "CACHE_ENV"]
 
 DEFAULT_EPOCHS = 8
 CACHE_ENV = "TINY_DIFFUSION_CACHE"  # overrides the default cache folder ~/.cache/tiny-diffusion
@@ -127,7 +126,7 @@ class Judge:
 
     def assess(self, images: np.ndarray | torch.Tensor, name: str = "images") -> Verdict:
         """Features and class probabilities of (N, C, H, W) images in [-1, 1], in batches, without gradients."""
-        x = _check_images(self, images, name)
+        x = check_images(self, images, name)
         features, logits = [], []
         with torch.inference_mode():
             for batch in x.split(BATCH):
@@ -165,7 +164,7 @@ def make_cache_dir(path: str | Path) -> None:
         raise UsageError(f"cannot create the judge cache {Path(path).parent}: {e.strerror}") from None
 
 
-def _check_images(judge: Judge, images: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+def check_images(judge: Judge, images: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     # torch.tensor copies: the datasets hand out read-only arrays, which torch.from_numpy warns about
     x = images if isinstance(images, torch.Tensor) else torch.tensor(np.asarray(images))
     if x.ndim != 4 or len(x) == 0 or tuple(x.shape[1:]) != judge.shape:
@@ -331,54 +330,3 @@ def get_judge(dataset: str, *, data_dir: str | Path | None = None, cache_dir: st
     judge = train_judge(dataset, data_dir=data_dir, device=device, progress=progress)
     judge.save(path)
     return judge
-
-
-def _entropy_bits(predicted: np.ndarray, num_classes: int) -> float:
-    shares = np.bincount(predicted, minlength=num_classes) / len(predicted)
-    shares = shares[shares > 0]
-    return float((shares * np.log2(1 / shares)).sum())  # not -sum(p log p): that gives -0.0 for one class
-
-
-def class_histogram(judge: Judge, images: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(K,) share of the images the judge puts in each class (sums to 1)."""
-    predicted = judge.assess(images).predicted
-    return np.bincount(predicted, minlength=judge.num_classes) / len(predicted)
-
-
-def image_metrics(judge: Judge, samples: np.ndarray | torch.Tensor, *, real: np.ndarray | torch.Tensor,
-                  floor_real: np.ndarray | torch.Tensor, confidence: float = 0.9) -> dict[str, float]:
-    """The judge's numbers for generated ``samples`` (N, C, H, W) in [-1, 1] against the ``real`` reference set,
-    with their floors from ``floor_real``, a second real set disjoint from ``real`` (see the module docstring).
-
-    ``samples`` and ``floor_real`` are cut to the shorter of the two (``n``), since the Fréchet distance depends on
-    the set size: the score and its floor must come from sets of one size.
-    """
-    if not 0 < confidence < 1:
-        raise UsageError(f"confidence must lie in (0, 1), got {confidence}")
-    x, x_floor = _check_images(judge, samples, "samples"), _check_images(judge, floor_real, "floor_real")
-    n = min(len(x), len(x_floor))
-    ours, reference, floor = judge.assess(x[:n]), judge.assess(real, "real"), judge.assess(x_floor[:n])
-    if min(n, len(reference.features)) < 2:
-        raise UsageError("samples, real and floor_real must hold at least 2 images each to fit Gaussians")
-    mu, sigma = gaussian(reference.features)
-    return {
-        "n": float(n),
-        "confident": ours.confident(confidence),
-        "confident_floor": floor.confident(confidence),
-        "class_entropy_bits": _entropy_bits(ours.predicted, judge.num_classes),
-        "class_entropy_floor_bits": _entropy_bits(reference.predicted, judge.num_classes),
-        "frechet": frechet_distance(*gaussian(ours.features), mu, sigma),
-        "frechet_floor": frechet_distance(*gaussian(floor.features), mu, sigma),
-    }
-
-
-def class_accuracy(judge: Judge, samples: np.ndarray | torch.Tensor, labels: np.ndarray) -> dict[str, float]:
-    """How often the judge sees the class each sample was drawn for: ``conditional_accuracy`` over all samples and
-    ``accuracy_K`` for each class K asked for (its floor is the judge's accuracy on real test images)."""
-    labels = np.asarray(labels)
-    if labels.shape != (len(samples),) or not np.issubdtype(labels.dtype, np.integer):
-        raise UsageError(f"labels must be (N,) integers, one per sample: got {labels.dtype} {labels.shape} for "
-                         f"{len(samples)} samples")
-    hit = judge.assess(samples).predicted == labels
-    return {"conditional_accuracy": float(hit.mean()), "judge_test_accuracy": judge.test_accuracy,
-            **{f"accuracy_{k}": float(hit[labels == k].mean()) for k in np.unique(labels)}}
