@@ -14,20 +14,23 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion.runs import checkpoints
+import tiny_diffusion as td
+from tiny_diffusion.cli.main import build_parser  # not public: takes every flag of `train`, as the command does
+from tiny_diffusion.config import load_config_file  # not public: the --config file, as the command reads it
+from tiny_diffusion.runs import checkpoints  # not public: the checkpointer is what this benchmark times
 from tiny_diffusion.runs.checkpoints import CheckpointPolicy
-from tiny_diffusion.cli.main import _config_from, build_parser
-from tiny_diffusion.runs.job import train_run
 
 
 def main(argv: list[str]) -> None:
     args = build_parser().parse_args(["train", "--quiet", *argv])
-    config = _config_from(args)
-    policy = CheckpointPolicy.parse(args.checkpoint_every, args.keep_checkpoints)
+    given = {f.name: getattr(args, f.name) for f in fields(td.TrainConfig) if getattr(args, f.name) is not None}
+    config = td.settings(load_config_file(args.config) if args.config else None, **given)  # the flags win
+    policy = CheckpointPolicy.parse(args.checkpoint_every, args.keep_checkpoints)  # printed as the command says it
     costs: list[float] = []  # seconds each checkpoint took
     at: list[float] = [0.0]  # training seconds at each checkpoint
     save = checkpoints.Checkpointer.save
@@ -41,7 +44,8 @@ def main(argv: list[str]) -> None:
 
     checkpoints.Checkpointer.save = timed_save  # instrumented here only
     with tempfile.TemporaryDirectory() as work:
-        summary = train_run(config, Path(work) / "run", progress=False, checkpoints=policy)
+        summary = td.train_summary(config, Path(work) / "run", progress=False,
+                                   checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
         steps = len(np.load(Path(work) / "run" / "loss.npy"))
     print(f"{config.dataset}: {steps} steps, trained in {summary.seconds:.1f} s "
           f"({(summary.seconds - summary.snapshot_seconds) / steps * 1e3:.1f} ms per step without snapshots)")

@@ -28,10 +28,12 @@ from pathlib import Path
 
 import torch
 
-from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
+# not public: this campaign drives the command line in-process and damages the run directory's own files, so it
+# needs the command's entry point and the names of those files (checkpoints, the unfinished run, the manifest)
 from tiny_diffusion.cli.main import main as tiny_diffusion
-from tiny_diffusion.runs.integrity import MANIFEST
+from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
 from tiny_diffusion.runs.files import RUN_FILES
+from tiny_diffusion.runs.integrity import MANIFEST
 from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size", "50", "--num-epochs", "30",

@@ -6,9 +6,10 @@ Trains one run per variant, one after the other in this process, and compares 10
 of its own data. Variants: the original configuration (T=50 linear, batch 32, 200 epochs, lr 1e-3) on a plain line
 (50 evenly spaced points), on the same line densified with uniform and with Poisson jitter, and on the original's
 `line` (a filled band); then the project's default configuration (T=500, batch 512, 1000 epochs) on the plain line
-(with and without its clipping of predicted x0 to the data's range) and on the band. Printed per variant: W2 and MMD with their floors (the same metrics between two draws of the data),
-precision and recall at 0.1 against the exact segment (where the shape has one), and the extent of the samples along
-the shape's long side (1st to 99th percentile) beside the data's: a model that "misses the ends" has a shorter one.
+(with and without its clipping of predicted x0 to the data's range) and on the band. Printed per variant: W2 and
+MMD with their floors (the same metrics between two draws of the data), precision and recall at 0.1 against the
+exact segment (where the shape has one), and the extent of the samples along the shape's long side (1st to 99th
+percentile) beside the data's: a model that "misses the ends" has a shorter one.
 `--quick` divides the epochs by 5, for a look in a few minutes; the README reports the full run.
 """
 
@@ -21,11 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion.viz import figures as viz
-from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.data.prepare import dataset_for
-from tiny_diffusion.eval.evaluate import evaluate_points
-from tiny_diffusion.runs.job import train_run
+import tiny_diffusion as td
+from tiny_diffusion.viz import figures as viz  # not public: the plotting helpers the run figures are drawn with
 
 ORIGINAL = dict(train_batch_size=32, num_epochs=200, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0,
                 num_timesteps=50, clip_sample=False)
@@ -48,16 +46,14 @@ def extent(points: np.ndarray, axis: int) -> str:
 
 
 def run(label: str, data: dict, base: dict, out: Path, quick: bool) -> dict:
-    settings = {**base, **data, "device": "cpu", "save_images_step": 10_000}
-    config = TrainConfig(**settings)
+    config = td.settings({**base, **data}, device="cpu", save_images_step=10_000)
     if quick:
-        config.num_epochs = max(1, config.num_epochs // 5)
+        config = td.settings(config, num_epochs=max(1, config.num_epochs // 5))
     print(f"training {label} ({config.num_epochs} epochs) ...", file=sys.stderr, flush=True)
-    summary = train_run(config, out, progress=False)
-    dataset, options = dataset_for(config)
-    metrics = evaluate_points(summary.samples, dataset, options)
-    return {"label": label, "samples": summary.samples, "data": dataset.sample(1000, 1, **options),
-            "seconds": summary.seconds, **metrics}
+    summary = td.train_summary(config, out, progress=False)
+    metrics = td.evaluate(summary.model, progress=False)  # against its own dataset, with its options
+    data = td.datasets.sample(config.dataset, 1000, seed=1, **config.dataset_options())
+    return {"label": label, "samples": summary.samples, "data": data, "seconds": summary.seconds, **metrics}
 
 
 def main() -> int:

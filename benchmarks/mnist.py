@@ -21,11 +21,9 @@ from pathlib import Path
 
 import torch
 
-from tiny_diffusion.viz import figures as viz
-from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.eval.judge import get_judge, judge_path
-from tiny_diffusion.eval.evaluate import evaluate_images
-from tiny_diffusion.runs.job import train_run
+import tiny_diffusion as td
+from tiny_diffusion.eval.judge import get_judge, judge_path  # not public: the judge's cache, to time its training apart
+from tiny_diffusion.viz import figures as viz  # not public: the plotting helpers the run figures are drawn with
 
 BAR_SECONDS, BAR_FRECHET_RATIO, BAR_CONFIDENT = 15 * 60, 3.0, 0.85
 
@@ -50,7 +48,7 @@ def main() -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="train settings to change")
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
-    config = TrainConfig.from_dict({"dataset": "mnist5k", "device": "cpu", **overrides}).validate()
+    config = td.settings({"dataset": "mnist5k", "device": "cpu", **overrides})
     judge_seconds = 0.0
     if not judge_path("mnist5k").exists():
         start = time.perf_counter()
@@ -58,9 +56,9 @@ def main() -> int:
         judge_seconds = time.perf_counter() - start
     run_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mnist-")) / "run"
     start = time.perf_counter()
-    summary = train_run(config, run_dir, progress=True)
+    summary = td.train_summary(config, run_dir, progress=True)
     job_seconds = time.perf_counter() - start
-    metrics = evaluate_images(summary.samples, config, progress=False)
+    metrics = td.evaluate(summary.model, progress=False)  # the judge's numbers for the run's samples
     ratio = metrics["frechet"] / metrics["frechet_floor"]
     passed = job_seconds <= BAR_SECONDS and ratio <= BAR_FRECHET_RATIO and metrics["confident"] >= BAR_CONFIDENT
     changed = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"

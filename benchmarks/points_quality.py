@@ -19,21 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tiny_diffusion.viz import figures as viz
-from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.data import get_dataset
-from tiny_diffusion.data.prepare import dataset_for
-from tiny_diffusion.eval.evaluate import evaluate_points
-from tiny_diffusion.runs.job import train_run
-from tiny_diffusion.studies.reproduce import ORIGINAL
+import tiny_diffusion as td
+from tiny_diffusion.studies.reproduce import ORIGINAL  # not public: the original's settings, as `reproduce` trains them
+from tiny_diffusion.viz import figures as viz  # not public: the plotting helpers the run figures are drawn with
 
 BARS = "W2 <= 1.1 x floor, precision@0.1 >= 0.95, precision@0.05 >= 0.75, recall@0.05 >= 0.98"
 
 
-def measure(name: str, config: TrainConfig, out: Path) -> dict[str, float | str]:
+def measure(name: str, config: td.TrainConfig, out: Path) -> dict[str, float | str]:
     print(f"training {name} ...", file=sys.stderr, flush=True)
-    summary = train_run(config, out, progress=False)
-    metrics = evaluate_points(summary.samples, *dataset_for(config))
+    summary = td.train_summary(config, out, progress=False)
+    metrics = td.evaluate(summary.model, progress=False)  # the run's samples against fresh draws of its dataset
     return {"config": name, "optimise_s": summary.seconds - summary.snapshot_seconds, "train_s": summary.seconds,
             "samples": summary.samples, **metrics}
 
@@ -56,8 +52,8 @@ def main() -> int:
     parser.add_argument("--figure", help="write the two sets of samples side by side to this image file")
     args = parser.parse_args()
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="points_quality-"))
-    default = TrainConfig(device="cpu")
-    original = TrainConfig(**{**ORIGINAL, "save_images_step": 1, "device": "cpu"})  # a snapshot per epoch, as there
+    default = td.settings(device="cpu")
+    original = td.settings(ORIGINAL, save_images_step=1, device="cpu")  # a snapshot per epoch, as there
     rows = [measure("(a) default", default, root / "default"), measure("(b) original", original, root / "original")]
     a, b = rows
     passed = (a["w2"] <= 1.1 * a["w2_floor"] and a["precision@0.1"] >= 0.95 and a["precision@0.05"] >= 0.75
@@ -74,7 +70,7 @@ def main() -> int:
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
     if args.figure:
-        data = get_dataset("dino").sample(1000, seed=1)
+        data = td.datasets.sample("dino", 1000, seed=1)
         viz.plot_strip(np.stack([data, a["samples"], b["samples"]]),
                        ["data (1000 points)", f"(a) default: W2 {a['w2']:.2f}", f"(b) original: W2 {b['w2']:.2f}"],
                        args.figure, limits=viz.axis_limits(data))

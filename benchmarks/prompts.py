@@ -27,13 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion.viz import figures as viz
-from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.data.prepare import dataset_for
-from tiny_diffusion.eval.evaluate import evaluate_images, evaluate_points_by_class
-from tiny_diffusion.runs.job import train_run
-from tiny_diffusion.viz.processes import class_samples, data_box
-from tiny_diffusion.runs.files import load_run
+import tiny_diffusion as td
+from tiny_diffusion.viz import figures as viz  # not public: the plotting helpers the run figures are drawn with
 
 BAR_SECONDS, BAR_ACCURACY, BAR_PRECISION = 20 * 60, 0.95, 0.9
 JOBS = {
@@ -46,42 +41,39 @@ PER_CLASS = {"images": 50, "points": 500}
 
 def run_job(name: str, out: Path, scales: list[float], figures: Path | None) -> list[dict]:
     """Train job ``name`` into ``out / name`` and score it at each guidance scale: a row per scale."""
-    config = TrainConfig.from_dict({**JOBS[name], "device": "cpu"}).validate()
+    config = td.settings(JOBS[name], device="cpu")
     print(f"training {name} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    train_run(config, out / name, progress=False)
+    model = td.train(config, out=out / name, progress=False)
     job_seconds = time.perf_counter() - start
-    loaded = load_run(out / name)
     per_class = PER_CLASS["images" if config.is_images else "points"]
+    labels = np.repeat(np.arange(len(model.classes)), per_class)  # (K * per_class,): class 0 first
     rows, sweep = [], []
     for scale in scales:
         print(f"  sampling {name} at guidance {scale:g} ...", file=sys.stderr, flush=True)
-        samples = class_samples(loaded, per_class, guidance=scale, sampler=config.sampler,
-                                steps=config.sample_steps, eta=config.eta, seed=config.seed + 3)
-        sweep.append(samples)  # (K, per_class, *shape)
-        flat, labels = samples.reshape(-1, *loaded.shape), np.repeat(np.arange(len(loaded.classes)), per_class)
-        if config.is_images:
-            metrics = evaluate_images(flat, config, labels=labels, progress=False)
-        else:
-            metrics = evaluate_points_by_class(flat, labels, dataset_for(config)[0])
+        # the run's own sampler, steps and eta; the same seed starts every scale from the same noise
+        flat = model.sample(len(labels), labels=labels, guidance=scale, seed=config.seed + 3)
+        sweep.append(flat.reshape(len(model.classes), per_class, *model.shape))  # (K, per_class, *shape)
+        # images: the judge's numbers; points: each class's precision against its own shape (and W2, MMD: unused)
+        metrics = td.evaluate(flat, dataset=config.dataset, labels=labels, progress=False)
         rows.append({"job": name, "guidance": scale, "job_s": job_seconds, "run_guidance": config.guidance,
-                     "classes": loaded.classes, **metrics})
+                     "classes": model.classes, **metrics})
     if figures is not None:
-        _draw(name, loaded, np.stack(sweep), scales, figures)
+        _draw(name, model, np.stack(sweep), scales, figures)
     return rows
 
 
-def _draw(name: str, loaded, sweep: np.ndarray, scales: list[float], figures: Path) -> None:
+def _draw(name: str, model: td.Diffusion, sweep: np.ndarray, scales: list[float], figures: Path) -> None:
     """figures/prompts_NAME_guidance.png from (S, K, per_class, *shape): a row per scale (images: two of each
     class; points: a panel per class)."""
     figures.mkdir(parents=True, exist_ok=True)
     labels = [f"w = {scale:g}" for scale in scales]
     path = figures / f"prompts_{name}_guidance.png"
     title = f"{name}: samples of each class, one row per guidance scale (same noise in every row)"
-    if loaded.config.is_images:
-        viz.plot_image_rows(sweep[:, :, :2].reshape(len(scales), -1, *loaded.shape), labels, path, title=title)
+    if model.config.is_images:
+        viz.plot_image_rows(sweep[:, :, :2].reshape(len(scales), -1, *model.shape), labels, path, title=title)
     else:
-        viz.plot_grid(sweep, labels, loaded.classes, path, limits=viz.axis_limits(data_box(loaded)), title=title)
+        viz.plot_grid(sweep, labels, model.classes, path, limits=viz.axis_limits(model.data_range()), title=title)
 
 
 def image_table(rows: list[dict]) -> str:

@@ -16,10 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.data.prepare import dataset_for
-from tiny_diffusion.eval.evaluate import evaluate_points
-from tiny_diffusion.runs.job import train_run
+import tiny_diffusion as td
 
 RADIUS = 3.0  # the sphere dataset's radius (see its description)
 
@@ -30,11 +27,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="the run's --seed (model, batches, sampling)")
     args = parser.parse_args()
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sphere-")) / "run"
-    config = TrainConfig(dataset="sphere", device="cpu", seed=args.seed)
+    config = td.settings(dataset="sphere", device="cpu", seed=args.seed)
     print("training on the sphere ...", file=sys.stderr, flush=True)
-    summary = train_run(config, out, progress=False)
+    summary = td.train_summary(config, out, progress=False)
     surface = np.median(np.abs(np.linalg.norm(summary.samples, axis=1) - RADIUS)) / RADIUS
-    m = evaluate_points(summary.samples, *dataset_for(config))
+    m = td.evaluate(summary.model, progress=False)
     ok = surface <= 0.05 and m["w2"] <= 1.25 * m["w2_floor"]
     print("| samples | median distance to surface / radius | W2 | W2 floor | W2 / floor | MMD | MMD floor | train s |")
     print("|---|---|---|---|---|---|---|---|")

@@ -29,12 +29,13 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.models import build_model
-from tiny_diffusion.data.prepare import training_data
-from tiny_diffusion.core.samplers import sample, sampler_timesteps
-from tiny_diffusion.core.schedule import NoiseSchedule
+import tiny_diffusion as td
+
+# not public: this benchmark times the training step and the network alone, without a run around them
+from tiny_diffusion.core.samplers import sampler_timesteps
 from tiny_diffusion.core.training import TrainState, resolve_device, train_step
+from tiny_diffusion.data.prepare import training_data
+from tiny_diffusion.models import build_model
 
 MODELS = {"dino MLP": {}, "MNIST U-Net": {"dataset": "mnist5k"}}
 HEADER = ("| device | model | work | precision | batch | samples/s | model GFLOP/s | fp32 matmul peak GFLOP/s | "
@@ -67,17 +68,17 @@ def counted_flops(work) -> int:
     return counter.get_total_flops()
 
 
-def setup(config: TrainConfig, device: torch.device):
+def setup(config: td.TrainConfig, device: torch.device):
     """The model, schedule and training data (N, *shape) of ``config``, on ``device``."""
     train_set = training_data(config)
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)
     torch.manual_seed(config.seed)
     model = build_model(config, shape=train_set.shape).to(device)
-    schedule = NoiseSchedule.from_settings(config, device=device)
+    schedule = td.NoiseSchedule.from_settings(config, device=device)
     return model, schedule, data
 
 
-def time_training(config: TrainConfig, device: torch.device, *, steps: int, compile: bool
+def time_training(config: td.TrainConfig, device: torch.device, *, steps: int, compile: bool
                   ) -> tuple[float, float, int]:
     """(samples/s of training, seconds of the warm-up steps (the compilation, if any), FLOPs of one step)."""
     model, schedule, data = setup(config, device)
@@ -103,7 +104,7 @@ def time_training(config: TrainConfig, device: torch.device, *, steps: int, comp
     return steps * config.train_batch_size / seconds, warmup, flops
 
 
-def time_sampling(config: TrainConfig, device: torch.device) -> tuple[float, int, int]:
+def time_sampling(config: td.TrainConfig, device: torch.device) -> tuple[float, int, int]:
     """(samples/s of the run's sampler over its eval batch, FLOPs of the whole draw, denoising steps)."""
     model, schedule, data = setup(config, device)
     model.eval()
@@ -111,7 +112,7 @@ def time_sampling(config: TrainConfig, device: torch.device) -> tuple[float, int
     clip = (data.min().item(), data.max().item()) if config.clip_sample else None
 
     def draw() -> None:
-        sample(model, schedule, shape, sampler=config.sampler, steps=config.sample_steps, eta=config.eta, clip=clip,
+        td.sample(model, schedule, shape, sampler=config.sampler, steps=config.sample_steps, eta=config.eta, clip=clip,
                generator=torch.Generator(device).manual_seed(0))
 
     steps = len(sampler_timesteps(config.num_timesteps, config.sampler, config.sample_steps))
@@ -129,7 +130,8 @@ def time_sampling(config: TrainConfig, device: torch.device) -> tuple[float, int
 def rows_for(device: torch.device, *, steps: int, image_steps: int) -> list[str]:
     peak = matmul_peak(device, 8192 if device.type == "cuda" else 2048)
     threads = torch.get_num_threads()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} thread{'s' * (threads > 1)}"
+    cpu = f"CPU, {threads} thread{'s' * (threads > 1)}"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     rows = []
 
     def row(model: str, work: str, precision: str, batch: int, rate: float, flops_per_s: float, note: str = "") -> None:
@@ -139,7 +141,7 @@ def rows_for(device: torch.device, *, steps: int, image_steps: int) -> list[str]
 
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
     for model, changes in MODELS.items():
-        base = TrainConfig.from_dict({**changes, "device": device.type}).validate()
+        base = td.settings(changes, device=device.type)
         count = image_steps if base.is_images else steps
         for precision, compile in [*((p, False) for p in precisions), ("fp32", True)]:
             config = replace(base, precision=precision)

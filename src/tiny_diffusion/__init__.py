@@ -20,26 +20,26 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _LAZY = {
-    "train": "api", "evaluate": "api", "settings": "api",
+    "train": "api", "train_summary": "api", "evaluate": "api", "settings": "api",
     "Diffusion": "diffusion", "Trajectory": "diffusion", "Sampling": "diffusion",
-    "Snapshot": "runs.job",
+    "Snapshot": "runs.job", "TrainSummary": "runs.job",
     "TrainConfig": "config",
     "NoiseSchedule": "core.schedule",
     "sample": "core.samplers",
 }
 _MODULES = ("datasets",)
 
-__all__ = ["train", "evaluate", "settings", "Diffusion", "Trajectory", "Sampling", "Snapshot", "TrainConfig",
-           "NoiseSchedule", "sample", "datasets", "UsageError", "__version__"]
+__all__ = ["train", "train_summary", "evaluate", "settings", "Diffusion", "Trajectory", "Sampling", "Snapshot",
+           "TrainSummary", "TrainConfig", "NoiseSchedule", "sample", "datasets", "UsageError", "__version__"]
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import evaluate, settings, train
+    from .api import evaluate, settings, train, train_summary
     from .config import TrainConfig
     from .core.samplers import sample
     from .core.schedule import NoiseSchedule
     from .diffusion import Diffusion, Sampling, Trajectory
-    from .runs.job import Snapshot
+    from .runs.job import Snapshot, TrainSummary
 
 
 def __getattr__(name: str) -> Any:
