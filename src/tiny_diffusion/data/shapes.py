@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from sklearn.datasets import make_blobs, make_circles, make_s_curve, make_swiss_roll
 
 from .points import dino_support
 from .registry import Densify, register
@@ -27,6 +26,8 @@ _BLOB_CENTERS = _circle(2.5, 5) @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # a penta
 
 def labelled_blobs(n: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """The ``blobs`` dataset with its labels: points (n, 2) and the index (n,) of each one's blob."""
+    from sklearn.datasets import make_blobs  # imported here: scikit-learn is slow to import
+
     return make_blobs(n_samples=n, centers=_BLOB_CENTERS, cluster_std=0.4, random_state=seed)
 
 
@@ -51,6 +52,8 @@ def concentric_circles_support() -> np.ndarray:
 @register("concentric_circles", 2, support=concentric_circles_support)
 def concentric_circles(n: int, seed: int = 42) -> np.ndarray:
     """Two concentric circles of radii 3.5 and 1.75 (scikit-learn make_circles, noise 0.03 before scaling by 3.5)."""
+    from sklearn.datasets import make_circles  # imported here: scikit-learn is slow to import
+
     X, _ = make_circles(n_samples=n, noise=0.03, factor=0.5, random_state=seed)
     return X * _CIRCLES_SCALE
 
@@ -64,6 +67,8 @@ def s_curve_support() -> np.ndarray:
 @register("s_curve", 2, support=s_curve_support)
 def s_curve(n: int, seed: int = 42) -> np.ndarray:
     """An S in [-2, 2] x [-4, 4]: scikit-learn make_s_curve's x and z columns (noise 0.03), doubled."""
+    from sklearn.datasets import make_s_curve  # imported here: scikit-learn is slow to import
+
     X, _ = make_s_curve(n_samples=n, noise=0.03, random_state=seed)
     return 2 * X[:, [0, 2]]
 
@@ -300,5 +305,7 @@ def swiss_roll_support() -> np.ndarray:
 @register("swiss_roll", 3, support=swiss_roll_support)
 def swiss_roll(n: int, seed: int = 42) -> np.ndarray:
     """scikit-learn's Swiss roll (noise 0.15) centred, divided by 3.2: about [-3.5, 3.5] x [-3.3, 3.3] x [-4, 4]."""
+    from sklearn.datasets import make_swiss_roll  # imported here: scikit-learn is slow to import
+
     X, _ = make_swiss_roll(n_samples=n, noise=0.15, random_state=seed)
     return (X - _ROLL_CENTER) * _ROLL_SCALE
