@@ -107,8 +107,8 @@ def test_noise_predictor_wraps_a_perfect_model(target, shape):
         assert x is x_t and tt is t
         return _expected_target(target, coef, x0, noise, x_t).float()
 
-    eps_fn = objectives.noise_predictor(model, schedule, target)
-    _assert_within(eps_fn(x_t, t), noise, _noise_tolerance(target, coef, x0, noise, x_t))
+    noise_predictor = objectives.noise_predictor(model, schedule, target)
+    _assert_within(noise_predictor(x_t, t), noise, _noise_tolerance(target, coef, x0, noise, x_t))
     assert len(calls) == 1
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .core.objectives import Target, noise_predictor
-from .core.samplers import NoiseFn, SamplerName, sample, sampler_timesteps
+from .core.samplers import NoisePredictor, SamplerName, sample, sampler_timesteps
 from .core.schedule import NoiseSchedule
 from .data.prompts import parse_prompt, side_by_side
 from .errors import UsageError
@@ -184,7 +184,7 @@ class Diffusion:
         return torch.stack([self._to_data(self.data_min), self._to_data(self.data_max)]).cpu().numpy()
 
     def noise_predictor(self, num: int, *, labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
-                        guidance: float | None = None) -> NoiseFn:
+                        guidance: float | None = None) -> NoisePredictor:
         """The noise prediction noise(x_t, t) that the samplers call, for a batch of ``num`` in the model's
         coordinates: a conditional model's for the classes ``labels`` (num,) (default: each in turn) under
         classifier-free guidance ``guidance`` (default: the run's)."""
@@ -220,8 +220,8 @@ class Diffusion:
         steps (0: none); the sampling sits in the model's coordinates, what comes back is in the data's units."""
         generator = torch.Generator(self.device).manual_seed(seed)
         clip = (self._per_channel(self.data_min), self._per_channel(self.data_max)) if self.config.clip_sample else None
-        eps = self.noise_predictor(num, labels=labels, guidance=guidance)
-        drawn = sample(eps, self.schedule, (num, *self.shape), sampler=cast(SamplerName, how.sampler), steps=how.steps, eta=how.eta,
+        noise_predictor = self.noise_predictor(num, labels=labels, guidance=guidance)
+        drawn = sample(noise_predictor, self.schedule, (num, *self.shape), sampler=cast(SamplerName, how.sampler), steps=how.steps, eta=how.eta,
                        clip=clip, generator=generator, record_every=record_every)
         walked = sampler_timesteps(len(self.schedule), how.sampler, how.steps)
         # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end

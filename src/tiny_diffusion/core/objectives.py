@@ -81,7 +81,7 @@ def output_to_noise(
 def noise_predictor(
     model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule: NoiseSchedule, target: Target = "noise"
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Wrap a network trained on ``target`` as the ``eps_fn(x_t, t)`` the samplers need."""
+    """Wrap a network trained on ``target`` as the ``noise_predictor(x_t, t)`` the samplers need."""
     _check(target)
     if target == "noise":
         return model

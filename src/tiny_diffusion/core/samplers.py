@@ -1,7 +1,8 @@
 """Reverse-process samplers: start from N(0, I) and denoise step by step.
 
-A sampler needs a noise predictor ``eps_fn(x_t, t) -> noise`` (see ``objectives.noise_predictor``) and a schedule.
-Shapes are free: the same code draws (N, D) points and (N, C, H, W) images.
+A sampler needs a noise predictor ``noise_predictor(x_t, t) -> noise`` (``objectives.noise_predictor`` makes one from
+a network trained on any target) and a schedule. Shapes are free: the same code draws (N, D) points and (N, C, H, W)
+images.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .schedule import NoiseSchedule, extract
 
 __all__ = ["SAMPLERS", "Trajectory", "sample", "ddim_timesteps", "sampler_timesteps"]
 
-NoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Bounds = tuple[torch.Tensor | float, torch.Tensor | float]
 
 
@@ -38,7 +39,7 @@ def _clip(x0: torch.Tensor, clip: Bounds | None) -> torch.Tensor:
 
 def ddpm_step(
     schedule: NoiseSchedule,
-    noise_pred: torch.Tensor,
+    predicted_noise: torch.Tensor,
     x_t: torch.Tensor,
     t: int,
     *,
@@ -48,7 +49,7 @@ def ddpm_step(
     """One ancestral step x_t -> x_{t-1} (Ho et al. 2020, Algorithm 2)."""
     tt = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
     # 1. predicted x_0 from the predicted noise (eq. 15), optionally clipped to the data's range
-    x0 = _clip(schedule.predict_x0(x_t, noise_pred, tt), clip)
+    x0 = _clip(schedule.predict_x0(x_t, predicted_noise, tt), clip)
     # 2. mean and variance of q(x_{t-1} | x_t, x_0) (eqs. 6-7)
     mean, variance = schedule.posterior(x0, x_t, tt)
     if t == 0:
@@ -60,7 +61,7 @@ def ddpm_step(
 
 def ddim_step(
     schedule: NoiseSchedule,
-    noise_pred: torch.Tensor,
+    predicted_noise: torch.Tensor,
     x_t: torch.Tensor,
     t: int,
     t_prev: int,
@@ -77,15 +78,15 @@ def ddim_step(
     a_t = extract(schedule.alphas_cumprod, tt, x_t.shape)
     a_prev = schedule.alphas_cumprod[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
     # 1. predicted x_0 ("predicted x_0" term of eq. 12); if clipped, the noise is re-derived to match it
-    x0 = schedule.predict_x0(x_t, noise_pred, tt)
+    x0 = schedule.predict_x0(x_t, predicted_noise, tt)
     if clip is not None:
         x0 = _clip(x0, clip)
-        noise_pred = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+        predicted_noise = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
     # 2. sigma_t(eta) (eq. 16): eta = 0 is deterministic DDIM, eta = 1 matches DDPM's variance
     variance = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
     std = eta * variance.sqrt()
     # 3. "direction pointing to x_t" plus fresh noise
-    x_prev = a_prev.sqrt() * x0 + (1 - a_prev - std**2).clamp(min=0).sqrt() * noise_pred
+    x_prev = a_prev.sqrt() * x0 + (1 - a_prev - std**2).clamp(min=0).sqrt() * predicted_noise
     if eta > 0:
         x_prev = x_prev + std * torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
     return x_prev
@@ -116,7 +117,7 @@ def sampler_timesteps(num_timesteps: int, sampler: str, steps: int | None = None
 
 @torch.inference_mode()
 def sample(
-    eps_fn: NoiseFn,
+    noise_predictor: NoisePredictor,
     schedule: NoiseSchedule,
     shape: tuple[int, ...],
     *,
@@ -137,12 +138,12 @@ def sample(
     x = torch.randn(shape, generator=generator, device=device)
     kept, states = ([len(timesteps)], [x.clone()]) if record_every else ([], [])
     for i, t in enumerate(timesteps):
-        noise_pred = eps_fn(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
+        predicted_noise = noise_predictor(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
         if sampler == "ddpm":
-            x = ddpm_step(schedule, noise_pred, x, t, clip=clip, generator=generator)
+            x = ddpm_step(schedule, predicted_noise, x, t, clip=clip, generator=generator)
         else:
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-            x = ddim_step(schedule, noise_pred, x, t, t_prev, eta=eta, clip=clip, generator=generator)
+            x = ddim_step(schedule, predicted_noise, x, t, t_prev, eta=eta, clip=clip, generator=generator)
         if record_every and (i % record_every == record_every - 1 or i == len(timesteps) - 1):
             kept.append(len(timesteps) - i - 1)
             states.append(x.clone())
