@@ -139,9 +139,9 @@ def _plot_forward(args: argparse.Namespace) -> int:
     config = TrainConfig.from_dict(values).validate()
     _, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
     name = config.dataset_name
+    steps = evenly_spaced(config.num_timesteps, args.panels)
     out = _figure_path(args.out, Path("runs") / f"forward_{name}", args.format, overwrite=args.overwrite)
     schedule = NoiseSchedule.from_settings(config)
-    steps = evenly_spaced(config.num_timesteps, args.panels)
     states = forward_states(points, schedule, steps, seed=args.seed)
     title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
     draw = viz.plot_image_strip if config.is_images else viz.plot_strip

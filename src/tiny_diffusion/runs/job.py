@@ -247,7 +247,8 @@ def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epoch
 def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData, samples: np.ndarray,
                        frames: np.ndarray, frame_epochs: list[int], losses: np.ndarray) -> None:
     """samples.png, frames.png (the snapshots) and loss.png."""
-    title = f"{config.dataset_name}: {len(samples)} samples after {config.num_epochs} epochs"
+    epochs = f"{config.num_epochs} epoch{'s' if config.num_epochs != 1 else ''}"
+    title = f"{config.dataset_name}: {len(samples)} samples after {epochs}"
     captions = [f"epoch {e + 1}" for e in frame_epochs]
     if config.is_images:
         viz.plot_images(samples[:100], stage / "samples.png", title=title)
