@@ -42,8 +42,8 @@ def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path, cap
     assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
                  "--seed", "3", "--out", str(out)]) == 0
     picture = out.with_suffix(".png")
-    assert re.fullmatch(rf"wrote 30 samples of shape 2 to {re.escape(str(out))}, a picture of them to "
-                        rf"{re.escape(str(picture))}; sampled in [0-9.]+ s \([0-9,]+ points/s\)\n",
+    assert re.fullmatch(rf"wrote 30 samples of shape 2 to {re.escape(str(out))} and {re.escape(str(picture))}; "
+                        r"sampled in [0-9.]+ s \([0-9,]+ points/s\)\n",
                         capsys.readouterr().out)
     assert picture.read_bytes().startswith(b"\x89PNG")
     first = np.load(out)

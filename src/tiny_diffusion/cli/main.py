@@ -292,8 +292,8 @@ def _sample(args: argparse.Namespace) -> int:
     save_npy(out, samples)
     _draw_samples(samples, model, args, how.sampler, picture)
     shape = "x".join(map(str, samples.shape[1:]))
-    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out}, a picture of them to {picture}; "
-          f"sampled in {seconds:.1f} s ({rate})")
+    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out} and {picture}; sampled in {seconds:.1f} s "
+          f"({rate})")
     return 0
 
 
