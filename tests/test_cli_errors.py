@@ -194,6 +194,20 @@ def test_plot_forward_goes_into_runs_not_the_working_directory(tmp_path, monkeyp
     assert (tmp_path / "runs" / "forward_moons.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_sample_of_an_unconditional_image_run_draws_a_grid_beside_the_npy(tmp_path, capsys):
+    run = tmp_path / "digits"
+    assert main(["train", "--dataset", "digits8", "--num-epochs", "1", "--num-samples", "64", "--train-batch-size",
+                 "32", "--num-timesteps", "10", "--channels", "8", "--eval-batch-size", "16", "--sample-steps", "5",
+                 "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "--num", "12"]) == 0
+    npy, png = run / "sampled_ddim_seed0.npy", run / "sampled_ddim_seed0.png"
+    assert f"wrote 12 samples of shape 1x8x8 to {npy} and {png}; " in capsys.readouterr().out
+    assert np.load(npy).shape == (12, 1, 8, 8) and png.read_bytes().startswith(b"\x89PNG")
+    assert main(["sample", str(run), "--num", "12"]) == 2  # the picture is guarded like the .npy
+    assert "already exists; pass --overwrite" in _one_line_error(capsys)
+
+
 # --- 6. figures -----------------------------------------------------------------------------------------------
 
 
