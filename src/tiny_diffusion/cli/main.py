@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run directory",
-                                usage=f"{PROG} train [-h] [--config FILE] [--resume RUN_DIR] [--out DIR] [--overwrite] "
-                                "[--SETTING VALUE ...]",
+                                usage=f"{PROG} train [-h] [--config FILE] [--resume RUN_DIR] [--out DIR]\n"
+                                f"{' ' * 28}[--overwrite] [--SETTING VALUE ...]",
                                 description="Train a DDPM and write a run directory (config, weights, samples, "
                                 "figures). Every setting has a flag (below, by kind); the original's spellings "
                                 "(--num_epochs) are accepted too.")
@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_animate_parser(commands)
 
     ablate = commands.add_parser("ablate", help="one run per value of a setting, a grid figure and a table",
-                                 usage=f"{PROG} ablate [-h] [--config FILE] [--out DIR] [--jobs N] [--quiet] "
-                                 "[--SETTING VALUE ...] PARAM VALUE [VALUE ...]",
+                                 usage=f"{PROG} ablate [-h] [--config FILE] [--out DIR] [--jobs N] [--quiet]\n"
+                                 f"{' ' * 29}[--SETTING VALUE ...] PARAM VALUE [VALUE ...]",
                                  description="Train one run per VALUE of the setting PARAM (any train flag, e.g. "
                                  "learning_rate, num_timesteps, beta_schedule, hidden_size, time_embedding, dataset, "
                                  "sample_steps) with the other flags as given, then write grid.png (rows: values; "
