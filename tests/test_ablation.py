@@ -64,7 +64,7 @@ def test_bad_studies_are_refused(param, values, message):
 
 def test_ablate_command_refuses_a_bad_value_with_exit_2(tmp_path, capsys):
     assert main(["ablate", "learning_rate", "0", "--out", str(tmp_path / "s"), "--quiet"]) == 2
-    assert "learning_rate must be positive" in capsys.readouterr().err
+    assert "--learning-rate must be positive" in capsys.readouterr().err  # named as the command line spells it
     assert not (tmp_path / "s").exists()
 
 

@@ -41,8 +41,11 @@ def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path, cap
     out = tmp_path / "s.npy"
     assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
                  "--seed", "3", "--out", str(out)]) == 0
-    assert re.fullmatch(rf"wrote 30 samples of shape 2 to {re.escape(str(out))}; sampled in [0-9.]+ s "
-                        r"\([0-9,]+ points/s\)\n", capsys.readouterr().out)
+    picture = out.with_suffix(".png")
+    assert re.fullmatch(rf"wrote 30 samples of shape 2 to {re.escape(str(out))} and {re.escape(str(picture))}; "
+                        r"sampled in [0-9.]+ s \([0-9,]+ points/s\)\n",
+                        capsys.readouterr().out)
+    assert picture.read_bytes().startswith(b"\x89PNG")
     first = np.load(out)
     assert first.shape == (30, 2) and np.isfinite(first).all()
     assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
@@ -101,14 +104,15 @@ def test_overwrite_replaces_a_run(tmp_path):
 
 BAD_TRAIN = [
     (["--dataset", "dinosaur"], "unknown dataset"),
-    (["--learning-rate", "0"], "learning_rate must be positive"),
-    (["--learning_rate", "-0.001"], "learning_rate must be positive"),
-    (["--num-epochs", "0"], "num_epochs must be positive"),
-    (["--num_timesteps", "-5"], "num_timesteps must be positive"),
-    (["--train-batch-size", "0"], "train_batch_size must be positive"),
-    (["--eval-batch-size", "0"], "eval_batch_size must be positive"),
+    (["--learning-rate", "0"], "--learning-rate must be positive, got 0.0"),
+    (["--learning_rate", "-0.001"], "--learning-rate must be positive"),
+    (["--num-epochs", "0"], "--num-epochs must be positive, got 0"),
+    (["--num_timesteps", "-5"], "--num-timesteps must be positive"),
+    (["--train-batch-size", "0"], "--train-batch-size must be positive"),
+    (["--eval-batch-size", "0"], "--eval-batch-size must be positive"),
     (["--beta-schedule", "cubic"], "invalid choice"),
-    (["--sampler", "ddim", "--sample-steps", "50"], "sample_steps must be between 1 and num_timesteps"),
+    (["--sampler", "ddim", "--sample-steps", "50"], "--sample-steps must be between 1 and --num-timesteps (20)"),
+    (["--beta-start", "0.5", "--beta-end", "0.1"], "need 0 < --beta-start <= --beta-end < 1"),
     (["--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a CUDA GPU (this run is on cpu)"),
     (["--precision", "fp64"], "invalid choice"),
 ]
@@ -120,7 +124,8 @@ def test_train_refuses_bad_input_with_exit_code_2(flags, message, tmp_path, caps
         code = main(["train", *TINY, *flags, "--out", str(tmp_path / "r")])
         outcome.code = code
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith("tiny-diffusion: error: ")
     assert not (tmp_path / "r").exists()
 
 

@@ -54,10 +54,12 @@ def own_run(run_dir, tmp_path):
 def test_plot_forward_writes_the_format_asked_for(dataset, fmt, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["plot", "forward", "--dataset", dataset, *FAST_FORWARD, "--format", fmt]) == 0
-    out = tmp_path / f"forward_{dataset}.{fmt}"
+    out = tmp_path / "runs" / f"forward_{dataset}.{fmt}"  # beside the runs, not loose in the working directory
     assert _has_signature(out, fmt)
-    assert "t = 0, 10, 20, 30, 40, 50" in capsys.readouterr().out  # six panels by default
-    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # nothing else, no temporary leftovers
+    printed = capsys.readouterr().out
+    assert f"wrote runs/forward_{dataset}.{fmt} " in printed and "t = 0, 10, 20, 30, 40, 50" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # nothing else, no temporary leftovers
 
 
 def test_plot_forward_takes_the_format_from_out_and_refuses_to_overwrite(tmp_path, capsys):
@@ -76,7 +78,7 @@ def test_plot_forward_of_a_point_file_is_named_after_the_file(tmp_path, monkeypa
     csv.write_text("x,y\n" + "".join(f"{i},{i % 7}\n" for i in range(40)))
     monkeypatch.chdir(tmp_path)
     assert main(["plot", "forward", "--dataset", str(csv), "--standardize", *FAST_FORWARD, "--panels", "3"]) == 0
-    assert _has_signature(tmp_path / "forward_mine.png", "png")
+    assert _has_signature(tmp_path / "runs" / "forward_mine.png", "png")
 
 
 @pytest.mark.parametrize("beta_schedule", sorted(BETA_SCHEDULES))
@@ -292,7 +294,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, own_run, tmp_path, monk
 def test_unknown_format_or_kind_is_an_argparse_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1 and "usage" not in err
 
 
 def test_missing_run_directory_from_the_shell(tmp_path):

@@ -26,8 +26,9 @@ def settings(base: TrainConfig | Mapping[str, Any] | None = None, **overrides: A
 
 
 def default_out(config: TrainConfig) -> Path:
-    """Where a run goes when no directory is given: runs/EXPERIMENT_NAME."""
-    return Path("runs") / config.experiment_name
+    """Where a run goes when no directory is given: runs/EXPERIMENT_NAME, else runs/DATASET (runs/dino,
+    runs/moons; a point file's name without its suffix: runs/mydata for data/mydata.csv)."""
+    return Path("runs") / config.run_name
 
 
 def train_summary(config: TrainConfig, out: str | Path | None = None, *, overwrite: bool = False,
@@ -44,7 +45,8 @@ def train(config: TrainConfig | Mapping[str, Any] | None = None, /, *, out: str 
           overwrite: bool = False, progress: bool = True, callback: Callable[[Snapshot], None] | None = None,
           checkpoint_every: str | int = DEFAULT_EVERY, keep_checkpoints: int = DEFAULT_KEEP, compile: bool = False,
           **overrides: Any) -> Diffusion:
-    """Train a model and write its run directory (``out``, default runs/EXPERIMENT_NAME); return the model.
+    """Train a model and write its run directory (``out``, default runs/EXPERIMENT_NAME or runs/DATASET); return
+    the model.
 
     Any setting of ``tiny-diffusion train`` is a keyword (``dataset="moons"``, ``num_epochs=60``,
     ``num_timesteps=200``); ``config`` may hold settings too (a ``TrainConfig`` or a mapping), and the keywords win.

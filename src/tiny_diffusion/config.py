@@ -14,7 +14,7 @@ from .data import DATASETS, POINT_FILE_SUFFIXES
 from .data.images import IMAGE_DATASETS
 from .data.registry import DENSIFY, OPTION_NAMES, check_options
 from .models.embeddings import INPUT_EMBEDDINGS, TIME_EMBEDDINGS
-from .errors import UsageError
+from .errors import SettingError, UsageError
 from .models import IMAGE_MODELS, MODELS
 from .core.objectives import TARGETS
 from .core.precision import PRECISIONS
@@ -26,8 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "load_config_file", "coerce_field", "add_config_flags", "DEVICES", "IMAGE_DEFAULTS",
-           "PRESETS"]
+__all__ = ["TrainConfig", "load_config_file", "coerce_field", "add_config_flags", "add_flag", "flag_groups",
+           "parse_int", "parse_float", "DEVICES", "IMAGE_DEFAULTS", "PRESETS", "FLAG_GROUPS"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -51,74 +51,91 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def opt(default: Any, help: str, choices: Iterable[str] | None = None) -> Any:
-    """A config field with its help text (shown by ``--help``) and, for names, its valid choices."""
-    return field(default=default, metadata={"help": help, "choices": tuple(choices) if choices else None})
+# the kinds of setting, in the order `train --help` lists their flags: group key -> heading
+FLAG_GROUPS = {"data": "data", "model": "model", "schedule": "noise schedule", "training": "training",
+               "sampling": "sampling", "run": "run directory and output", "device": "device and precision"}
+
+
+def opt(default: Any, help: str, choices: Iterable[str] | None = None, *, group: str) -> Any:
+    """A config field with its help text (shown by ``--help``), its kind (a FLAG_GROUPS key, its --help heading)
+    and, for names, its valid choices."""
+    assert group in FLAG_GROUPS, group
+    return field(default=default, metadata={"help": help, "choices": tuple(choices) if choices else None,
+                                            "group": group})
 
 
 @dataclass
 class TrainConfig:
     """Everything needed to rebuild a run. Defaults are the project's dino configuration (see README)."""
 
-    experiment_name: str = opt("base", "names the run directory runs/NAME when --out is not given")
+    experiment_name: Optional[str] = opt(None, "names the run directory runs/NAME when --out is not given "
+                                         "(default: the dataset's name, or its file's without the suffix)",
+                                         group="run")
     dataset: str = opt("dino", "a dataset name (`tiny-diffusion datasets` lists them) or a .csv, .tsv, .npy or "
-                       ".npz file of points")
-    densify: Optional[str] = opt(None, "line datasets: how points fill each line (default none)", DENSIFY)
-    lines: Optional[int] = opt(None, "line datasets: number of parallel lines")
-    angle: Optional[float] = opt(None, "inclined_lines: angle of the lines in degrees")
-    digit: Optional[int] = opt(None, "mnist_points: which digit (0-9)")
-    image_index: Optional[int] = opt(None, "mnist_points: which image of that digit")
-    columns: Optional[str] = opt(None, "point files: comma-separated columns to use, by name or 0-based index")
-    subset: Optional[str] = opt(None, "point files: keep rows whose `dataset` column equals this (long tables)")
-    data_dir: Optional[str] = opt(None, "mnist: the directory holding the IDX files (train-images-idx3-ubyte[.gz], ...)")
+                       ".npz file of points", group="data")
+    densify: Optional[str] = opt(None, "line datasets: how points fill each line (default none)", DENSIFY, group="data")
+    lines: Optional[int] = opt(None, "line datasets: number of parallel lines", group="data")
+    angle: Optional[float] = opt(None, "inclined_lines: angle of the lines in degrees", group="data")
+    digit: Optional[int] = opt(None, "mnist_points: which digit (0-9)", group="data")
+    image_index: Optional[int] = opt(None, "mnist_points: which image of that digit", group="data")
+    columns: Optional[str] = opt(None, "point files: comma-separated columns to use, by name or 0-based index",
+                                 group="data")
+    subset: Optional[str] = opt(None, "point files: keep rows whose `dataset` column equals this (long tables)",
+                                group="data")
+    data_dir: Optional[str] = opt(None, "mnist: the directory holding the IDX files (train-images-idx3-ubyte[.gz], "
+                                  "...)", group="data")
     standardize: bool = opt(False, "train on data shifted and scaled to zero mean and unit variance per coordinate; "
-                            "samples come back in the data's units")
+                            "samples come back in the data's units", group="data")
     num_samples: int = opt(8000, "size of the training set drawn from the dataset (images: the first this many "
-                           "training images; 0 = all)")
-    train_batch_size: int = opt(512, "points per optimiser step")
-    eval_batch_size: int = opt(1000, "number of final samples, and of points in each snapshot")
-    num_epochs: int = opt(1000, "passes over the training set")
-    learning_rate: float = opt(2e-3, "peak learning rate of AdamW")
+                           "training images; 0 = all)", group="data")
+    train_batch_size: int = opt(512, "points per optimiser step", group="training")
+    eval_batch_size: int = opt(1000, "number of final samples, and of points in each snapshot", group="sampling")
+    num_epochs: int = opt(1000, "passes over the training set", group="training")
+    learning_rate: float = opt(2e-3, "peak learning rate of AdamW", group="training")
     lr_schedule: str = opt("cosine", "learning rate after warm-up: constant (the original) or cosine decay to 0",
-                           ("constant", "cosine"))
-    warmup_steps: int = opt(100, "optimiser steps of linear learning-rate warm-up (0 = none)")
-    ema_decay: float = opt(0.0, "decay of an exponential moving average of the weights used to sample (0 = off)")
-    grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = no clipping)")
+                           ("constant", "cosine"), group="training")
+    warmup_steps: int = opt(100, "optimiser steps of linear learning-rate warm-up (0 = none)", group="training")
+    ema_decay: float = opt(0.0, "decay of an exponential moving average of the weights used to sample (0 = off)",
+                           group="training")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = no clipping)", group="training")
     min_snr_gamma: float = opt(0.0, "weight each step's loss by min(SNR, gamma), in x0 terms (Hang et al. 2023; "
-                               "5 is theirs); 0 = the plain mean squared error")
-    num_timesteps: int = opt(500, "diffusion steps T")
-    beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES)
-    beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)")
-    beta_end: float = opt(0.02, "last beta (linear, quadratic, sigmoid)")
-    target: str = opt("noise", "what the network predicts", TARGETS)
-    model: str = opt("mlp", "the denoiser: mlp for points; seed-cnn or unet for images", MODELS)
-    embedding_size: int = opt(128, "width of each timestep and input embedding")
-    hidden_size: int = opt(128, "mlp: width of the hidden layers")
-    hidden_layers: int = opt(3, "mlp: number of residual hidden blocks")
-    channels: int = opt(32, "seed-cnn and unet: channels of the first level (deeper levels have more)")
-    time_embedding: str = opt("sinusoidal", "timestep embedding", TIME_EMBEDDINGS)
-    input_embedding: str = opt("sinusoidal", "embedding of each input coordinate", INPUT_EMBEDDINGS)
-    input_scale: float = opt(25.0, "frequency scale of the sinusoidal and linear input embeddings")
-    save_images_step: int = opt(100, "take a snapshot (sample eval_batch_size points, or 64 images) every this "
-                                "many epochs")
-    sampler: str = opt("ddpm", "sampler for snapshots and final samples", SAMPLERS)
-    sample_steps: Optional[int] = opt(None, "denoising steps of the ddim sampler (default: num_timesteps)")
-    eta: float = opt(0.0, "ddim noise: 0 deterministic, 1 like ddpm")
-    clip_sample: bool = opt(True, "clip each predicted x0 to the training data's range (guards the last steps)")
-    seed: int = opt(0, "seeds model initialisation, batch order and sampling")
-    data_seed: int = opt(42, "seeds the dataset draw (42 reproduces the original's data)")
-    device: str = opt("auto", "auto picks cuda, then mps, then cpu", DEVICES)
+                               "5 is theirs); 0 = the plain mean squared error", group="training")
+    num_timesteps: int = opt(500, "diffusion steps T", group="schedule")
+    beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES, group="schedule")
+    beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)", group="schedule")
+    beta_end: float = opt(0.02, "last beta (linear, quadratic, sigmoid)", group="schedule")
+    target: str = opt("noise", "what the network predicts", TARGETS, group="training")
+    model: str = opt("mlp", "the denoiser: mlp for points; seed-cnn or unet for images", MODELS, group="model")
+    embedding_size: int = opt(128, "width of each timestep and input embedding", group="model")
+    hidden_size: int = opt(128, "mlp: width of the hidden layers", group="model")
+    hidden_layers: int = opt(3, "mlp: number of residual hidden blocks", group="model")
+    channels: int = opt(32, "seed-cnn and unet: channels of the first level (deeper levels have more)", group="model")
+    time_embedding: str = opt("sinusoidal", "timestep embedding", TIME_EMBEDDINGS, group="model")
+    input_embedding: str = opt("sinusoidal", "embedding of each input coordinate", INPUT_EMBEDDINGS, group="model")
+    input_scale: float = opt(25.0, "frequency scale of the sinusoidal and linear input embeddings", group="model")
+    save_images_step: int = opt(100, "take a snapshot (sample --eval-batch-size points, or 64 images) every this "
+                                "many epochs", group="run")
+    sampler: str = opt("ddpm", "sampler for snapshots and final samples", SAMPLERS, group="sampling")
+    sample_steps: Optional[int] = opt(None, "denoising steps of the ddim sampler (default: --num-timesteps)",
+                                      group="sampling")
+    eta: float = opt(0.0, "ddim noise: 0 deterministic, 1 like ddpm", group="sampling")
+    clip_sample: bool = opt(True, "clip each predicted x0 to the training data's range (guards the last steps)",
+                            group="sampling")
+    seed: int = opt(0, "seeds model initialisation, batch order and sampling", group="training")
+    data_seed: int = opt(42, "seeds the dataset draw (42 reproduces the original's data)", group="data")
+    device: str = opt("auto", "auto picks cuda, then mps, then cpu", DEVICES, group="device")
     precision: str = opt("fp32", "training arithmetic: fp32, or mixed precision by autocast: bf16 (CPU or GPU; "
                          "usually slower than fp32 on CPUs without AMX) or fp16 (CUDA GPUs only, with a gradient "
-                         "scaler); sampling is always fp32", PRECISIONS)
+                         "scaler); sampling is always fp32", PRECISIONS, group="device")
     conditional: bool = opt(False, "train on class labels too, so `sample --prompt` can ask for a class: a digit of "
-                            "an image set, or a shape of random, blobs or a table with a `dataset` column")
+                            "an image set, or a shape of random, blobs or a table with a `dataset` column",
+                            group="data")
     cond_drop: float = opt(0.1, "conditional runs: share of training steps without the label, so one model also "
-                           "draws unconditionally (classifier-free guidance needs both)")
+                           "draws unconditionally (classifier-free guidance needs both)", group="training")
     guidance: float = opt(0.0, "conditional runs: classifier-free guidance scale w of the run's own samples and the "
-                          "default of `sample`: cond + w (cond - uncond); 0 = plain conditional")
+                          "default of `sample`: cond + w (cond - uncond); 0 = plain conditional", group="sampling")
     preset: Optional[str] = opt(None, "start from a named set of settings (flags given win): study = the follow-up "
-                                "study's final settings", PRESETS)
+                                "study's final settings", PRESETS, group="run")
 
     def validate(self) -> "TrainConfig":
         """Refuse nonsense with one clear line (raises UsageError); returns self."""
@@ -129,17 +146,18 @@ class TrainConfig:
         for f in fields(self):
             value, choices = getattr(self, f.name), f.metadata["choices"]
             if choices and value is not None and value not in choices:
-                raise UsageError(f"unknown {f.name} {value!r}; choose from {', '.join(choices)}")
+                raise SettingError(f"unknown {f.name} {value!r}; choose from {', '.join(choices)}", f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise UsageError(f"{f.name} must be a finite number, got {value}")
+                raise SettingError(f"{f.name} must be a finite number, got {value}", f.name)
             if isinstance(value, str) and "\0" in value:
-                raise UsageError(f"{f.name} must not contain a NUL character")
+                raise SettingError(f"{f.name} must not contain a NUL character", f.name)
         name = self.experiment_name
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            raise UsageError(f"experiment_name names the folder runs/NAME: give a plain name, got {name!r}")
+        if name is not None and not _plain_name(name):
+            raise SettingError(f"experiment_name names the folder runs/NAME: give a plain name, got {name!r}",
+                               "experiment_name")
         for seed in ("seed", "data_seed"):
             if not 0 <= getattr(self, seed) < 2**63:
-                raise UsageError(f"{seed} must be an integer from 0 to 2**63 - 1, got {getattr(self, seed)}")
+                raise SettingError(f"{seed} must be an integer from 0 to 2**63 - 1, got {getattr(self, seed)}", seed)
         if self.is_images and self.model not in IMAGE_MODELS:
             raise UsageError(f"{self.dataset} is an image dataset: choose --model {' or '.join(IMAGE_MODELS)}")
         if not self.is_images and self.model != "mlp":
@@ -151,32 +169,51 @@ class TrainConfig:
             positive += ("num_samples",)
         for name in positive:
             if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
+                raise SettingError(f"{name} must be positive, got {getattr(self, name)}", name)
         for name in ("num_samples", "hidden_layers", "warmup_steps", "eta", "grad_clip", "min_snr_gamma"):
             if getattr(self, name) < 0:
-                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise SettingError(f"{name} must be >= 0, got {getattr(self, name)}", name)
         if self.conditional and self.subset is not None:
             raise UsageError("--subset keeps one sub-dataset of a table, --conditional trains on all of them with "
                              "their names as labels: choose one")
         if not 0 <= self.cond_drop < 1:
-            raise UsageError(f"cond_drop must be in [0, 1), got {self.cond_drop}")
+            raise SettingError(f"cond_drop must be in [0, 1), got {self.cond_drop}", "cond_drop")
         if self.guidance < 0:
-            raise UsageError(f"guidance must be >= 0, got {self.guidance}")
+            raise SettingError(f"guidance must be >= 0, got {self.guidance}", "guidance")
         if self.conditional and self.guidance > 0 and self.cond_drop == 0:
-            raise UsageError("guidance needs the unconditional model too: set cond_drop > 0 (say 0.1) or guidance 0")
+            raise SettingError("guidance needs the unconditional model too: set cond_drop > 0 (say 0.1) or guidance 0",
+                               "guidance", "cond_drop")
         if not 0 <= self.ema_decay < 1:
-            raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise SettingError(f"ema_decay must be in [0, 1), got {self.ema_decay}", "ema_decay")
         if not 0 < self.beta_start <= self.beta_end < 1:
-            raise UsageError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}")
+            raise SettingError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}",
+                               "beta_start", "beta_end")
         if self.num_samples and self.train_batch_size > self.num_samples:
-            raise UsageError(f"train_batch_size ({self.train_batch_size}) exceeds num_samples ({self.num_samples})")
+            raise SettingError(f"train_batch_size ({self.train_batch_size}) exceeds num_samples ({self.num_samples})",
+                               "train_batch_size", "num_samples")
         if self.sample_steps is not None and not 1 <= self.sample_steps <= self.num_timesteps:
-            raise UsageError(f"sample_steps must be between 1 and num_timesteps ({self.num_timesteps}), "
-                             f"got {self.sample_steps}")
+            raise SettingError(f"sample_steps must be between 1 and num_timesteps ({self.num_timesteps}), "
+                               f"got {self.sample_steps}", "sample_steps", "num_timesteps")
         if self.sampler == "ddpm" and self.sample_steps not in (None, self.num_timesteps):
             raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
-        self.dataset_options()  # validates the option values
+        try:
+            self.dataset_options()  # validates the option values
+        except UsageError as e:  # its message names the option
+            raise SettingError(str(e), *OPTION_NAMES) from None
         return self
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset as titles and folder names give it: its registry name, or its point file's name without
+        folder or suffix (mydata for /home/me/data/mydata.csv)."""
+        return self.dataset if self.dataset in DATASETS or self.is_images else Path(self.dataset).stem
+
+    @property
+    def run_name(self) -> str:
+        """The name of the run's folder under runs/: experiment_name, else the dataset's."""
+        if self.experiment_name is not None:
+            return self.experiment_name
+        return self.dataset_name if _plain_name(self.dataset_name) else "run"
 
     @property
     def is_images(self) -> bool:
@@ -214,6 +251,11 @@ class TrainConfig:
         if preset is not None:
             start.update(PRESETS[preset]["images" if images else "points"])
         return cls(**{**start, **given})
+
+
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` can name a folder of runs/ as it is: not empty, not . or .., no path separator."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
 def coerce_field(name: str, value: Any) -> Any:
@@ -266,25 +308,59 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
-    """One flag per TrainConfig field (or per field in ``names``), in both spellings (--num_epochs and
-    --num-epochs), help from the field."""
+def parse_int(text: str) -> int:
+    """An integer flag's value; anything else is refused in one line (argparse names the flag)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def parse_float(text: str) -> float:
+    """A number flag's value: a finite number (nan and inf are refused here, before any work starts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
+    """The flag --NAME-WITH-DASHES, as --help shows it; the original's spelling --name_with_underscores is
+    accepted too but not shown (a hidden second flag with the same destination)."""
+    dest = name.replace("-", "_")
+    parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, **kwargs)
+    if "_" in dest:
+        parser.add_argument(f"--{dest}", dest=dest, **{**kwargs, "help": argparse.SUPPRESS})
+
+
+def flag_groups(parser: argparse.ArgumentParser, names: Sequence[str] | None = None
+                ) -> dict[str, argparse._ArgumentGroup]:
+    """A --help section per kind of setting (FLAG_GROUPS) that a field of ``names`` (default: all) belongs to."""
+    wanted = {f.metadata["group"] for f in fields(TrainConfig) if names is None or f.name in names}
+    return {key: parser.add_argument_group(f"{title} flags") for key, title in FLAG_GROUPS.items() if key in wanted}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None = None, *,
+                     groups: dict[str, argparse._ArgumentGroup] | None = None) -> None:
+    """One flag per TrainConfig field (or per field in ``names``), --help from the field, in the section of its
+    kind (``groups``, default: new ones from ``flag_groups``); --num-epochs, and the original's --num_epochs."""
+    groups = groups if groups is not None else flag_groups(parser, names)
     for f in fields(TrainConfig):
         if names is not None and f.name not in names:
             continue
-        flags = [f"--{f.name}"]
-        if "_" in f.name:
-            flags.append(f"--{f.name.replace('_', '-')}")
         default = f.default if f.default is not MISSING else None
         shown = "" if default is None else f" (default: {default})"
-        kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']}{shown}"}
+        kwargs = {"default": None, "help": f"{f.metadata['help']}{shown}"}
         base = f.type.removeprefix("Optional[").removesuffix("]")
         if base == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = {"int": int, "float": float, "str": str}[base]
+            kwargs["type"] = {"int": parse_int, "float": parse_float, "str": str}[base]
             kwargs["metavar"] = base.upper()
         if f.metadata["choices"]:
             kwargs["choices"] = f.metadata["choices"]
             kwargs.pop("metavar")
-        parser.add_argument(*flags, **kwargs)
+        add_flag(groups[f.metadata["group"]], f.name, **kwargs)

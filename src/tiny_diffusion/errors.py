@@ -1,6 +1,27 @@
-"""The project's own error type: what the command line reports in one line with exit code 2."""
+"""The project's own error types: what the command line reports in one line with exit code 2."""
+
+import re
 
 
 class UsageError(ValueError):
     """Bad input from the user (an unknown name, a bad number, a missing or corrupt file). A ``ValueError``, so
     code that catches those catches these too; the command line prints its message in one line (exit code 2)."""
+
+
+class SettingError(UsageError):
+    """A bad value of a run setting. The message names the setting as Python does (``num_epochs``); ``flags()``
+    names it as the command line does (``--num-epochs``), so each user reads the name they typed."""
+
+    def __init__(self, message: str, *names: str) -> None:
+        super().__init__(message)
+        self.names = names  # the settings the message names
+
+    def __reduce__(self):  # picklable with its names (a study's worker process hands it back)
+        return type(self), (str(self), *self.names)
+
+    def flags(self) -> str:
+        """The message with each setting named by its flag: num_epochs -> --num-epochs."""
+        message = str(self)
+        for name in self.names:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", f"--{name.replace('_', '-')}", message)
+        return message

@@ -13,9 +13,10 @@ from typing import Any, NoReturn, Sequence
 
 from ..runs.checkpoints import DEFAULT_EVERY, DEFAULT_KEEP
 from .pictures import add_animate_parser, add_plot_parser, add_sampler_flags, animate, plot
-from ..config import DEVICES, TrainConfig, add_config_flags, load_config_file
+from ..config import (DEVICES, TrainConfig, add_config_flags, add_flag, flag_groups, load_config_file, parse_float,
+                      parse_int)
 from ..core.distributed import is_main_process, world_size
-from ..errors import UsageError
+from ..errors import SettingError, UsageError
 from ..runs.interrupts import Interrupted
 
 __all__ = ["main", "build_parser"]
@@ -30,10 +31,16 @@ def _one_line(message: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its error line kept to one line (sub-commands' parsers are of this class too)."""
+    """argparse, whose errors are one line like the others (no usage dump), exit code 2; sub-commands' parsers
+    are of this class too. `tiny-diffusion train --help` shows the flags."""
 
     def error(self, message: str) -> NoReturn:
-        super().error(_one_line(message))
+        message = message.removeprefix("argument ")  # "argument --num-epochs: ..." -> "--num-epochs: ..."
+        if message.startswith("the following arguments are required"):
+            message += f" (`{self.prog} --help` lists them)"
+        elif message.startswith("unrecognized arguments"):  # reported by the top parser, whatever the command
+            message += " (the command's --help lists its flags)"
+        self.exit(2, f"{PROG}: error: {_one_line(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,39 +48,47 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run directory",
-                                description="Train a DDPM and write a run directory (config, weights, samples, figures).")
+                                usage=f"{PROG} train [-h] [--config FILE] [--resume RUN_DIR] [--out DIR]\n"
+                                f"{' ' * 28}[--overwrite] [--SETTING VALUE ...]",
+                                description="Train a DDPM and write a run directory (config, weights, samples, "
+                                "figures). Every setting has a flag (below, by kind); the original's spellings "
+                                "(--num_epochs) are accepted too.")
     train.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file whose keys match the flags; "
                        "flags given on the command line win")
-    train.add_argument("--out", metavar="DIR", help="run directory (default: runs/EXPERIMENT_NAME)")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory (once the new "
-                       "run is complete), or discard an unfinished run there")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--resume", metavar="RUN_DIR", help="carry on the interrupted run of RUN_DIR from its newest "
                        "checkpoint, with the settings it was started with (no other setting flags needed)")
-    train.add_argument("--checkpoint-every", default=DEFAULT_EVERY, metavar="STEPS|SECONDSs",
-                       help="save a checkpoint every this many optimiser steps (200), or seconds of training (30s); "
-                       "0 = only when interrupted. Results do not depend on it (default: %(default)s)")
-    train.add_argument("--keep-checkpoints", type=int, default=DEFAULT_KEEP, metavar="K",
-                       help="keep the newest K checkpoints (default: %(default)s)")
-    train.add_argument("--compile", action="store_true", help="train a torch.compile'd network: compiling takes "
-                       "a while first and can be slower on a CPU (README, Beyond one core); results agree up to "
-                       "float rounding, so it is not a setting of the run")
-    add_config_flags(train)
+    groups = flag_groups(train)
+    run = groups["run"]
+    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/EXPERIMENT_NAME, else "
+                     "runs/DATASET)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run directory (once the new "
+                     "run is complete), or discard an unfinished run there")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_flag(run, "checkpoint-every", default=DEFAULT_EVERY, metavar="STEPS|SECONDSs",
+             help="save a checkpoint every this many optimiser steps (200), or seconds of training (30s); "
+             "0 = only when interrupted. Results do not depend on it (default: %(default)s)")
+    add_flag(run, "keep-checkpoints", type=parse_int, default=DEFAULT_KEEP, metavar="K",
+             help="keep the newest K checkpoints (default: %(default)s)")
+    groups["device"].add_argument("--compile", action="store_true", help="train a torch.compile'd network: "
+                                  "compiling takes a while first and can be slower on a CPU (README, Beyond one "
+                                  "core); results agree up to float rounding, so it is not a setting of the run")
+    add_config_flags(train, groups=groups)
 
     sample = commands.add_parser("sample", help="draw samples from a trained run",
-                                 description="Rebuild the model from RUN_DIR alone and write samples as .npy.")
+                                 description="Rebuild the model from RUN_DIR alone and write samples as .npy, with "
+                                 "a picture of them beside it (.png: a scatter plot of points, a grid of images).")
     sample.add_argument("run_dir", metavar="RUN_DIR")
-    sample.add_argument("--num", type=int, default=1000, help="number of samples (default: %(default)s)")
+    sample.add_argument("--num", type=parse_int, default=1000, help="number of samples (default: %(default)s)")
     add_sampler_flags(sample)
     sample.add_argument("--prompt", help="a conditional run's class to draw: a digit 0-9, its name (seven) or a "
-                        "number (2024, drawn digit by digit as one image), or a shape's name (dino); also writes a "
-                        "picture beside the .npy")
-    sample.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale w of a "
+                        "number (2024, drawn digit by digit as one image), or a shape's name (dino)")
+    sample.add_argument("--guidance", type=parse_float, default=None, help="classifier-free guidance scale w of a "
                         "conditional run, 0 = plain conditional (default: the run's)")
-    sample.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: %(default)s)")
+    sample.add_argument("--seed", type=parse_int, default=0, help="seed of the initial noise (default: %(default)s)")
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="where to sample (default: %(default)s)")
-    sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy)")
-    sample.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy); "
+                        "the picture goes beside it, as FILE.png")
+    sample.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
     verify = commands.add_parser("verify", help="check every file of a run against its manifest",
                                  description="Check the size and sha256 of every file of RUN_DIR against its "
@@ -95,11 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = commands.add_parser("datasets", help="list the datasets, or draw each one",
                                    description="List every registered dataset with its dimension and description.")
     datasets.add_argument("--plot", metavar="DIR", help="also write one PNG per dataset into DIR")
-    datasets.add_argument("--num", type=int, default=2000, help="points per picture")
+    datasets.add_argument("--num", type=parse_int, default=2000, help="points per picture")
     add_plot_parser(commands)
     add_animate_parser(commands)
 
     ablate = commands.add_parser("ablate", help="one run per value of a setting, a grid figure and a table",
+                                 usage=f"{PROG} ablate [-h] [--config FILE] [--out DIR] [--jobs N] [--quiet]\n"
+                                 f"{' ' * 29}[--SETTING VALUE ...] PARAM VALUE [VALUE ...]",
                                  description="Train one run per VALUE of the setting PARAM (any train flag, e.g. "
                                  "learning_rate, num_timesteps, beta_schedule, hidden_size, time_embedding, dataset, "
                                  "sample_steps) with the other flags as given, then write grid.png (rows: values; "
@@ -110,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("values", metavar="VALUE", nargs="+", help="its values")
     ablate.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file of train settings")
     ablate.add_argument("--out", metavar="DIR", help="study directory (default: runs/ablate_PARAM)")
-    ablate.add_argument("--jobs", type=int, default=1, help="runs to train at once, in separate processes "
+    ablate.add_argument("--jobs", type=parse_int, default=1, help="runs to train at once, in separate processes "
                         "(default: %(default)s)")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(ablate)
@@ -128,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     judge_train.add_argument("--dataset", default="mnist5k", choices=tuple(IMAGE_DATASETS),
                              help="image dataset (default: %(default)s)")
     judge_train.add_argument("--data-dir", metavar="DIR", help="mnist: the directory of its IDX files")
-    judge_train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="(default: %(default)s)")
-    judge_train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    judge_train.add_argument("--epochs", type=parse_int, default=DEFAULT_EPOCHS, help="(default: %(default)s)")
+    judge_train.add_argument("--seed", type=parse_int, default=0, help="(default: %(default)s)")
     judge_train.add_argument("--cache-dir", metavar="DIR", help="where judges are cached (default: "
                              "$TINY_DIFFUSION_CACHE, else ~/.cache/tiny-diffusion)")
     judge_train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -146,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"run only these studies: {', '.join(STUDY_NAMES)}")
     reproduce.add_argument("--out", metavar="DIR", help="output directory (default: runs/reproduce or "
                            "runs/reproduce_quick)")
-    reproduce.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 8),
+    reproduce.add_argument("--jobs", type=parse_int, default=min(os.cpu_count() or 1, 8),
                            help="runs to train at once, one process each (default: one per CPU core, at most 8: "
                            "%(default)s here)")
     reproduce.add_argument("--device", default="auto", choices=DEVICES, help="where to train (default: %(default)s)")
@@ -259,9 +276,9 @@ def _sample(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(args.run_dir) / f"{stem}{how.sampler}_seed{args.seed}.npy")
     if out.suffix != ".npy":
         raise UsageError(f"--out must end in .npy, got {out}")
-    picture = out.with_suffix(".png") if args.prompt is not None else None
+    picture = out.with_suffix(".png")
     for path in (out, picture):
-        if path is not None and path.exists() and not args.overwrite:
+        if path.exists() and not args.overwrite:
             raise UsageError(f"{path} already exists; pass --overwrite to replace it")
     start = time.perf_counter()
     samples = model.sample(args.num, sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed,
@@ -273,11 +290,10 @@ def _sample(args: argparse.Namespace) -> int:
         raise UsageError("sampling produced non-finite values")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_npy(out, samples)
-    if picture is not None:
-        _draw_prompt(samples, model, args, picture)
+    _draw_samples(samples, model, args, how.sampler, picture)
     shape = "x".join(map(str, samples.shape[1:]))
-    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out}" + (f" and {picture}" if picture else "") +
-          f"; sampled in {seconds:.1f} s ({rate})")
+    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out} and {picture}; sampled in {seconds:.1f} s "
+          f"({rate})")
     return 0
 
 
@@ -292,11 +308,22 @@ def _slug(prompt: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in prompt.strip().lower())
 
 
-def _draw_prompt(samples, model, args: argparse.Namespace, path: Path) -> None:
+PICTURED_IMAGES = 100  # the picture of a sample of images shows the first 100 (a 10 x 10 grid), as samples.png does
+
+
+def _draw_samples(samples, model, args: argparse.Namespace, sampler: str, path: Path) -> None:
+    """The picture beside the .npy: a scatter plot of points, a grid of images (of a prompt's, several digits side
+    by side)."""
     from ..viz import figures as viz
 
-    scale = model.config.guidance if args.guidance is None else args.guidance
-    title = f"{args.prompt!r}: {len(samples)} samples, guidance {scale:g}"
+    if args.prompt is not None:
+        scale = model.config.guidance if args.guidance is None else args.guidance
+        title = f"{args.prompt!r}: {len(samples)} samples, guidance {scale:g}"
+    else:
+        total = len(samples)
+        samples = samples[:PICTURED_IMAGES] if model.config.is_images else samples
+        shown = f"{total} samples" if len(samples) == total else f"the first {len(samples)} of {total} samples"
+        title = f"{model.config.dataset_name}: {shown} ({sampler}, seed {args.seed})"
     if model.config.is_images:
         glyphs = samples.shape[-1] // model.shape[-1]  # images side by side in each sample
         viz.plot_images(samples, path, title=title, cols=max(1, round((len(samples) / glyphs) ** 0.5)))
@@ -353,8 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"only `train` runs as several processes (torchrun); run `{args.command}` as one")
         return COMMANDS[args.command](args)
     except UsageError as e:
-        if main_process:
-            print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
+        if main_process:  # a bad setting is named as the command line spells it: --num-epochs
+            message = e.flags() if isinstance(e, SettingError) else str(e)
+            print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
         return 2
     except Interrupted as e:
         if main_process:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig, add_config_flags
+from ..config import TrainConfig, add_config_flags, add_flag, parse_float, parse_int
 from ..errors import UsageError
 from ..core.samplers import SAMPLERS
 from ..diffusion import Diffusion, resolve_sampling
@@ -31,9 +31,9 @@ ANIMATED_IMAGES = 16  # images in each frame of an image animation (4 x 4)
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="ancestral ddpm or ddim "
                         "(default: the run's)")
-    parser.add_argument("--sample-steps", "--sample_steps", dest="sample_steps", type=int, default=None,
-                        help="ddim steps (default: the run's when its sampler is used, else all training steps)")
-    parser.add_argument("--eta", type=float, default=None, help="ddim noise: 0 deterministic, 1 like ddpm "
+    add_flag(parser, "sample-steps", type=parse_int, default=None,
+             help="ddim steps (default: the run's when its sampler is used, else all training steps)")
+    parser.add_argument("--eta", type=parse_float, default=None, help="ddim noise: 0 deterministic, 1 like ddpm "
                         "(default: the run's when its sampler is used, else 0)")
 
 
@@ -44,18 +44,18 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
                                "conditional run's samples of each class, at one or several guidance scales.")
     kinds = plot.add_subparsers(dest="kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--num", type=int, default=1000, help="points per panel (default: %(default)s; images: "
+    common.add_argument("--num", type=parse_int, default=1000, help="points per panel (default: %(default)s; images: "
                         f"at most {PANEL_IMAGES})")
-    common.add_argument("--panels", type=int, default=6, help="number of panels, from t = T to t = 0 at evenly "
+    common.add_argument("--panels", type=parse_int, default=6, help="number of panels, from t = T to t = 0 at evenly "
                         "spaced steps (default: %(default)s)")
-    common.add_argument("--seed", type=int, default=0, help="seed of the noise (default: %(default)s)")
+    common.add_argument("--seed", type=parse_int, default=0, help="seed of the noise (default: %(default)s)")
     common.add_argument("--format", choices=FIGURE_FORMATS, default=None,
                         help="file type (default: from --out's suffix, else png)")
     common.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     forward = kinds.add_parser("forward", parents=[common], help="the data being noised, step by step",
                                description="The forward process q(x_t | x_0) of a dataset: the data (t = 0) "
                                "through T, one fixed noise draw per point. Dataset and schedule flags as in train.")
-    forward.add_argument("--out", metavar="FILE", help="output (default: forward_DATASET.FORMAT here)")
+    forward.add_argument("--out", metavar="FILE", help="output (default: runs/forward_DATASET.FORMAT)")
     add_config_flags(forward, FORWARD_FIELDS)
     reverse = kinds.add_parser("reverse", parents=[common], help="a trained run's noise becoming samples",
                                description="Rebuild the model from RUN_DIR and draw the reverse process: the "
@@ -66,9 +66,9 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
 
     picture = argparse.ArgumentParser(add_help=False)  # what `classes` and `guidance` share
     picture.add_argument("run_dir", metavar="RUN_DIR")
-    picture.add_argument("--per-class", "--per_class", dest="per_class", type=int, default=None,
-                         help="samples of each class (default: 10 images or 500 points)")
-    picture.add_argument("--seed", type=int, default=0, help="seed of the noise (default: %(default)s)")
+    add_flag(picture, "per-class", type=parse_int, default=None,
+             help="samples of each class (default: 10 images or 500 points)")
+    picture.add_argument("--seed", type=parse_int, default=0, help="seed of the noise (default: %(default)s)")
     picture.add_argument("--format", choices=FIGURE_FORMATS, default=None,
                          help="file type (default: from --out's suffix, else png)")
     picture.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -76,13 +76,13 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
     classes = kinds.add_parser("classes", parents=[picture], help="a conditional run's samples of each class",
                                description="Draw samples of every class of a conditional run: a row of images per "
                                "digit, or a panel of points per shape.")
-    classes.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale "
+    classes.add_argument("--guidance", type=parse_float, default=None, help="classifier-free guidance scale "
                          "(default: the run's)")
     classes.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/classes.FORMAT)")
     guidance = kinds.add_parser("guidance", parents=[picture], help="a conditional run's samples as the guidance "
                                 "scale grows", description="Draw a conditional run's classes at several "
                                 "classifier-free guidance scales, each from the same noise: a row per scale.")
-    guidance.add_argument("--scales", type=float, nargs="+", default=[0.0, 1.0, 3.0, 5.0], metavar="W",
+    guidance.add_argument("--scales", type=parse_float, nargs="+", default=[0.0, 1.0, 3.0, 5.0], metavar="W",
                           help="guidance scales, a row each (default: 0 1 3 5)")
     guidance.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/guidance.FORMAT)")
 
@@ -92,14 +92,13 @@ def add_animate_parser(commands: argparse._SubParsersAction) -> None:
                                   description="Write RUN_DIR/reverse.gif (noise to samples, evenly spaced steps, "
                                   "resting on the samples) and RUN_DIR/training.gif (one frame per snapshot).")
     animate.add_argument("run_dir", metavar="RUN_DIR")
-    animate.add_argument("--num", type=int, default=1000, help="points in the reverse process "
+    animate.add_argument("--num", type=parse_int, default=1000, help="points in the reverse process "
                          f"(default: %(default)s; images: at most {ANIMATED_IMAGES})")
-    animate.add_argument("--fps", type=float, default=20, help="frames per second of the reverse process "
+    animate.add_argument("--fps", type=parse_float, default=20, help="frames per second of the reverse process "
                          "(default: %(default)s)")
-    animate.add_argument("--training-fps", "--training_fps", dest="training_fps", type=float, default=2,
-                         help="frames (snapshots) per second of the training "
-                         "animation (default: %(default)s)")
-    animate.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: %(default)s)")
+    add_flag(animate, "training-fps", type=parse_float, default=2,
+             help="frames (snapshots) per second of the training animation (default: %(default)s)")
+    animate.add_argument("--seed", type=parse_int, default=0, help="seed of the initial noise (default: %(default)s)")
     add_sampler_flags(animate)
     animate.add_argument("--mp4", action="store_true", help="also write .mp4 files (needs ffmpeg; skipped with a "
                          "note when it is missing)")
@@ -138,11 +137,11 @@ def _plot_forward(args: argparse.Namespace) -> int:
     _check_counts(args)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
     config = TrainConfig.from_dict(values).validate()
-    dataset, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
-    name = Path(dataset.name).stem  # a registry name, or a point file's name without its folder and suffix
-    out = _figure_path(args.out, Path(f"forward_{name}"), args.format, overwrite=args.overwrite)
-    schedule = NoiseSchedule.from_settings(config)
+    _, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
+    name = config.dataset_name
     steps = evenly_spaced(config.num_timesteps, args.panels)
+    out = _figure_path(args.out, Path("runs") / f"forward_{name}", args.format, overwrite=args.overwrite)
+    schedule = NoiseSchedule.from_settings(config)
     states = forward_states(points, schedule, steps, seed=args.seed)
     title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
     draw = viz.plot_image_strip if config.is_images else viz.plot_strip
@@ -164,14 +163,14 @@ def _plot_reverse(args: argparse.Namespace) -> int:
                             sampler=how.sampler, steps=how.steps, eta=how.eta, seed=args.seed)
     if images:  # the denoising strip: x_t and what the model predicts x_0 to be from it
         viz.plot_denoising(result.states, predicted_x0(model, result), result.labels(), out,
-                           title=f"reverse process ({how.sampler}): {model.config.dataset}")
+                           title=f"reverse process ({how.sampler}): {model.config.dataset_name}")
         print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
         return 0
     # axes fit the training data and the samples, not the initial noise, so the shape fills its panel;
     # noise points outside those limits are cut off
     limits = viz.axis_limits(model.data_range(), result.states[-1])
     viz.plot_strip(result.states, result.labels(), out, limits=limits,
-                   title=f"reverse process ({how.sampler}): {Path(model.config.dataset).stem}")
+                   title=f"reverse process ({how.sampler}): {model.config.dataset_name}")
     print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
     return 0
 
@@ -211,7 +210,7 @@ def _plot_classes(args: argparse.Namespace) -> int:
     out = _figure_path(args.out, Path(args.run_dir) / "classes", args.format, overwrite=args.overwrite)
     samples = _sampled(model, args, args.guidance)
     scale = model.config.guidance if args.guidance is None else args.guidance
-    title = f"{Path(model.config.dataset).stem}: {args.per_class} samples per class, guidance {scale:g}"
+    title = f"{model.config.dataset_name}: {args.per_class} samples per class, guidance {scale:g}"
     if model.config.is_images:
         viz.plot_image_rows(samples, model.classes, out, title=title)
     else:
@@ -227,7 +226,7 @@ def _plot_guidance(args: argparse.Namespace) -> int:
     out = _figure_path(args.out, Path(args.run_dir) / "guidance", args.format, overwrite=args.overwrite)
     grid = np.stack([_sampled(model, args, scale) for scale in args.scales])  # (S, K, per_class, *shape)
     labels = [f"w = {scale:g}" for scale in args.scales]
-    title = f"{Path(model.config.dataset).stem}: classifier-free guidance, each row from the same noise"
+    title = f"{model.config.dataset_name}: classifier-free guidance, each row from the same noise"
     if model.config.is_images:  # a row per scale: the classes in turn
         viz.plot_image_rows(grid.reshape(len(args.scales), -1, *model.shape), labels, out, title=title)
     else:
@@ -274,7 +273,7 @@ def animate(args: argparse.Namespace) -> int:
                             min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps, eta=how.eta,
                             seed=args.seed)
     # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
-    box, name = model.data_range(), Path(model.config.dataset).stem
+    box, name = model.data_range(), model.config.dataset_name
     for suffix in suffixes if images else ():
         viz.animate_images(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
                            hold=HOLD_FRAMES, title=f"{name}: reverse process ({how.sampler})")

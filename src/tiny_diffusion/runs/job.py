@@ -81,6 +81,7 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
     if config.train_batch_size % world_size():
         raise UsageError(f"--train-batch-size is the global batch, shared evenly by the {world_size()} processes: "
                          f"{config.train_batch_size} does not divide by {world_size()}")
+    train_set = training_data(config)  # a missing or unreadable data file is reported before the run directory
     with joined(device) as cluster, ExitStack() as held, caught_signals() as signals:
         def claim() -> None:  # one trainer per run directory, and a run to start there (or to resume)
             held.enter_context(run_lock(out))
@@ -91,8 +92,8 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
 
         cluster.on_main(claim)
         try:
-            return _train_into(out, config, cluster, resume=resume, progress=progress, policy=checkpoints,
-                               signals=signals, compile=compile, callback=callback)
+            return _train_into(out, config, train_set, cluster, resume=resume, progress=progress,
+                               policy=checkpoints, signals=signals, compile=compile, callback=callback)
         except Interrupted as e:
             if not partial_dir(out).exists():
                 raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
@@ -106,11 +107,10 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
                          "resume it with its own settings, or pass --overwrite to start again")
 
 
-def _train_into(out: Path, config: TrainConfig, cluster: Cluster, *, resume: bool, progress: bool,
-                policy: CheckpointPolicy, signals: Signals, compile: bool,
+def _train_into(out: Path, config: TrainConfig, train_set: TrainingData, cluster: Cluster, *, resume: bool,
+                progress: bool, policy: CheckpointPolicy, signals: Signals, compile: bool,
                 callback: Callable[[Snapshot], None] | None) -> TrainSummary | None:
     device, main = cluster.device, cluster.is_main
-    train_set = training_data(config)
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
     torch.manual_seed(config.seed)  # model initialisation
     model = cluster.prepare(build_model(config, shape=train_set.shape, num_classes=len(train_set.classes)).to(device))
@@ -247,7 +247,8 @@ def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epoch
 def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData, samples: np.ndarray,
                        frames: np.ndarray, frame_epochs: list[int], losses: np.ndarray) -> None:
     """samples.png, frames.png (the snapshots) and loss.png."""
-    title = f"{train_set.name}: {len(samples)} samples after {config.num_epochs} epochs"
+    epochs = f"{config.num_epochs} epoch{'s' if config.num_epochs != 1 else ''}"
+    title = f"{config.dataset_name}: {len(samples)} samples after {epochs}"
     captions = [f"epoch {e + 1}" for e in frame_epochs]
     if config.is_images:
         viz.plot_images(samples[:100], stage / "samples.png", title=title)

@@ -16,9 +16,9 @@ from matplotlib import animation  # noqa: E402
 from ..errors import UsageError  # noqa: E402
 from ..runs.files import atomic_path, write_atomic  # noqa: E402
 
-__all__ = ["save_figure", "plot_points", "plot_strip", "plot_grid", "plot_loss", "axis_limits", "animate_points",
-           "mp4_available", "mosaic", "plot_images", "plot_image_rows", "plot_image_strip", "plot_image_grid", "plot_denoising",
-           "animate_images"]
+__all__ = ["save_figure", "plot_points", "plot_strip", "plot_grid", "plot_loss", "axis_limits", "axis_names",
+           "strip_columns", "animate_points", "mp4_available", "mosaic", "plot_images", "plot_image_rows",
+           "plot_image_strip", "plot_image_grid", "plot_denoising", "animate_images"]
 
 
 def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 110) -> None:
@@ -43,19 +43,40 @@ def axis_limits(*point_sets: np.ndarray, margin: float = 0.1) -> list[tuple[floa
 VIEWS_3D = (-60, 30, 120)
 
 
-def _scatter(ax: plt.Axes, points: np.ndarray, limits: Sequence[tuple[float, float]], title: str) -> None:
-    """Scatter the first two coordinates, or all three on a 3-D axes; fixed limits so panels compare."""
+def axis_names(dim: int) -> tuple[str, ...]:
+    """What the axes of a scatter plot of D-dimensional points show: x, y (and z); x0, x1, x2 when D > 3, where
+    only the first three coordinates are drawn."""
+    return ("x", "y", "z")[:dim] if dim <= 3 else ("x0", "x1", "x2")
+
+
+def _scatter(ax: plt.Axes, points: np.ndarray, limits: Sequence[tuple[float, float]], title: str, *,
+             xlabel: bool = True, ylabel: bool = True) -> None:
+    """Scatter the first two coordinates, or all three on a 3-D axes; fixed limits so panels compare; the axes
+    named (a strip names only its outer ones: ``xlabel``, ``ylabel``)."""
+    names = axis_names(points.shape[-1])
     if getattr(ax, "name", "") == "3d":
         ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=4, alpha=0.6, linewidths=0, depthshade=True)
         ax.set_zlim(*limits[2])
         ax.set_box_aspect([hi - lo for lo, hi in limits[:3]])
+        if xlabel and ylabel:  # a 3-D panel is named whole or not at all
+            ax.set_zlabel(names[2], fontsize=8, labelpad=-2)
     else:
         ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6, linewidths=0)
         ax.set_aspect("equal")
     ax.set_xlim(*limits[0])
     ax.set_ylim(*limits[1])
+    if xlabel:
+        ax.set_xlabel(names[0], fontsize=8)
+    if ylabel:
+        ax.set_ylabel(names[1], fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
+
+
+def strip_columns(count: int, most: int = 6) -> int:
+    """Columns of a strip of ``count`` panels: at most ``most``, rows filled evenly (7 panels: 4 + 3, not 6 + 1)."""
+    rows = -(-count // most)
+    return -(-count // rows)
 
 
 def _axes_grid(count: int, *, dim: int, cols: int) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -84,11 +105,15 @@ def plot_points(points: np.ndarray, path: str | Path, *, title: str = "", limits
 
 
 def plot_strip(frames: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "", limits=None) -> None:
-    """One panel per frame of (K, N, D) points, up to six a row, with shared fixed axes, each labelled."""
+    """One panel per frame of (K, N, D) points, up to six a row, with shared fixed axes, each labelled; the axes
+    are named on the outer panels (on the first, for 3-D panels)."""
     limits = limits or axis_limits(*frames)
-    fig, axes = _axes_grid(len(frames), dim=frames.shape[-1], cols=min(len(frames), 6))
-    for ax, frame, label in zip(axes, frames, labels):
-        _scatter(ax, frame, limits, label)
+    count, cols = len(frames), strip_columns(len(frames))
+    fig, axes = _axes_grid(count, dim=frames.shape[-1], cols=cols)
+    three_d = frames.shape[-1] >= 3
+    for i, (ax, frame, label) in enumerate(zip(axes, frames, labels)):
+        bottom, left = i + cols >= count, i % cols == 0
+        _scatter(ax, frame, limits, label, xlabel=i == 0 if three_d else bottom, ylabel=i == 0 if three_d else left)
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
@@ -103,7 +128,7 @@ def plot_grid(grid: np.ndarray, row_labels: Sequence[str], column_labels: Sequen
     for r in range(rows):
         for c in range(cols):
             ax = axes[r * cols + c]
-            _scatter(ax, grid[r, c], limits, column_labels[c] if r == 0 else "")
+            _scatter(ax, grid[r, c], limits, column_labels[c] if r == 0 else "", xlabel=False, ylabel=False)
             if c == 0:
                 ax.set_ylabel(row_labels[r], fontsize=9)
     if title:
@@ -162,7 +187,7 @@ def plot_image_rows(rows: np.ndarray, row_labels: Sequence[str], path: str | Pat
 
 def plot_image_strip(frames: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "") -> None:
     """One panel per frame of (K, N, C, H, W) images (each a small square grid), up to six a row, labelled."""
-    cols = min(len(frames), 6)
+    cols = strip_columns(len(frames))
     rows = -(-len(frames) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), layout="constrained", squeeze=False)
     for ax in axes.flat[len(frames):]:
