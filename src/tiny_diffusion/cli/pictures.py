@@ -1,7 +1,8 @@
 """The picture commands of ``tiny-diffusion``: ``plot forward``, ``plot reverse``, ``plot classes``,
 ``plot guidance`` and ``animate``.
 
-Parsers and handlers only, as in ``cli``: the drawing is in ``viz``, the states to draw come from ``viz.processes`` and the model (``Diffusion``).
+Parsers and handlers only: the drawing is in ``viz``; the states to draw come from ``viz.processes`` and the model
+(``Diffusion``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig, add_config_flags, add_flag, parse_float, parse_int
+from ..choices import SAMPLERS
+from ..config import TrainConfig
 from ..errors import UsageError
-from ..core.samplers import SAMPLERS
-from ..diffusion import Diffusion, resolve_sampling
+from .flags import add_config_flags, add_flag, parse_float, parse_int
 
 __all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "plot", "animate",
            "FIGURE_FORMATS"]
@@ -151,6 +152,7 @@ def _plot_forward(args: argparse.Namespace) -> int:
 
 
 def _plot_reverse(args: argparse.Namespace) -> int:
+    from ..diffusion import Diffusion, resolve_sampling
     from ..viz import figures as viz
     from ..viz.processes import predicted_x0, reverse_states
 
@@ -178,6 +180,7 @@ def _plot_reverse(args: argparse.Namespace) -> int:
 def _conditional_run(args: argparse.Namespace, scales: list[float]):
     """The run of ``args.run_dir``, checked to be conditional, with the sampler flags and --per-class filled in;
     the guidance ``scales`` asked for are checked too."""
+    from ..diffusion import Diffusion, resolve_sampling
 
     _check_counts(args)
     model = Diffusion.load(args.run_dir)
@@ -250,10 +253,11 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 
 def animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
+    from ..core.samplers import sampler_timesteps
+    from ..diffusion import Diffusion, resolve_sampling
+    from ..runs.files import training_snapshots
     from ..viz import figures as viz
     from ..viz.processes import reverse_states
-    from ..core.samplers import sampler_timesteps
-    from ..runs.files import training_snapshots
 
     _check_counts(args)
     for name in ("fps", "training_fps"):

@@ -12,13 +12,13 @@ from typing import Callable, Literal
 
 import torch
 
+from ..choices import TARGETS
 from ..errors import UsageError
 from .schedule import NoiseSchedule, extract
 
 __all__ = ["TARGETS", "training_target", "noise_predictor", "loss_weights"]
 
 Target = Literal["noise", "x0", "previous", "v"]
-TARGETS: tuple[str, ...] = ("noise", "x0", "previous", "v")
 
 
 def _check(target: str) -> None:

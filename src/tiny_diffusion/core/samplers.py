@@ -12,6 +12,7 @@ from typing import Callable, Literal
 
 import torch
 
+from ..choices import SAMPLERS
 from ..errors import UsageError
 from .schedule import NoiseSchedule, extract
 
@@ -101,7 +102,6 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
 
 
 SamplerName = Literal["ddpm", "ddim"]
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
 
 
 def sampler_timesteps(num_timesteps: int, sampler: str, steps: int | None = None) -> list[int]:

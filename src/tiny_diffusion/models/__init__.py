@@ -7,6 +7,7 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
+from ..choices import MODELS
 from .cnn import parameter_count
 from .conditioning import LabelConditioned, guided
 from .images import IMAGE_MODELS
@@ -15,7 +16,6 @@ from .mlp import PointMLP
 __all__ = ["PointMLP", "IMAGE_MODELS", "MODELS", "ModelSettings", "LabelConditioned", "build_model", "guided",
            "parameter_count"]
 
-MODELS: tuple[str, ...] = ("mlp", *IMAGE_MODELS)
 
 
 class ModelSettings(Protocol):

@@ -42,57 +42,15 @@ from ..errors import UsageError
 from .integrity import Corrupt, check_file, record, seal, unseal
 from .interrupts import Interrupted, Signals, signal_name
 from .files import write_atomic
+from .policy import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
 from ..core.training import TrainState
 
 __all__ = ["CheckpointPolicy", "DEFAULT_EVERY", "DEFAULT_KEEP", "Checkpointer", "flatten", "unflatten",
            "rng_states", "set_rng_states", "save_checkpoint", "read_checkpoint", "checkpoint_steps",
            "load_latest_checkpoint", "resume_state"]
 
-# Every 30 s of training: a kill loses at most that much (about 7,000 dino steps or 150 mnist5k steps with one thread
-# on a 2-core CPU), and a checkpoint (25 to 70 ms there) costs well under 1% (README, "Interrupting and resuming").
-DEFAULT_SECONDS = 30.0
-DEFAULT_EVERY = f"{DEFAULT_SECONDS:g}s"  # as --checkpoint-every takes it
-DEFAULT_KEEP = 2
 TENSOR, TUPLE, ITEMS = "__tensor__", "__tuple__", "__items__"
 _NAME = re.compile(r"step-(\d+)\.json")
-
-
-@dataclass(frozen=True)
-class CheckpointPolicy:
-    """When to checkpoint: every ``steps`` optimiser steps, or every ``seconds`` of training (0 and 0: only when
-    stopped by a signal, and at the end). None of it changes what training computes, so it is not a setting of the
-    run."""
-
-    steps: int = 0
-    seconds: float = DEFAULT_SECONDS
-    keep: int = DEFAULT_KEEP  # the newest this many stay on disk
-
-    @classmethod
-    def parse(cls, every: str, keep: int = DEFAULT_KEEP) -> "CheckpointPolicy":
-        """From --checkpoint-every STEPS (``200``) or SECONDS followed by s (``30s``), and --keep-checkpoints."""
-        text = every.strip().lower()
-        try:
-            value = float(text[:-1]) if text.endswith("s") else int(text)
-        except ValueError:
-            raise UsageError(f"--checkpoint-every takes a number of steps (200) or of seconds (30s), got {every!r}"
-                             ) from None
-        policy = cls(0, value, keep) if text.endswith("s") else cls(value, 0.0, keep)
-        return policy.validate()
-
-    def validate(self) -> "CheckpointPolicy":
-        """Refuse a negative or non-finite interval, or keeping none; returns self."""
-        if self.steps < 0 or not 0 <= self.seconds < math.inf:
-            raise UsageError("--checkpoint-every must be >= 0 (0 = only when interrupted)")
-        if self.keep < 1:
-            raise UsageError(f"--keep-checkpoints must be at least 1, got {self.keep}")
-        return self
-
-    def due(self, step: int, seconds_since: float) -> bool:
-        """Whether a checkpoint is due after ``step``, ``seconds_since`` seconds of training after the last one."""
-        return bool(self.steps and step % self.steps == 0) or bool(self.seconds and seconds_since >= self.seconds)
-
-    def __str__(self) -> str:
-        return f"every {self.steps} steps" if self.steps else f"every {self.seconds:g} s" if self.seconds else "none"
 
 
 def flatten(value: Any, tensors: dict[str, torch.Tensor], key: str = "") -> Any:

@@ -1,0 +1,13 @@
+"""The names a setting can take, kept apart from what they name so that the command line (its flags, ``--help``)
+and the settings' validation start without importing torch. Each registry holds exactly these names
+(tests/test_choices.py checks it): the beta schedules, samplers, targets, precisions, embeddings and models."""
+
+BETA_SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # core.schedule.BETA_SCHEDULES
+SAMPLERS = ("ddpm", "ddim")  # core.samplers
+TARGETS = ("noise", "x0", "previous", "v")  # core.objectives
+PRECISIONS = ("fp32", "bf16", "fp16")  # core.precision.PRECISIONS
+TIME_EMBEDDINGS = ("sinusoidal", "learnable", "linear", "zero")  # models.embeddings.TIME_EMBEDDINGS
+INPUT_EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity")  # models.embeddings.INPUT_EMBEDDINGS
+IMAGE_MODELS = ("seed-cnn", "unet")  # models.images.IMAGE_MODELS
+MODELS = ("mlp", *IMAGE_MODELS)  # models.build_model
+DEVICES = ("auto", "cpu", "cuda", "mps")  # core.training.resolve_device
