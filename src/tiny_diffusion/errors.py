@@ -1,6 +1,9 @@
 """The project's own error types: what the command line reports in one line with exit code 2."""
 
+from __future__ import annotations
+
 import re
+from typing import Any
 
 
 class UsageError(ValueError):
@@ -16,7 +19,7 @@ class SettingError(UsageError):
         super().__init__(message)
         self.names = names  # the settings the message names
 
-    def __reduce__(self):  # picklable with its names (a study's worker process hands it back)
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its names (a study's worker process hands it back)
         return type(self), (str(self), *self.names)
 
     def flags(self) -> str:
