@@ -14,6 +14,8 @@ from tiny_diffusion.cli.main import build_parser, main
 from tiny_diffusion.config import FLAG_GROUPS
 from tiny_diffusion.errors import SettingError, UsageError
 from tiny_diffusion.viz import figures as viz
+from tiny_diffusion.viz import images as viz_images
+from tiny_diffusion.viz import points as viz_points
 
 TINY = ["--num-epochs", "1", "--num-samples", "64", "--train-batch-size", "32", "--num-timesteps", "10",
         "--hidden-size", "16", "--embedding-size", "8", "--eval-batch-size", "16", "--quiet"]
@@ -220,7 +222,8 @@ def test_a_strip_fills_its_rows_evenly(count, cols):
 def figures(monkeypatch):
     """The figures the viz functions would save, kept open to look at."""
     saved = []
-    monkeypatch.setattr(viz, "save_figure", lambda fig, path, **_: saved.append(fig))
+    for module in (viz_points, viz_images):  # where the drawing functions find save_figure
+        monkeypatch.setattr(module, "save_figure", lambda fig, path, **_: saved.append(fig))
     yield saved
     for fig in saved:
         viz.plt.close(fig)

@@ -22,7 +22,7 @@ def settings(base: TrainConfig | Mapping[str, Any] | None = None, **overrides: A
     """A run's settings, validated: the defaults (an image dataset's own, or a preset's), then ``base`` (settings
     or a mapping of setting names to values), then ``overrides``. An unknown name or a bad value is a UsageError."""
     values = base.to_dict() if isinstance(base, TrainConfig) else dict(base or {})
-    return TrainConfig.from_dict({**values, **overrides}).validate()
+    return TrainConfig.from_dict({**values, **overrides})
 
 
 def default_out(config: TrainConfig) -> Path:
@@ -88,7 +88,6 @@ def evaluate(what: Diffusion | str | Path | np.ndarray, *, dataset: str | None =
         raise UsageError("say which dataset the samples are to be compared with (--dataset NAME)")
     if data_dir is not None:
         config = replace(config, data_dir=data_dir)
-    config = config.validate()
     if config.is_images:
         samples = load_samples(samples, shape="(N, C, H, W)") if not isinstance(samples, np.ndarray) else samples
         num_classes = get_image_dataset(config.dataset).num_classes

@@ -32,6 +32,8 @@ IMAGE_DEFAULTS: dict[str, Any] = dict(
 )
 
 
+SNAPSHOT_IMAGES = 64  # images per training snapshot
+
 # Named starting points (``--preset``): applied over the dataset's defaults, under a config file's and the flags'
 # values. "study": the follow-up study's final settings (25 epochs, learning rate 2e-4, hidden size 128, five hidden
 # layers); on images its model is its CNN (seed-cnn) at the width SeedCNN defaults to (the study gave none).
@@ -58,7 +60,8 @@ def opt(default: Any, help: str, choices: Iterable[str] | None = None, *, group:
 
 @dataclass
 class TrainConfig:
-    """Everything needed to rebuild a run. Defaults are the project's dino configuration (see README)."""
+    """Everything needed to rebuild a run, checked when it is made. Defaults are the project's dino configuration;
+    an image dataset starts from IMAGE_DEFAULTS (``from_dict`` or ``tiny_diffusion.settings``)."""
 
     experiment_name: Optional[str] = opt(None, "names the run directory runs/NAME when --out is not given "
                                          "(default: the dataset's name, or its file's without the suffix)",
@@ -129,8 +132,12 @@ class TrainConfig:
     preset: Optional[str] = opt(None, "start from a named set of settings (flags given win): study = the follow-up "
                                 "study's final settings", PRESETS, group="run")
 
+    def __post_init__(self) -> None:
+        self.validate()  # a TrainConfig is valid from the start: nothing downstream checks it again
+
     def validate(self) -> "TrainConfig":
-        """Refuse nonsense with one clear line (raises UsageError); returns self."""
+        """Refuse nonsense with one clear line (raises UsageError); returns self. Run when a config is made (and
+        by ``dataclasses.replace``), so a TrainConfig in hand is a valid one."""
         if (self.dataset not in DATASETS and self.dataset not in IMAGE_DATASETS
                 and not self.dataset.lower().endswith(POINT_FILE_SUFFIXES)):
             raise UsageError(f"unknown dataset {self.dataset!r}; choose from {', '.join([*DATASETS, *IMAGE_DATASETS])} "
@@ -206,6 +213,11 @@ class TrainConfig:
         if self.experiment_name is not None:
             return self.experiment_name
         return self.dataset_name if _plain_name(self.dataset_name) else "run"
+
+    @property
+    def snapshot_size(self) -> int:
+        """Samples in each training snapshot: eval_batch_size points, or 64 images (an 8 x 8 grid)."""
+        return SNAPSHOT_IMAGES if self.is_images else self.eval_batch_size
 
     @property
     def is_images(self) -> bool:

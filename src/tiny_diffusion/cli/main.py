@@ -28,25 +28,17 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 def _config_from(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the config file, then the flags given on the command line."""
-    return TrainConfig.from_dict(_given(args)).validate()
+    return TrainConfig.from_dict(_given(args))
 
 
 def _resumed_config(args: argparse.Namespace) -> TrainConfig:
-    """The saved settings of the run to resume; a setting given on the command line must agree with them (but
-    --device, which only says where to carry on)."""
-    from ..data.prepare import with_absolute_dataset
+    """The saved settings of the run to resume, with those given on the command line over them (the training job
+    refuses any that differ, but --device, which only says where to carry on)."""
     from ..runs.staging import resumable_config
 
     if args.out or args.overwrite:
         raise UsageError(f"--resume carries on the run in {args.resume}: drop --out and --overwrite")
-    saved = resumable_config(Path(args.resume))
-    given = _given(args)
-    wanted = with_absolute_dataset(TrainConfig.from_dict({**saved.to_dict(), **given}).validate())
-    differing = saved.differences(wanted, ignore=("device",))
-    if differing:
-        raise UsageError(f"--resume carries on {args.resume} with the settings it was started with; these "
-                         f"differ: {'; '.join(differing)}")
-    return wanted
+    return TrainConfig.from_dict({**resumable_config(Path(args.resume)).to_dict(), **_given(args)})
 
 
 def _ablate(args: argparse.Namespace) -> int:
@@ -132,7 +124,7 @@ def _sample(args: argparse.Namespace) -> int:
     samples = model.sample(args.num, sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed,
                            prompt=args.prompt, guidance=args.guidance)
     seconds = time.perf_counter() - start
-    glyphs = samples.shape[-1] // model.shape[-1] if model.config.is_images else 1  # digits side by side
+    glyphs = samples.shape[-1] // model.shape[-1]  # a number's digits side by side (1 for points)
     rate = _rate(samples, seconds / glyphs)
     if not np.isfinite(samples).all():
         raise UsageError("sampling produced non-finite values")
@@ -156,9 +148,6 @@ def _slug(prompt: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in prompt.strip().lower())
 
 
-PICTURED_IMAGES = 100  # the picture of a sample of images shows the first 100 (a 10 x 10 grid), as samples.png does
-
-
 def _draw_samples(samples, model, args: argparse.Namespace, sampler: str, path: Path) -> None:
     """The picture beside the .npy: a scatter plot of points, a grid of images (of a prompt's, several digits side
     by side)."""
@@ -168,15 +157,10 @@ def _draw_samples(samples, model, args: argparse.Namespace, sampler: str, path: 
         scale = model.config.guidance if args.guidance is None else args.guidance
         title = f"{args.prompt!r}: {len(samples)} samples, guidance {scale:g}"
     else:
-        total = len(samples)
-        samples = samples[:PICTURED_IMAGES] if model.config.is_images else samples
-        shown = f"{total} samples" if len(samples) == total else f"the first {len(samples)} of {total} samples"
-        title = f"{model.config.dataset_name}: {shown} ({sampler}, seed {args.seed})"
-    if model.config.is_images:
-        glyphs = samples.shape[-1] // model.shape[-1]  # images side by side in each sample
-        viz.plot_images(samples, path, title=title, cols=max(1, round((len(samples) / glyphs) ** 0.5)))
-    else:
-        viz.plot_points(samples, path, title=title, limits=viz.axis_limits(model.data_range(), samples))
+        total, shown = len(samples), len(viz.pictured(samples))
+        what = f"{total} samples" if shown == total else f"the first {shown} of {total} samples"
+        title = f"{model.config.dataset_name}: {what} ({sampler}, seed {args.seed})"
+    viz.plot_samples(samples, path, title=title, reference=model.data_range())
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -137,7 +137,7 @@ def _plot_forward(args: argparse.Namespace) -> int:
 
     _check_counts(args)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
-    config = TrainConfig.from_dict(values).validate()
+    config = TrainConfig.from_dict(values)
     _, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
     name = config.dataset_name
     steps = evenly_spaced(config.num_timesteps, args.panels)
@@ -145,8 +145,7 @@ def _plot_forward(args: argparse.Namespace) -> int:
     schedule = NoiseSchedule.from_settings(config)
     states = forward_states(points, schedule, steps, seed=args.seed)
     title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
-    draw = viz.plot_image_strip if config.is_images else viz.plot_strip
-    draw(states, forward_labels(steps), out, title=title)
+    viz.plot_frames(states, forward_labels(steps), out, title=title)
     print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, steps))})")
     return 0
 
@@ -214,10 +213,7 @@ def _plot_classes(args: argparse.Namespace) -> int:
     samples = _sampled(model, args, args.guidance)
     scale = model.config.guidance if args.guidance is None else args.guidance
     title = f"{model.config.dataset_name}: {args.per_class} samples per class, guidance {scale:g}"
-    if model.config.is_images:
-        viz.plot_image_rows(samples, model.classes, out, title=title)
-    else:
-        viz.plot_strip(samples, model.classes, out, limits=viz.axis_limits(model.data_range(), *samples), title=title)
+    viz.plot_rows(samples, model.classes, out, title=title, reference=model.data_range())
     print(f"wrote {out} ({len(model.classes)} classes x {args.per_class} samples)")
     return 0
 
@@ -230,11 +226,7 @@ def _plot_guidance(args: argparse.Namespace) -> int:
     grid = np.stack([_sampled(model, args, scale) for scale in args.scales])  # (S, K, per_class, *shape)
     labels = [f"w = {scale:g}" for scale in args.scales]
     title = f"{model.config.dataset_name}: classifier-free guidance, each row from the same noise"
-    if model.config.is_images:  # a row per scale: the classes in turn
-        viz.plot_image_rows(grid.reshape(len(args.scales), -1, *model.shape), labels, out, title=title)
-    else:
-        viz.plot_grid(grid, labels, model.classes, out, limits=viz.axis_limits(model.data_range(), *grid[0]),
-                      title=title)
+    viz.plot_table(grid, labels, model.classes, out, title=title, reference=model.data_range())
     print(f"wrote {out} ({len(args.scales)} guidance scales x {len(model.classes)} classes)")
     return 0
 
@@ -272,24 +264,16 @@ def animate(args: argparse.Namespace) -> int:
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     frames, epochs = training_snapshots(run_dir)
     total = len(sampler_timesteps(model.config.num_timesteps, how.sampler, how.steps))
-    images = model.config.is_images
-    result = reverse_states(model, min(args.num, ANIMATED_IMAGES) if images else args.num,
-                            min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps, eta=how.eta,
-                            seed=args.seed)
+    num = min(args.num, ANIMATED_IMAGES) if model.config.is_images else args.num
+    result = reverse_states(model, num, min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps,
+                            eta=how.eta, seed=args.seed)
     # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
     box, name = model.data_range(), model.config.dataset_name
-    for suffix in suffixes if images else ():
-        viz.animate_images(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
-                           hold=HOLD_FRAMES, title=f"{name}: reverse process ({how.sampler})")
-        viz.animate_images(frames[:, :ANIMATED_IMAGES], [f"epoch {e}" for e in epochs],
-                           run_dir / f"training{suffix}", fps=args.training_fps, title=f"{name}: samples during training")
-    for suffix in () if images else suffixes:
-        viz.animate_points(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps,
-                           hold=HOLD_FRAMES, limits=viz.axis_limits(box, result.states[-1]),
-                           title=f"{name}: reverse process ({how.sampler})")
-        viz.animate_points(frames, [f"epoch {e}" for e in epochs], run_dir / f"training{suffix}",
-                           fps=args.training_fps, limits=viz.axis_limits(box, frames[-1]),
-                           title=f"{name}: samples during training")
+    for suffix in suffixes:
+        viz.animate(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps, hold=HOLD_FRAMES,
+                    title=f"{name}: reverse process ({how.sampler})", reference=box)
+        viz.animate(frames, [f"epoch {e}" for e in epochs], run_dir / f"training{suffix}", fps=args.training_fps,
+                    title=f"{name}: samples during training", reference=box)
     if args.mp4 and ".mp4" not in suffixes:
         print("note: ffmpeg is not installed, so no MP4 was written (GIFs need only Pillow)")
     print(f"wrote {', '.join(str(p) for p in outputs)} ({len(result.states)} reverse states, "

@@ -35,6 +35,11 @@ class TrainingData:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
+    def in_data_units(self) -> np.ndarray:
+        """The training set (N, *shape) back in the data's units."""
+        axes = (-1, *[1] * (self.x.ndim - 2))  # (C,) -> broadcast over (N, C[, H, W])
+        return self.x * self.scale.reshape(axes) + self.shift.reshape(axes)
+
 
 def standardization(points: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
     """(shift, scale) per coordinate that take ``points`` to zero mean and unit variance; (0, 1) when not enabled."""

@@ -141,7 +141,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _config_of(meta: dict[str, Any], run_dir: Path) -> TrainConfig:
     try:
-        return TrainConfig.from_dict(meta["config"]).validate()
+        return TrainConfig.from_dict(meta["config"])
     except UsageError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:

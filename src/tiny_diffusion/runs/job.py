@@ -31,7 +31,7 @@ from .interrupts import Interrupted, Signals, caught_signals
 from .locking import run_lock
 from .staging import CHECKPOINTS, begin, check_fresh, checkpoints_dir, finish, partial_dir, resumable_config, unfinished_meta
 
-__all__ = ["TrainSummary", "Snapshot", "train_run", "SNAPSHOT_IMAGES"]
+__all__ = ["TrainSummary", "Snapshot", "train_run"]
 
 
 @dataclass
@@ -56,9 +56,6 @@ class Snapshot:
     samples: np.ndarray  # (N, *shape) drawn now, in the data's units
 
 
-SNAPSHOT_IMAGES = 64  # images per training snapshot (an 8 x 8 grid); points snapshots hold eval_batch_size points
-
-
 def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
               progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy(), compile: bool = False,
               callback: Callable[[Snapshot], None] | None = None) -> TrainSummary | None:
@@ -74,7 +71,7 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
     writes ``out`` and returns the summary; the others return None.
     """
     out = Path(out)
-    config = with_absolute_dataset(config.validate())
+    config = with_absolute_dataset(config)
     checkpoints.validate()
     device = resolve_device(config.device)
     check_precision(config.precision, device)
@@ -101,10 +98,12 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
 
 
 def _check_resumable(out: Path, config: TrainConfig) -> None:
+    """A resumed run carries on with the settings it was started with (where it runs may change): the one place
+    they are compared."""
     differing = resumable_config(out).differences(config, ignore=("device",))
     if differing:
-        raise UsageError(f"the unfinished run of {out} was started with other settings ({', '.join(differing)}); "
-                         "resume it with its own settings, or pass --overwrite to start again")
+        raise UsageError(f"--resume carries on {out} with the settings it was started with; these differ: "
+                         f"{'; '.join(differing)}")
 
 
 def _train_into(out: Path, config: TrainConfig, train_set: TrainingData, cluster: Cluster, *, resume: bool,
@@ -141,8 +140,7 @@ def _train_into(out: Path, config: TrainConfig, train_set: TrainingData, cluster
     own = resolve_sampling(config)  # the run's own sampler, steps and eta
 
     def snapshot(current: torch.nn.Module, epoch: int) -> None:
-        num = SNAPSHOT_IMAGES if config.is_images else config.eval_batch_size
-        frames.append(diffusion(current).draw(num, own, seed=config.seed + 1).samples)
+        frames.append(diffusion(current).draw(config.snapshot_size, own, seed=config.seed + 1).samples)
         frame_epochs.append(epoch)
         if callback is not None:
             callback(Snapshot(epoch + 1, state.step, state.losses[: state.step].cpu().numpy(), frames[-1]))
@@ -250,13 +248,9 @@ def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData
     epochs = f"{config.num_epochs} epoch{'s' if config.num_epochs != 1 else ''}"
     title = f"{config.dataset_name}: {len(samples)} samples after {epochs}"
     captions = [f"epoch {e + 1}" for e in frame_epochs]
-    if config.is_images:
-        viz.plot_images(samples[:100], stage / "samples.png", title=title)
-        viz.plot_image_strip(frames[:, :16], captions, stage / "frames.png", title="samples during training")
-    else:
-        limits = viz.axis_limits(train_set.x * train_set.scale + train_set.shift)
-        viz.plot_points(samples, stage / "samples.png", limits=limits, title=title)
-        viz.plot_strip(frames, captions, stage / "frames.png", limits=limits, title="samples during training")
+    data = train_set.in_data_units()
+    viz.plot_samples(samples, stage / "samples.png", title=title, reference=data)
+    viz.plot_frames(frames, captions, stage / "frames.png", title="samples during training", reference=data)
     viz.plot_loss(losses, stage / "loss.png", steps_per_epoch=len(losses) // config.num_epochs)
 
 

@@ -146,7 +146,7 @@ def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | P
     """
     out = Path(out)
     # refuse bad values before training; name a user's file as train_run records it, so its runs can be reused
-    configs = [with_absolute_dataset(replace(base, **{param: value}).validate()) for value in values]
+    configs = [with_absolute_dataset(replace(base, **{param: value})) for value in values]
     run_dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [out / f"{param}={v}" for v in values]
     out.mkdir(parents=True, exist_ok=True)
     trained = ensure_runs(list(zip(configs, run_dirs)), jobs=jobs, progress=progress)
