@@ -1,14 +1,19 @@
 """Where figures and animations go: files written atomically, the format from the suffix; Matplotlib's Agg backend,
-no screen needed."""
+no screen needed, unless the program chose a backend itself."""
 
 from __future__ import annotations
 
 import io
+import os
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+# A program that already draws (pyplot imported, or MPLBACKEND set, as Jupyter's kernel sets it) keeps its backend:
+# switching it would close its figures and stop a notebook's plots showing after td.train.
+if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import animation  # noqa: E402
 
