@@ -108,7 +108,7 @@ class PointDataset:
 
     A set made of named parts (the shapes of ``random``, the blobs, the sub-datasets of a long table) also has
     ``labelled(n, seed)``: the same draw as ``make`` with the index (n,) of each point's part, named by ``classes``.
-    A set drawn from a Gaussian mixture (dino, blobs, 8gaussians) has ``gaussian_mixture()``, its exact density.
+    A set drawn from a Gaussian mixture (dino, blobs, 8gaussians) has ``mixture()``, its exact density.
     """
 
     name: str
