@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _LAZY = {
-    "train": "api", "train_summary": "api", "evaluate": "api", "settings": "api",
+    "train": "api", "train_summary": "api", "evaluate": "api", "settings": "api", "exact": "api",
     "Diffusion": "diffusion", "Trajectory": "diffusion", "Sampling": "diffusion",
     "Snapshot": "runs.job", "TrainSummary": "runs.job",
     "TrainConfig": "config",
@@ -29,12 +29,12 @@ _LAZY = {
 }
 _MODULES = ("datasets",)
 
-__all__ = ["train", "train_summary", "evaluate", "settings", "Diffusion", "Trajectory", "Sampling", "Snapshot",
+__all__ = ["train", "train_summary", "evaluate", "settings", "exact", "Diffusion", "Trajectory", "Sampling", "Snapshot",
            "TrainSummary", "TrainConfig", "NoiseSchedule", "sample", "datasets", "UsageError", "__version__"]
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import evaluate, settings, train, train_summary
+    from .api import evaluate, exact, settings, train, train_summary
     from .config import TrainConfig
     from .core.samplers import sample
     from .core.schedule import NoiseSchedule

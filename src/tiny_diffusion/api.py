@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
+import torch
 
 from .config import TrainConfig
 from .diffusion import Diffusion
@@ -15,7 +16,10 @@ from .errors import UsageError
 from .runs.checkpoints import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
 from .runs.job import Snapshot, TrainSummary, train_run
 
-__all__ = ["train", "train_summary", "evaluate", "settings", "default_out"]
+__all__ = ["train", "train_summary", "evaluate", "settings", "default_out", "exact", "EXACT_KINDS"]
+
+ExactKind = Literal["auto", "ideal", "mixture"]
+EXACT_KINDS: tuple[str, ...] = ("auto", "ideal", "mixture")
 
 
 def settings(base: TrainConfig | Mapping[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -61,6 +65,48 @@ def train(config: TrainConfig | Mapping[str, Any] | None = None, /, *, out: str 
     if summary is None:
         raise UsageError("td.train runs as one process; use `torchrun -m tiny_diffusion train` for several")
     return summary.model
+
+
+def exact(dataset: str, *, num_samples: int = 8000, data_seed: int = 42, kind: ExactKind = "auto",
+          device: str | torch.device = "cpu", **overrides: Any) -> Diffusion:
+    """A model that needs no training: the exact noise predictor of a point dataset, drawn by ``sample`` as a
+    trained model is, with the schedule and sampler of ``settings(dataset=dataset, **overrides)``.
+
+    ``kind`` "ideal": the ideal denoiser E[x_0 | x_t] of the training set a run with these settings trains on
+    (``num_samples`` points drawn with ``data_seed``), which reproduces training points; "mixture": the exact score
+    of the Gaussian mixture the dataset is drawn from (dino, blobs, 8gaussians); "auto": the mixture where the
+    dataset is one, else the ideal denoiser. The data's range (for ``clip_sample``) and units (``standardize``) are
+    the training set's, as in a run.
+    """
+    from .core.exact import ideal_noise_predictor, mixture_noise_predictor
+    from .core.schedule import NoiseSchedule
+    from .data.images import IMAGE_DATASETS
+    from .data.prepare import dataset_for, training_data
+
+    if kind not in EXACT_KINDS:
+        raise UsageError(f"unknown kind {kind!r} of exact model; choose from {', '.join(EXACT_KINDS)}")
+    if dataset in IMAGE_DATASETS:
+        raise UsageError(f"an exact model needs a point dataset; {dataset} is an image set")
+    if overrides.pop("target", "noise") != "noise" or overrides.get("conditional"):
+        raise UsageError("an exact model predicts the noise, unconditionally: leave out target and conditional")
+    overrides.setdefault("train_batch_size", min(num_samples, TrainConfig.train_batch_size))  # unused, but checked
+    config = settings(dataset=dataset, num_samples=num_samples, data_seed=data_seed, target="noise", **overrides)
+    mixture = dataset_for(config)[0].mixture()
+    if kind == "mixture" and mixture is None:
+        raise UsageError(f"dataset {dataset} is not a Gaussian mixture; use kind='ideal' (its training set's ideal "
+                         "denoiser)")
+    train_set = training_data(config)
+    schedule = NoiseSchedule.from_settings(config, device=device)
+    x = torch.tensor(train_set.x, dtype=torch.float64, device=device)  # (N, D), the model's coordinates
+    shift, scale = (torch.tensor(v, dtype=torch.float64, device=device) for v in (train_set.shift, train_set.scale))
+    if kind == "ideal" or mixture is None:
+        network = ideal_noise_predictor(x, schedule)
+    else:  # the mixture in the model's coordinates: (x - shift) / scale per coordinate
+        means, stds, weights = (torch.tensor(v, dtype=torch.float64, device=device)
+                                for v in (mixture.means, mixture.stds, mixture.weights))
+        network = mixture_noise_predictor((means - shift) / scale, stds / scale, weights, schedule)
+    data_min, data_max = x.amin(dim=0).float(), x.amax(dim=0).float()
+    return Diffusion(config, network, schedule, train_set.shape, data_min, data_max, shift.float(), scale.float())
 
 
 def evaluate(what: Diffusion | str | Path | np.ndarray, *, dataset: str | None = None, data_dir: str | None = None,

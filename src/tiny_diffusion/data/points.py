@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .registry import register
+from .registry import GaussianMixture, register
 
 # scikit-learn takes about a second to import, so it is imported inside the functions that draw from it:
 # listing the datasets (and `tiny-diffusion --help`) does not pay for it.
@@ -22,6 +22,10 @@ def _datasaurus_dino_raw() -> np.ndarray:
     return xy
 
 
+_DINO_JITTER = 0.15  # standard deviation of the jitter, in the raw units
+_DINO_SCALE = np.array([4 / 54, 4 / 48])  # how _scale_dino stretches each coordinate (so the jitter)
+
+
 def _scale_dino(xy: np.ndarray) -> np.ndarray:
     # the original's scaling to roughly [-4, 4]
     return np.stack(((xy[:, 0] / 54 - 1) * 4, (xy[:, 1] / 48 - 1) * 4), axis=1)
@@ -32,14 +36,22 @@ def dino_support() -> np.ndarray:
     return _scale_dino(_datasaurus_dino_raw())
 
 
-@register("dino", 2, support=dino_support)
+def dino_mixture() -> GaussianMixture:
+    """The dino's exact density: 142 equally likely Gaussians, one on each (scaled) point, with the jitter's
+    standard deviation scaled as the points are (0.15 * 4 / 54 = 0.0111 in x, 0.15 * 4 / 48 = 0.0125 in y)."""
+    means = dino_support()
+    stds = np.tile(_DINO_JITTER * _DINO_SCALE, (len(means), 1))  # (142, 2)
+    return GaussianMixture(means, stds, np.full(len(means), 1 / len(means)))
+
+
+@register("dino", 2, support=dino_support, mixture=dino_mixture)
 def dino(n: int, seed: int = 42) -> np.ndarray:
     """The Datasaurus dino: its 142 points resampled with jitter 0.15 (raw units), scaled to about [-4, 4]."""
     raw = _datasaurus_dino_raw()
     rng = np.random.default_rng(seed)
     ix = rng.integers(0, len(raw), n)
-    x = raw[ix, 0] + rng.normal(size=n) * 0.15
-    y = raw[ix, 1] + rng.normal(size=n) * 0.15
+    x = raw[ix, 0] + rng.normal(size=n) * _DINO_JITTER
+    y = raw[ix, 1] + rng.normal(size=n) * _DINO_JITTER
     return _scale_dino(np.stack((x, y), axis=1))
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "DATASETS",
     "OPTION_NAMES",
     "Densify",
+    "GaussianMixture",
     "PointDataset",
     "register",
     "get_dataset",
@@ -85,12 +86,29 @@ def _keyword_defaults(fn: Callable) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class GaussianMixture:
+    """A mixture of Gaussians with diagonal covariances, in the data's units: the exact density of a dataset drawn
+    as one (pick component k with probability weights[k], then add N(0, diag(stds[k]^2)) to means[k])."""
+
+    means: np.ndarray  # (K, D)
+    stds: np.ndarray  # (K, D): each component's standard deviation along each coordinate
+    weights: np.ndarray  # (K,), summing to 1
+
+    def __post_init__(self) -> None:
+        k, d = self.means.shape
+        if self.stds.shape != (k, d) or self.weights.shape != (k,) or not np.isclose(self.weights.sum(), 1):
+            raise ValueError(f"a mixture needs means (K, D), stds (K, D) and weights (K,) summing to 1; got "
+                             f"{self.means.shape}, {self.stds.shape}, {self.weights.shape}")
+
+
+@dataclass(frozen=True)
 class PointDataset:
     """A point set: ``make(n, seed, **options)`` draws n points; ``support(**options)`` (if known) gives the
     exact shape's points, for precision and recall. ``options`` names the keyword options ``make`` takes.
 
     A set made of named parts (the shapes of ``random``, the blobs, the sub-datasets of a long table) also has
     ``labelled(n, seed)``: the same draw as ``make`` with the index (n,) of each point's part, named by ``classes``.
+    A set drawn from a Gaussian mixture (dino, blobs, 8gaussians) has ``mixture()``, its exact density.
     """
 
     name: str
@@ -101,6 +119,11 @@ class PointDataset:
     options: tuple[str, ...] = ()
     labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
     classes: tuple[str, ...] = ()
+    gaussian_mixture: Callable[[], GaussianMixture] | None = None
+
+    def mixture(self) -> GaussianMixture | None:
+        """The Gaussian mixture ``make`` draws from (its exact density), or None where the set is not one."""
+        return None if self.gaussian_mixture is None else self.gaussian_mixture()
 
     def accepted(self, options: dict[str, Any]) -> dict[str, Any]:
         """The validated options this dataset takes; the others (all still validated) are dropped."""
@@ -138,12 +161,14 @@ DATASETS: dict[str, PointDataset] = {}
 
 
 def register(name: str, dim: int, *, support: Callable[..., np.ndarray] | None = None,
-             labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None, classes: Sequence[str] = ()):
+             labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None, classes: Sequence[str] = (),
+             mixture: Callable[[], GaussianMixture] | None = None):
     """Decorator: add ``make(n, seed, *, options)`` to the registry; its docstring's first line is the description.
 
     ``make``'s keyword-only parameters become the dataset's options; ``support`` may take a subset of them, and
     where it does its defaults must be ``make``'s (so ``support()`` alone describes ``sample(n)`` alone).
-    ``labelled(n, seed)`` and ``classes`` are for sets of named parts (see ``PointDataset``).
+    ``labelled(n, seed)`` and ``classes`` are for sets of named parts (see ``PointDataset``); ``mixture()`` gives
+    the Gaussian mixture of a set drawn from one (a set with options cannot have one: it would depend on them).
     """
     if (labelled is None) != (not classes):
         raise TypeError(f"dataset {name!r}: labelled and classes go together")
@@ -153,12 +178,14 @@ def register(name: str, dim: int, *, support: Callable[..., np.ndarray] | None =
         unknown = set(options) - set(OPTION_NAMES)
         if unknown:
             raise TypeError(f"dataset {name!r}: options {sorted(unknown)} are not among {OPTION_NAMES}")
+        if mixture is not None and options:
+            raise TypeError(f"dataset {name!r}: a mixture is for datasets without options")
         for key, default in (_keyword_defaults(support) if support else {}).items():
             if key not in options or options[key] != default:
                 raise TypeError(f"dataset {name!r}: support option {key!r} must be an option of make, same default")
         doc = inspect.getdoc(make) or name
         DATASETS[name] = PointDataset(name, dim, make, doc.splitlines()[0], support, tuple(options), labelled,
-                                      tuple(classes))
+                                      tuple(classes), mixture)
         return make
 
     return wrap

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from .points import dino_support
-from .registry import Densify, register
+from .registry import Densify, GaussianMixture, register
 
 __all__ = ["parallel_lines", "lines_support", "random_mixture", "fibonacci_sphere"]
 
@@ -22,20 +22,28 @@ def _circle(radius: float, m: int = 400) -> np.ndarray:
 # ---------------------------------------------------------------- scikit-learn's 2-D sets
 
 _BLOB_CENTERS = _circle(2.5, 5) @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # a pentagon, one corner pointing up
+_BLOB_STD = 0.4
 
 
 def labelled_blobs(n: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """The ``blobs`` dataset with its labels: points (n, 2) and the index (n,) of each one's blob."""
     from sklearn.datasets import make_blobs  # imported here: scikit-learn is slow to import
 
-    return make_blobs(n_samples=n, centers=_BLOB_CENTERS, cluster_std=0.4, random_state=seed)
+    return make_blobs(n_samples=n, centers=_BLOB_CENTERS, cluster_std=_BLOB_STD, random_state=seed)
+
+
+def blobs_mixture() -> GaussianMixture:
+    """The blobs' density: five equally likely isotropic Gaussians of std 0.4. (make_blobs draws n // 5 points of
+    each, the remainder from the first ones, and shuffles them: a stratified draw of this mixture.)"""
+    k = len(_BLOB_CENTERS)
+    return GaussianMixture(_BLOB_CENTERS.copy(), np.full((k, 2), _BLOB_STD), np.full(k, 1 / k))
 
 
 # the blobs by where they sit on the pentagon, counter-clockwise from the top
 BLOB_NAMES = ("top", "upper-left", "lower-left", "lower-right", "upper-right")
 
 
-@register("blobs", 2, labelled=labelled_blobs, classes=BLOB_NAMES)
+@register("blobs", 2, labelled=labelled_blobs, classes=BLOB_NAMES, mixture=blobs_mixture)
 def blobs(n: int, seed: int = 42) -> np.ndarray:
     """Five Gaussian blobs (std 0.4) on a pentagon of radius 2.5 (scikit-learn make_blobs): about [-4, 4]."""
     return labelled_blobs(n, seed)[0]

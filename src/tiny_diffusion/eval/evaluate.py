@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data.images import get_image_dataset
-from ..data.prepare import dataset_for
+from ..data.prepare import dataset_for, training_data
 from ..data.registry import PointDataset
 from .metrics import point_metrics, precision
 
@@ -16,10 +16,11 @@ if TYPE_CHECKING:
     from ..config import TrainConfig
 
 __all__ = ["REFERENCE_SEEDS", "evaluate_points", "evaluate_points_by_class", "evaluate_images",
-           "evaluate_run_samples"]
+           "evaluate_run_samples", "MEMORIZED_RADIUS", "memorized_share"]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
+MEMORIZED_RADIUS = 1e-3  # a sample this close to a training point is a copy of it
 CLASS_REFERENCE = 20_000  # points of a labelled set drawn to stand for each class's shape (precision's support)
 
 
@@ -75,3 +76,12 @@ def evaluate_run_samples(samples: np.ndarray, config: "TrainConfig", *, labels: 
     dataset, options = dataset_for(config)
     metrics = evaluate_points(samples, dataset, options)
     return metrics if labels is None else {**metrics, **evaluate_points_by_class(samples, labels, dataset)}
+
+
+def memorized_share(samples: np.ndarray, config: "TrainConfig", *, radius: float = MEMORIZED_RADIUS) -> float:
+    """Share of ``samples`` (N, D), in the data's units, within ``radius`` of a point of the training set the
+    settings describe (``config.num_samples`` points drawn with ``config.data_seed``): copies rather than new points.
+    The ideal denoiser of a training set draws nothing else (Karras et al. 2022, eq. 57); a model of the density
+    draws almost none."""
+    train_set = training_data(config)
+    return precision(samples, train_set.x * train_set.scale + train_set.shift, radius)
