@@ -44,14 +44,23 @@ def main(argv: list[str]) -> None:
 
     checkpoints.Checkpointer.save = timed_save  # instrumented here only
     with tempfile.TemporaryDirectory() as work:
-        summary = td.train_summary(config, Path(work) / "run", progress=False,
-                                   checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
+        summary = td.train_summary(
+            config,
+            Path(work) / "run",
+            progress=False,
+            checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=args.keep_checkpoints,
+        )
         steps = len(np.load(Path(work) / "run" / "loss.npy"))
-    print(f"{config.dataset}: {steps} steps, trained in {summary.seconds:.1f} s "
-          f"({(summary.seconds - summary.snapshot_seconds) / steps * 1e3:.1f} ms per step without snapshots)")
-    print(f"checkpoints ({policy} and at the end): {len(costs)}, {statistics.median(costs) * 1e3:.1f} ms median, "
-          f"{max(costs) * 1e3:.1f} ms at most, {sum(costs):.2f} s in all = {100 * sum(costs) / summary.seconds:.2f}% "
-          "of training")
+    print(
+        f"{config.dataset}: {steps} steps, trained in {summary.seconds:.1f} s "
+        f"({(summary.seconds - summary.snapshot_seconds) / steps * 1e3:.1f} ms per step without snapshots)"
+    )
+    print(
+        f"checkpoints ({policy} and at the end): {len(costs)}, {statistics.median(costs) * 1e3:.1f} ms median, "
+        f"{max(costs) * 1e3:.1f} ms at most, {sum(costs):.2f} s in all = {100 * sum(costs) / summary.seconds:.2f}% "
+        "of training"
+    )
     print(f"a kill loses at most {max(np.diff(at)):.1f} s of training (the longest time between two checkpoints)")
 
 

@@ -36,12 +36,50 @@ from tiny_diffusion.runs.files import RUN_FILES
 from tiny_diffusion.runs.integrity import MANIFEST
 from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
-POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size", "50", "--num-epochs", "30",
-          "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
-          "--save-images-step", "5", "--quiet"]  # 480 steps
-IMAGES = ["--dataset", "digits8", "--model", "seed-cnn", "--channels", "4", "--num-timesteps", "20", "--num-epochs",
-          "6", "--sample-steps", "5", "--num-samples", "256", "--train-batch-size", "32", "--eval-batch-size", "16",
-          "--save-images-step", "2", "--quiet"]  # 48 steps
+POINTS = [
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "16",
+    "--eval-batch-size",
+    "50",
+    "--num-epochs",
+    "30",
+    "--num-timesteps",
+    "20",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "5",
+    "--quiet",
+]  # 480 steps
+IMAGES = [
+    "--dataset",
+    "digits8",
+    "--model",
+    "seed-cnn",
+    "--channels",
+    "4",
+    "--num-timesteps",
+    "20",
+    "--num-epochs",
+    "6",
+    "--sample-steps",
+    "5",
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "32",
+    "--eval-batch-size",
+    "16",
+    "--save-images-step",
+    "2",
+    "--quiet",
+]  # 48 steps
 COMPARED = ("model.safetensors", "samples.npy", "loss.npy", "frames.npy")
 EXIT_CODES = {signal.SIGKILL: -signal.SIGKILL, signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -64,9 +102,13 @@ def same_run(a: Path, b: Path) -> bool:
 
 def start(flags: list[str], out: Path, every: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tiny_diffusion", "train", *flags, "--out", str(out),
-                             "--checkpoint-every", str(every)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tiny_diffusion", "train", *flags, "--out", str(out), "--checkpoint-every", str(every)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def wait_for_checkpoint(proc: subprocess.Popen, out: Path, step: int) -> bool:
@@ -78,8 +120,9 @@ def wait_for_checkpoint(proc: subprocess.Popen, out: Path, step: int) -> bool:
     return True
 
 
-def interrupted(flags: list[str], total: int, out: Path, reference: Path, signum: int,
-                rng: random.Random) -> tuple[bool, str]:
+def interrupted(
+    flags: list[str], total: int, out: Path, reference: Path, signum: int, rng: random.Random
+) -> tuple[bool, str]:
     """Train, send ``signum`` at a random point (after a random checkpoint, or at a random time: even before the
     first checkpoint or during start-up), resume. Whether the result has the same bits as the ``reference`` run,
     and where the signal landed."""
@@ -123,13 +166,17 @@ def damaged_run_detected(run: Path, work: Path, name: str, damage, rng: random.R
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(run, copy)
     damage(copy / name, rng)
-    commands = (["verify", str(copy)], ["sample", str(copy), "--num", "3", "--out", str(work / "s.npy")],
-                ["evaluate", str(copy)])
+    commands = (
+        ["verify", str(copy)],
+        ["sample", str(copy), "--num", "3", "--out", str(work / "s.npy")],
+        ["evaluate", str(copy)],
+    )
     return all(refused_in_one_line(*cli(*argv)) for argv in commands)
 
 
-def damaged_checkpoint_survived(unfinished: Path, reference: Path, work: Path, suffix: str, damage,
-                                rng: random.Random) -> bool:
+def damaged_checkpoint_survived(
+    unfinished: Path, reference: Path, work: Path, suffix: str, damage, rng: random.Random
+) -> bool:
     """Damage the newest checkpoint of a copy of an unfinished run; whether verify refuses it in one line and
     --resume falls back to the one before, says so, and still ends with the same bits."""
     copy = work / "ck" / "points"
@@ -147,10 +194,24 @@ def damaged_checkpoint_survived(unfinished: Path, reference: Path, work: Path, s
 def diverged_detected(work: Path, learning_rate: str, seed: int) -> bool:
     """A learning rate that makes the loss non-finite: one line naming the step, only finite checkpoints kept."""
     out = work / f"nan-{learning_rate}-{seed}"
-    code, err = cli("train", *POINTS, "--learning-rate", learning_rate, "--warmup-steps", "0", "--seed", str(seed),
-                    "--checkpoint-every", "1", "--out", str(out))
-    finite = all(torch.isfinite(read_checkpoint(checkpoints_dir(out), s)["train"]["losses"]).all()
-                 for s in checkpoint_steps(checkpoints_dir(out)))
+    code, err = cli(
+        "train",
+        *POINTS,
+        "--learning-rate",
+        learning_rate,
+        "--warmup-steps",
+        "0",
+        "--seed",
+        str(seed),
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(out),
+    )
+    finite = all(
+        torch.isfinite(read_checkpoint(checkpoints_dir(out), s)["train"]["losses"]).all()
+        for s in checkpoint_steps(checkpoints_dir(out))
+    )
     return refused_in_one_line(code, err) and "diverged at step" in err and finite and not out.exists()
 
 
@@ -163,12 +224,16 @@ def second_trainer_refused(work: Path, reference: Path, resume: bool) -> bool:
     argv = ["train", "--resume", str(out)] if resume else ["train", *POINTS, "--out", str(out)]
     code, err = cli(*argv)
     first.communicate(timeout=300)
-    return refused_in_one_line(code, err) and "another training process" in err and first.returncode == 0 and \
-        same_run(reference, out)
+    return (
+        refused_in_one_line(code, err)
+        and "another training process" in err
+        and first.returncode == 0
+        and same_run(reference, out)
+    )
 
 
 def _landed(wheres: list[str]) -> str:
-    """"at a checkpointed step: 5, before the first checkpoint: 1, ..."."""
+    """ "at a checkpointed step: 5, before the first checkpoint: 1, ..."."""
     kinds = ["at step" if w.startswith("at step") else w for w in wheres]
     return ", ".join(f"{'after a checkpoint' if k == 'at step' else k}: {kinds.count(k)}" for k in dict.fromkeys(kinds))
 
@@ -183,40 +248,82 @@ def campaign(work: Path, kills: int, flips: int, seed: int) -> list[tuple[str, i
     for signum in (signal.SIGKILL, signal.SIGINT, signal.SIGTERM):
         for name, flags, total in (("points", POINTS, 480), ("images", IMAGES, 48)):
             count = kills if name == "points" else max(1, kills // 3)
-            cases = [interrupted(flags, total, work / f"{signum.name}-{name}-{i}" / name, reference / name, signum,
-                                 rng) for i in range(count)]
-            rows.append((f"{signum.name} at a random point of {'an image' if name == 'images' else 'a point'} run, "
-                         "then `train --resume`", count,
-                         sum(ok for ok, _ in cases), _landed([where for _, where in cases])))
+            cases = [
+                interrupted(flags, total, work / f"{signum.name}-{name}-{i}" / name, reference / name, signum, rng)
+                for i in range(count)
+            ]
+            rows.append(
+                (
+                    f"{signum.name} at a random point of {'an image' if name == 'images' else 'a point'} run, "
+                    "then `train --resume`",
+                    count,
+                    sum(ok for ok, _ in cases),
+                    _landed([where for _, where in cases]),
+                )
+            )
     run = reference / "points"
     for label, damage in (("one bit flipped", flip), ("truncated", truncate)):
-        ok = [damaged_run_detected(run, work, name, damage, rng) for name in [*RUN_FILES, MANIFEST]
-              for _ in range(flips if damage is flip else 1)]
-        rows.append((f"run directory: {label} in each of its {len(RUN_FILES) + 1} files", len(ok), sum(ok),
-                     "verify, sample and evaluate each refuse it in one line"))
+        ok = [
+            damaged_run_detected(run, work, name, damage, rng)
+            for name in [*RUN_FILES, MANIFEST]
+            for _ in range(flips if damage is flip else 1)
+        ]
+        rows.append(
+            (
+                f"run directory: {label} in each of its {len(RUN_FILES) + 1} files",
+                len(ok),
+                sum(ok),
+                "verify, sample and evaluate each refuse it in one line",
+            )
+        )
     unfinished = work / "unfinished" / "points"
     proc = start(POINTS, unfinished, every=10)
     wait_for_checkpoint(proc, unfinished, 100)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=300)
     for label, damage in (("one bit flipped", flip), ("truncated", truncate)):
-        ok = [damaged_checkpoint_survived(unfinished, reference / "points", work, suffix, damage, rng)
-              for suffix in (".safetensors", ".json") for _ in range(flips if damage is flip else 1)]
-        rows.append((f"newest checkpoint: {label} (tensors or record), then `--resume`", len(ok), sum(ok),
-                     "verify refuses it; --resume falls back to the one before and ends with the same bits"))
+        ok = [
+            damaged_checkpoint_survived(unfinished, reference / "points", work, suffix, damage, rng)
+            for suffix in (".safetensors", ".json")
+            for _ in range(flips if damage is flip else 1)
+        ]
+        rows.append(
+            (
+                f"newest checkpoint: {label} (tensors or record), then `--resume`",
+                len(ok),
+                sum(ok),
+                "verify refuses it; --resume falls back to the one before and ends with the same bits",
+            )
+        )
     ok = [diverged_detected(work, lr, s) for lr in ("1e10", "1e20", "1e30") for s in range(2)]
-    rows.append(("a learning rate that makes the loss non-finite (1e10, 1e20, 1e30)", len(ok), sum(ok),
-                 "stops naming the step; only finite checkpoints kept"))
+    rows.append(
+        (
+            "a learning rate that makes the loss non-finite (1e10, 1e20, 1e30)",
+            len(ok),
+            sum(ok),
+            "stops naming the step; only finite checkpoints kept",
+        )
+    )
     ok = [second_trainer_refused(work, reference / "points", resume) for resume in (False, True)]
-    rows.append(("a second trainer on the same run (fresh, --resume)", len(ok), sum(ok),
-                 "refused in one line; the first ends with the same bits"))
+    rows.append(
+        (
+            "a second trainer on the same run (fresh, --resume)",
+            len(ok),
+            sum(ok),
+            "refused in one line; the first ends with the same bits",
+        )
+    )
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=8, help="interruptions per signal of the point run "
-                        "(a third as many of the image run)")
+    parser.add_argument(
+        "--kills",
+        type=int,
+        default=8,
+        help="interruptions per signal of the point run (a third as many of the image run)",
+    )
     parser.add_argument("--flips", type=int, default=3, help="bit flips per file")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random faults")
     args = parser.parse_args(argv)

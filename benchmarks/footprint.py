@@ -121,7 +121,7 @@ def _slowest_imports(python: Path, top: int) -> tuple[float, list[tuple[float, s
     rows = []  # (depth, cumulative us, module), in the order printed: children before their parent
     for line in result.stderr.splitlines():  # "import time: self [us] | cumulative | imported package"
         if line.startswith("import time:") and "imported package" not in line:
-            _, cum_us, name = line[len("import time:"):].split("|")
+            _, cum_us, name = line[len("import time:") :].split("|")
             rows.append(((len(name) - len(name.lstrip()) - 1) // 2, int(cum_us), name.strip()))
     total = sum(cum for depth, cum, _ in rows if depth == 0) / 1e6
     # Walking backwards, a module's parent is the nearest line one level up. An "entry" is an import whose
@@ -141,7 +141,8 @@ def _slowest_imports(python: Path, top: int) -> tuple[float, list[tuple[float, s
         by.setdefault(package, {})[ours] = by.get(package, {}).get(ours, 0.0) + cum / 1e6
     slowest = sorted(cost.items(), key=lambda kv: -kv[1])[:top]
     return total, [
-        (seconds, package, ", ".join(sorted(by[package], key=lambda m: -by[package][m]))) for package, seconds in slowest
+        (seconds, package, ", ".join(sorted(by[package], key=lambda m: -by[package][m])))
+        for package, seconds in slowest
     ]
 
 
@@ -153,7 +154,9 @@ def measure(repo: Path, *, extras: str, torch: str, runs: int, importtime: int, 
         venv = work_path / "venv"
         _run([sys.executable, "-m", "venv", str(venv)])
         python = venv / "bin" / "python"
-        site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+        site = Path(
+            _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+        )
         pip = [str(python), "-m", "pip", "install", "--quiet", "--no-input"]
 
         bare = _stage("bare venv", python, site)
@@ -218,21 +221,39 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("repo", nargs="?", type=Path, default=Path(__file__).resolve().parents[1],
-                        help="the checkout to install (its working tree, uncommitted edits included)")
+    parser.add_argument(
+        "repo",
+        nargs="?",
+        type=Path,
+        default=Path(__file__).resolve().parents[1],
+        help="the checkout to install (its working tree, uncommitted edits included)",
+    )
     parser.add_argument("--extras", default="", help="optional extras to install, comma-separated (e.g. images)")
     parser.add_argument("--torch", default="torch==2.13.0", help="the torch requirement installed first")
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each command (after one warm-up)")
-    parser.add_argument("--importtime", type=int, default=0, metavar="N",
-                        help="also list the N slowest packages `tiny-diffusion --help` imports (0: none)")
+    parser.add_argument(
+        "--importtime",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also list the N slowest packages `tiny-diffusion --help` imports (0: none)",
+    )
     parser.add_argument("--biggest", type=int, default=10, help="list this many of the largest added packages")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     if not (args.repo / "pyproject.toml").is_file():
         parser.error(f"{args.repo} has no pyproject.toml")
-    print(measure(args.repo.resolve(), extras=args.extras, torch=args.torch, runs=args.runs,
-                  importtime=args.importtime, biggest=args.biggest))
+    print(
+        measure(
+            args.repo.resolve(),
+            extras=args.extras,
+            torch=args.torch,
+            runs=args.runs,
+            importtime=args.importtime,
+            biggest=args.biggest,
+        )
+    )
 
 
 if __name__ == "__main__":

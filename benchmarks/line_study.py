@@ -25,8 +25,15 @@ import numpy as np
 import tiny_diffusion as td
 from tiny_diffusion.viz import figures as viz  # not public: the plotting helpers the run figures are drawn with
 
-ORIGINAL = dict(train_batch_size=32, num_epochs=200, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0,
-                num_timesteps=50, clip_sample=False)
+ORIGINAL = dict(
+    train_batch_size=32,
+    num_epochs=200,
+    learning_rate=1e-3,
+    lr_schedule="constant",
+    warmup_steps=0,
+    num_timesteps=50,
+    clip_sample=False,
+)
 VARIANTS = [  # label, dataset options, configuration
     ("plain line, original", dict(dataset="horizontal_lines", densify="none"), ORIGINAL),
     ("uniform-densified, original", dict(dataset="horizontal_lines", densify="uniform"), ORIGINAL),
@@ -68,15 +75,22 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         axis = int(np.argmax(np.ptp(r["data"], axis=0)))  # along the shape's long side
-        support = (f"{r['precision@0.1']:.3f} | {r['recall@0.1']:.3f}" if "precision@0.1" in r else "- | -")
-        print(f"| {r['label']} | {r['w2']:.3f} | {r['w2_floor']:.3f} | {r['mmd']:.4f} | {r['mmd_floor']:.4f} | "
-              f"{support} | {extent(r['samples'], axis)} ({extent(r['data'], axis)}) | {r['seconds']:.0f} |")
+        support = f"{r['precision@0.1']:.3f} | {r['recall@0.1']:.3f}" if "precision@0.1" in r else "- | -"
+        print(
+            f"| {r['label']} | {r['w2']:.3f} | {r['w2_floor']:.3f} | {r['mmd']:.4f} | {r['mmd_floor']:.4f} | "
+            f"{support} | {extent(r['samples'], axis)} ({extent(r['data'], axis)}) | {r['seconds']:.0f} |"
+        )
     print(f"runs in {root}")
     if args.figure:
         frames = np.stack([r["samples"] for r in rows])
         limits = viz.axis_limits(*[r["data"] for r in rows], margin=0.15)
-        viz.plot_strip(frames, [f"{r['label']}\nW2 {r['w2']:.2f} (floor {r['w2_floor']:.2f})" for r in rows],
-                       args.figure, limits=limits, title="line study: 1000 samples per variant")
+        viz.plot_strip(
+            frames,
+            [f"{r['label']}\nW2 {r['w2']:.2f} (floor {r['w2_floor']:.2f})" for r in rows],
+            args.figure,
+            limits=limits,
+            title="line study: 1000 samples per variant",
+        )
     return 0
 
 

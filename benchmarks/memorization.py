@@ -41,8 +41,9 @@ def main() -> int:
             start = time.time()
             row = memorization_row(dataset, size, args.num)
             cells = [f"{row[k]:.3f}" if k in row else "-" for k in ("ideal", "mixture", "fresh data")]
-            print(f"| {dataset} | {size:,} | {args.num} | {' | '.join(cells)} | {time.time() - start:.0f} |",
-                  flush=True)
+            print(
+                f"| {dataset} | {size:,} | {args.num} | {' | '.join(cells)} | {time.time() - start:.0f} |", flush=True
+            )
     return 0
 
 

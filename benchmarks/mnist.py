@@ -62,26 +62,32 @@ def main() -> int:
     ratio = metrics["frechet"] / metrics["frechet_floor"]
     passed = job_seconds <= BAR_SECONDS and ratio <= BAR_FRECHET_RATIO and metrics["confident"] >= BAR_CONFIDENT
     changed = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"
-    text = "\n".join([
-        "| job s | train s | sample s | Frechet | floor | ratio | confident | floor | class entropy (bits) |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {job_seconds:.0f} | {summary.seconds:.0f} | {summary.sample_seconds:.0f} | {metrics['frechet']:.1f} | "
-        f"{metrics['frechet_floor']:.1f} | {ratio:.2f} | {metrics['confident']:.3f} | "
-        f"{metrics['confident_floor']:.3f} | {metrics['class_entropy_bits']:.2f} |",
-        "",
-        f"settings changed from the image defaults: {changed}; {len(summary.samples)} samples",
-        f"bar: job <= {BAR_SECONDS} s, Frechet <= {BAR_FRECHET_RATIO} x floor, confident >= {BAR_CONFIDENT}: "
-        f"{'met' if passed else 'NOT met'}",
-        f"judge trained here in {judge_seconds:.0f} s" if judge_seconds else "judge read from the cache",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; run in {run_dir}",
-    ])
+    text = "\n".join(
+        [
+            "| job s | train s | sample s | Frechet | floor | ratio | confident | floor | class entropy (bits) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {job_seconds:.0f} | {summary.seconds:.0f} | {summary.sample_seconds:.0f} | {metrics['frechet']:.1f} | "
+            f"{metrics['frechet_floor']:.1f} | {ratio:.2f} | {metrics['confident']:.3f} | "
+            f"{metrics['confident_floor']:.3f} | {metrics['class_entropy_bits']:.2f} |",
+            "",
+            f"settings changed from the image defaults: {changed}; {len(summary.samples)} samples",
+            f"bar: job <= {BAR_SECONDS} s, Frechet <= {BAR_FRECHET_RATIO} x floor, confident >= {BAR_CONFIDENT}: "
+            f"{'met' if passed else 'NOT met'}",
+            f"judge trained here in {judge_seconds:.0f} s" if judge_seconds else "judge read from the cache",
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; run in {run_dir}",
+        ]
+    )
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
     if args.figure:
-        viz.plot_images(summary.samples[:100], args.figure, cols=10,
-                        title=f"mnist5k: 100 samples (Frechet {metrics['frechet']:.1f}, floor "
-                        f"{metrics['frechet_floor']:.1f}; {metrics['confident']:.0%} confident)")
+        viz.plot_images(
+            summary.samples[:100],
+            args.figure,
+            cols=10,
+            title=f"mnist5k: 100 samples (Frechet {metrics['frechet']:.1f}, floor "
+            f"{metrics['frechet_floor']:.1f}; {metrics['confident']:.0%} confident)",
+        )
     return 0
 
 

@@ -56,8 +56,16 @@ def run_job(name: str, out: Path, scales: list[float], figures: Path | None) -> 
         sweep.append(flat.reshape(len(model.classes), per_class, *model.shape))  # (K, per_class, *shape)
         # images: the judge's numbers; points: each class's precision against its own shape (and W2, MMD: unused)
         metrics = td.evaluate(flat, dataset=config.dataset, labels=labels, progress=False)
-        rows.append({"job": name, "guidance": scale, "job_s": job_seconds, "run_guidance": config.guidance,
-                     "classes": model.classes, **metrics})
+        rows.append(
+            {
+                "job": name,
+                "guidance": scale,
+                "job_s": job_seconds,
+                "run_guidance": config.guidance,
+                "classes": model.classes,
+                **metrics,
+            }
+        )
     if figures is not None:
         _draw(name, model, np.stack(sweep), scales, figures)
     return rows
@@ -78,14 +86,18 @@ def _draw(name: str, model: td.Diffusion, sweep: np.ndarray, scales: list[float]
 
 def image_table(rows: list[dict]) -> str:
     digits = [str(d) for d in range(10)]
-    lines = ["| job | job s | guidance | accuracy | " + " | ".join(digits) + " | Frechet | floor | confident | "
-             "floor |", "|---" * (9 + len(digits)) + "|"]
+    lines = [
+        "| job | job s | guidance | accuracy | " + " | ".join(digits) + " | Frechet | floor | confident | floor |",
+        "|---" * (9 + len(digits)) + "|",
+    ]
     for r in rows:
         mark = " (run's)" if r["guidance"] == r["run_guidance"] else ""
         per_digit = " | ".join(f"{r[f'accuracy_{d}']:.2f}" for d in digits)
-        lines.append(f"| {r['job']} | {r['job_s']:.0f} | {r['guidance']:g}{mark} | {r['conditional_accuracy']:.3f} | "
-                     f"{per_digit} | {r['frechet']:.1f} | {r['frechet_floor']:.1f} | {r['confident']:.3f} | "
-                     f"{r['confident_floor']:.3f} |")
+        lines.append(
+            f"| {r['job']} | {r['job_s']:.0f} | {r['guidance']:g}{mark} | {r['conditional_accuracy']:.3f} | "
+            f"{per_digit} | {r['frechet']:.1f} | {r['frechet_floor']:.1f} | {r['confident']:.3f} | "
+            f"{r['confident_floor']:.3f} |"
+        )
     judge = rows[0]["judge_test_accuracy"]
     lines.append(f"\naccuracy floor: the judge's accuracy on the 500 real test digits, {judge:.3f}")
     return "\n".join(lines)
@@ -93,8 +105,10 @@ def image_table(rows: list[dict]) -> str:
 
 def shape_table(rows: list[dict]) -> str:
     classes = rows[0]["classes"]
-    lines = ["| job | job s | guidance | " + " | ".join(f"{c} precision@0.1 (floor)" for c in classes) + " |",
-             "|---" * (3 + len(classes)) + "|"]
+    lines = [
+        "| job | job s | guidance | " + " | ".join(f"{c} precision@0.1 (floor)" for c in classes) + " |",
+        "|---" * (3 + len(classes)) + "|",
+    ]
     for r in rows:
         mark = " (run's)" if r["guidance"] == r["run_guidance"] else ""
         cells = " | ".join(f"{r[f'{c}: precision@0.1']:.3f} ({r[f'{c}: precision@0.1_floor']:.3f})" for c in classes)
@@ -109,12 +123,16 @@ def verdicts(rows: list[dict]) -> list[str]:
             continue
         if "conditional_accuracy" in r:
             ok = r["job_s"] <= BAR_SECONDS and r["conditional_accuracy"] >= BAR_ACCURACY
-            lines.append(f"bar ({r['job']}): job <= {BAR_SECONDS} s and accuracy >= {BAR_ACCURACY} at guidance "
-                         f"{r['guidance']:g}: {'met' if ok else 'NOT met'}")
+            lines.append(
+                f"bar ({r['job']}): job <= {BAR_SECONDS} s and accuracy >= {BAR_ACCURACY} at guidance "
+                f"{r['guidance']:g}: {'met' if ok else 'NOT met'}"
+            )
         else:
             worst = min(r[f"{c}: precision@0.1"] for c in r["classes"])
-            lines.append(f"bar ({r['job']}): every shape's precision@0.1 >= {BAR_PRECISION} at guidance "
-                         f"{r['guidance']:g}: {'met' if worst >= BAR_PRECISION else 'NOT met'} (worst {worst:.3f})")
+            lines.append(
+                f"bar ({r['job']}): every shape's precision@0.1 >= {BAR_PRECISION} at guidance "
+                f"{r['guidance']:g}: {'met' if worst >= BAR_PRECISION else 'NOT met'} (worst {worst:.3f})"
+            )
     return lines
 
 

@@ -35,8 +35,10 @@ def main() -> int:
     ok = surface <= 0.05 and m["w2"] <= 1.25 * m["w2_floor"]
     print("| samples | median distance to surface / radius | W2 | W2 floor | W2 / floor | MMD | MMD floor | train s |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {len(summary.samples)} | {surface:.4f} | {m['w2']:.3f} | {m['w2_floor']:.3f} | "
-          f"{m['w2'] / m['w2_floor']:.2f} | {m['mmd']:.4f} | {m['mmd_floor']:.4f} | {summary.seconds:.0f} |")
+    print(
+        f"| {len(summary.samples)} | {surface:.4f} | {m['w2']:.3f} | {m['w2_floor']:.3f} | "
+        f"{m['w2'] / m['w2_floor']:.2f} | {m['mmd']:.4f} | {m['mmd_floor']:.4f} | {summary.seconds:.0f} |"
+    )
     print(f"bar (surface <= 5% of the radius, W2 <= 1.25 x floor): {'met' if ok else 'NOT met'}; run in {out}")
     return 0
 

@@ -38,8 +38,10 @@ from tiny_diffusion.data.prepare import training_data
 from tiny_diffusion.models import build_model
 
 MODELS = {"dino MLP": {}, "MNIST U-Net": {"dataset": "mnist5k"}}
-HEADER = ("| device | model | work | precision | batch | samples/s | model GFLOP/s | fp32 matmul peak GFLOP/s | "
-          "share of peak | note |")
+HEADER = (
+    "| device | model | work | precision | batch | samples/s | model GFLOP/s | fp32 matmul peak GFLOP/s | "
+    "share of peak | note |"
+)
 
 
 def synchronize(device: torch.device) -> None:
@@ -78,8 +80,9 @@ def setup(config: td.TrainConfig, device: torch.device):
     return model, schedule, data
 
 
-def time_training(config: td.TrainConfig, device: torch.device, *, steps: int, compile: bool
-                  ) -> tuple[float, float, int]:
+def time_training(
+    config: td.TrainConfig, device: torch.device, *, steps: int, compile: bool
+) -> tuple[float, float, int]:
     """(samples/s of training, seconds of the warm-up steps (the compilation, if any), FLOPs of one step)."""
     model, schedule, data = setup(config, device)
     state = TrainState.start(model, config, generator=torch.Generator(device).manual_seed(0), num_samples=len(data))
@@ -112,8 +115,16 @@ def time_sampling(config: td.TrainConfig, device: torch.device) -> tuple[float, 
     clip = (data.min().item(), data.max().item()) if config.clip_sample else None
 
     def draw() -> None:
-        td.sample(model, schedule, shape, sampler=config.sampler, steps=config.sample_steps, eta=config.eta, clip=clip,
-               generator=torch.Generator(device).manual_seed(0))
+        td.sample(
+            model,
+            schedule,
+            shape,
+            sampler=config.sampler,
+            steps=config.sample_steps,
+            eta=config.eta,
+            clip=clip,
+            generator=torch.Generator(device).manual_seed(0),
+        )
 
     steps = len(sampler_timesteps(config.num_timesteps, config.sampler, config.sample_steps))
     with torch.inference_mode():
@@ -135,8 +146,10 @@ def rows_for(device: torch.device, *, steps: int, image_steps: int) -> list[str]
     rows = []
 
     def row(model: str, work: str, precision: str, batch: int, rate: float, flops_per_s: float, note: str = "") -> None:
-        rows.append(f"| {name} | {model} | {work} | {precision} | {batch} | {rate:,.0f} | {flops_per_s / 1e9:,.1f} | "
-                    f"{peak / 1e9:,.0f} | {100 * flops_per_s / peak:.1f}% | {note} |")
+        rows.append(
+            f"| {name} | {model} | {work} | {precision} | {batch} | {rate:,.0f} | {flops_per_s / 1e9:,.1f} | "
+            f"{peak / 1e9:,.0f} | {100 * flops_per_s / peak:.1f}% | {note} |"
+        )
         print(rows[-1], flush=True)
 
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
@@ -147,23 +160,40 @@ def rows_for(device: torch.device, *, steps: int, image_steps: int) -> list[str]
             config = replace(base, precision=precision)
             rate, warmup, flops = time_training(config, device, steps=count, compile=compile)
             note = f"compiled: the first 3 steps took {warmup:.0f} s" if compile else ""
-            row(model, "train" + (" --compile" if compile else ""), precision, config.train_batch_size, rate,
-                flops * rate / config.train_batch_size, note)
+            row(
+                model,
+                "train" + (" --compile" if compile else ""),
+                precision,
+                config.train_batch_size,
+                rate,
+                flops * rate / config.train_batch_size,
+                note,
+            )
         rate, flops, denoising_steps = time_sampling(base, device)
-        row(model, f"sample ({base.sampler}, {denoising_steps} steps)", "fp32", base.eval_batch_size, rate,
-            flops * rate / base.eval_batch_size)
+        row(
+            model,
+            f"sample ({base.sampler}, {denoising_steps} steps)",
+            "fp32",
+            base.eval_batch_size,
+            rate,
+            flops * rate / base.eval_batch_size,
+        )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="all", choices=("all", "cpu", "cuda", "auto"),
-                        help="all: the CPU, and the GPU when there is one (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (default: "
-                        "%(default)s)")
+    parser.add_argument(
+        "--device",
+        default="all",
+        choices=("all", "cpu", "cuda", "auto"),
+        help="all: the CPU, and the GPU when there is one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="CPU threads (default: %(default)s)"
+    )
     parser.add_argument("--steps", type=int, default=100, help="dino training steps timed (default: %(default)s)")
-    parser.add_argument("--image-steps", type=int, default=20, help="MNIST training steps timed (default: "
-                        "%(default)s)")
+    parser.add_argument("--image-steps", type=int, default=20, help="MNIST training steps timed (default: %(default)s)")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -7,22 +7,37 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_diffusion.runs import checkpoints
-from tiny_diffusion.studies.ablation import parse_values, run_study
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
+from tiny_diffusion.runs import checkpoints
 from tiny_diffusion.runs.interrupts import Interrupted
+from tiny_diffusion.studies.ablation import parse_values, run_study
 
-TINY = dict(num_samples=256, train_batch_size=64, eval_batch_size=60, num_epochs=3, num_timesteps=20,
-            embedding_size=8, hidden_size=16, hidden_layers=1, save_images_step=1, device="cpu")
+TINY = dict(
+    num_samples=256,
+    train_batch_size=64,
+    eval_batch_size=60,
+    num_epochs=3,
+    num_timesteps=20,
+    embedding_size=8,
+    hidden_size=16,
+    hidden_layers=1,
+    save_images_step=1,
+    device="cpu",
+)
 
 
 def test_a_study_writes_one_run_per_value_a_grid_and_a_table(tmp_path):
     rows = run_study(TrainConfig(**TINY), "learning_rate", [1e-2, 1e-3], tmp_path, progress=False)
     assert [r.trained for r in rows] == [True, True]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "grid.png", "learning_rate=0.001", "learning_rate=0.01", "results.csv", "results.md"]
+        "grid.png",
+        "learning_rate=0.001",
+        "learning_rate=0.01",
+        "results.csv",
+        "results.md",
+    ]
     table = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert [row["learning_rate"] for row in table] == ["0.01", "0.001"]
     for row in table:
@@ -52,11 +67,14 @@ def test_values_are_parsed_as_the_settings_type():
     assert parse_values("clip_sample", ["true", "no"]) == ("clip_sample", [True, False])
 
 
-@pytest.mark.parametrize("param,values,message", [
-    ("colour", ["red"], "unknown setting"),
-    ("num_timesteps", ["ten"], "takes int values"),
-    ("hidden_size", ["8", "8"], "repeat"),
-])
+@pytest.mark.parametrize(
+    "param,values,message",
+    [
+        ("colour", ["red"], "unknown setting"),
+        ("num_timesteps", ["ten"], "takes int values"),
+        ("hidden_size", ["8", "8"], "repeat"),
+    ],
+)
 def test_bad_studies_are_refused(param, values, message):
     with pytest.raises(UsageError, match=message):
         parse_values(param, values)
@@ -108,8 +126,9 @@ def test_an_interrupted_study_resumes_its_unfinished_run(tmp_path, monkeypatch):
     assert [r.trained for r in rows] == [True] and not (tmp_path / "study" / ".hidden_size=8.partial").exists()
     run_study(TrainConfig(**TINY), "hidden_size", [8], tmp_path / "fresh", progress=False)
     for name in ("model.safetensors", "samples.npy", "loss.npy"):
-        assert (tmp_path / "study" / "hidden_size=8" / name).read_bytes() == \
-            (tmp_path / "fresh" / "hidden_size=8" / name).read_bytes()
+        assert (tmp_path / "study" / "hidden_size=8" / name).read_bytes() == (
+            tmp_path / "fresh" / "hidden_size=8" / name
+        ).read_bytes()
 
 
 def test_an_unfinished_run_with_other_settings_is_not_resumed(tmp_path, monkeypatch):

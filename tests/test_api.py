@@ -13,8 +13,17 @@ from tiny_diffusion.diffusion import Sampling, resolve_sampling
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = dict(num_samples=512, train_batch_size=128, eval_batch_size=64, num_epochs=4, num_timesteps=40,
-             hidden_size=32, embedding_size=16, hidden_layers=1, save_images_step=2)
+SMALL = dict(
+    num_samples=512,
+    train_batch_size=128,
+    eval_batch_size=64,
+    num_epochs=4,
+    num_timesteps=40,
+    hidden_size=32,
+    embedding_size=16,
+    hidden_layers=1,
+    save_images_step=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +81,15 @@ def test_samples_are_in_the_data_units_and_nothing_scales_them_twice(tmp_path):
     np.testing.assert_allclose(model.add_noise(data[:10], 0), data[:10], atol=0.1)
 
 
-@pytest.mark.parametrize("asked,expected", [
-    ((None, None, None), Sampling("ddim", 50, 1.0)),  # the run's own
-    (("ddim", 10, None), Sampling("ddim", 10, 1.0)),
-    (("ddim", None, 0.0), Sampling("ddim", 50, 0.0)),
-    (("ddpm", None, None), Sampling("ddpm", None, 0.0)),  # another sampler: all steps, eta 0
-])
+@pytest.mark.parametrize(
+    "asked,expected",
+    [
+        ((None, None, None), Sampling("ddim", 50, 1.0)),  # the run's own
+        (("ddim", 10, None), Sampling("ddim", 10, 1.0)),
+        (("ddim", None, 0.0), Sampling("ddim", 50, 0.0)),
+        (("ddpm", None, None), Sampling("ddpm", None, 0.0)),  # another sampler: all steps, eta 0
+    ],
+)
 def test_the_library_owns_the_sampling_defaults(asked, expected):
     config = td.settings(dataset="digits8", sampler="ddim", sample_steps=50, eta=1.0)
     assert resolve_sampling(config, *asked) == expected
@@ -87,8 +99,23 @@ def test_a_run_samples_with_its_own_sampler_steps_and_eta(tmp_path):
     """The image defaults walk 50 DDIM steps with eta 1: so does sample() on the loaded run, one call per step.
     (The issue's command, with only the final samples cut from 500 to 4 to save time.)"""
     out = tmp_path / "m"
-    assert main(["train", "--dataset", "mnist5k", "--num-epochs", "1", "--eval-batch-size", "4", "--quiet",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "mnist5k",
+                "--num-epochs",
+                "1",
+                "--eval-batch-size",
+                "4",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     model = td.Diffusion.load(out)
     assert model.sampling == Sampling("ddim", 50, 1.0)
     batches = []
@@ -109,15 +136,18 @@ def test_a_conditional_model_draws_what_it_is_asked(tmp_path):
         plain.sample(2, prompt="seven")
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: td.settings(dataset="moons", num_epochs=0), "num_epochs must be positive"),
-    (lambda: td.settings(no_such_setting=1), "no_such_setting"),
-    (lambda: td.evaluate("runs/nope"), "run directory runs/nope does not exist"),
-    (lambda: td.evaluate(np.zeros((10, 2))), "which dataset"),
-    (lambda: td.evaluate(np.zeros((10, 3)), dataset="moons"), "3-D points"),
-    (lambda: td.Diffusion.load("runs/nope"), "does not exist"),
-    (lambda: td.datasets.get("nope"), "unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: td.settings(dataset="moons", num_epochs=0), "num_epochs must be positive"),
+        (lambda: td.settings(no_such_setting=1), "no_such_setting"),
+        (lambda: td.evaluate("runs/nope"), "run directory runs/nope does not exist"),
+        (lambda: td.evaluate(np.zeros((10, 2))), "which dataset"),
+        (lambda: td.evaluate(np.zeros((10, 3)), dataset="moons"), "3-D points"),
+        (lambda: td.Diffusion.load("runs/nope"), "does not exist"),
+        (lambda: td.datasets.get("nope"), "unknown dataset"),
+    ],
+)
 def test_bad_input_is_a_usage_error_and_a_value_error(call, message):
     with pytest.raises(td.UsageError, match=message) as raised:
         call()

@@ -7,32 +7,63 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_diffusion.runs.checkpoints import (CheckpointPolicy, Checkpointer, checkpoint_steps, flatten,
-                                        load_latest_checkpoint, read_checkpoint, resume_state, save_checkpoint,
-                                        unflatten)
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.errors import UsageError
-from tiny_diffusion.runs.integrity import Corrupt
-from tiny_diffusion.runs.interrupts import Interrupted, Signals
-from tiny_diffusion.models import build_model
 from tiny_diffusion.core.schedule import NoiseSchedule
 from tiny_diffusion.core.training import Diverged, TrainState, train
+from tiny_diffusion.errors import UsageError
+from tiny_diffusion.models import build_model
+from tiny_diffusion.runs.checkpoints import (
+    Checkpointer,
+    CheckpointPolicy,
+    checkpoint_steps,
+    flatten,
+    load_latest_checkpoint,
+    read_checkpoint,
+    resume_state,
+    save_checkpoint,
+    unflatten,
+)
+from tiny_diffusion.runs.integrity import Corrupt
+from tiny_diffusion.runs.interrupts import Interrupted, Signals
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the same thread count for every run compared, and fast
 
-POINTS = dict(num_samples=96, train_batch_size=32, num_epochs=3, num_timesteps=20, embedding_size=8, hidden_size=16,
-              hidden_layers=1, warmup_steps=2)  # 3 steps per epoch, 9 in all
-IMAGES = dict(dataset="digits8", model="seed-cnn", channels=4, num_samples=96, train_batch_size=32, num_epochs=3,
-              num_timesteps=20, sample_steps=5)
+POINTS = dict(
+    num_samples=96,
+    train_batch_size=32,
+    num_epochs=3,
+    num_timesteps=20,
+    embedding_size=8,
+    hidden_size=16,
+    hidden_layers=1,
+    warmup_steps=2,
+)  # 3 steps per epoch, 9 in all
+IMAGES = dict(
+    dataset="digits8",
+    model="seed-cnn",
+    channels=4,
+    num_samples=96,
+    train_batch_size=32,
+    num_epochs=3,
+    num_timesteps=20,
+    sample_steps=5,
+)
 
 
-@pytest.mark.parametrize("value", [
-    {"a": 1, "b": [1.5, None, True, "x"], "c": (1, (2, 3))},
-    {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3)}, 7: {}},  # an optimizer's state: integer keys
-    {"generator": torch.Generator().manual_seed(1).get_state(), "order": torch.randperm(5),
-     "flags": torch.tensor([True, False]), "none": None},
-    [torch.zeros(0), {"nested": {"deeper": torch.arange(4, dtype=torch.int16)}}],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1, "b": [1.5, None, True, "x"], "c": (1, (2, 3))},
+        {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3)}, 7: {}},  # an optimizer's state: integer keys
+        {
+            "generator": torch.Generator().manual_seed(1).get_state(),
+            "order": torch.randperm(5),
+            "flags": torch.tensor([True, False]),
+            "none": None,
+        },
+        [torch.zeros(0), {"nested": {"deeper": torch.arange(4, dtype=torch.int16)}}],
+    ],
+)
 def test_flatten_round_trips_every_value_and_type(value):
     tensors = {}
     flat = flatten(value, tensors)
@@ -63,8 +94,9 @@ def test_flatten_refuses_what_json_cannot_hold():
 
 def _start(config: TrainConfig, shape) -> tuple[TrainState, torch.Tensor]:
     torch.manual_seed(config.seed)
-    data = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, size=(config.num_samples, *shape)).astype(
-        np.float32))
+    data = torch.from_numpy(
+        np.random.default_rng(0).uniform(-1, 1, size=(config.num_samples, *shape)).astype(np.float32)
+    )
     model = build_model(config, shape=shape)
     generator = torch.Generator().manual_seed(config.seed)
     return TrainState.start(model, config, generator=generator, num_samples=len(data)), data
@@ -91,16 +123,19 @@ def _train(config, shape, folder, *, every=0, stop_at=None, resume=False):
 
 # 3 steps per epoch: a checkpoint mid-epoch (step 4), at an epoch's end (6: the snapshot and the next permutation
 # are still to come), after every step, or none before the stop (training starts again)
-@pytest.mark.parametrize("changes,shape,stop_at,every", [
-    ({}, (2,), 5, 2),
-    ({}, (2,), 7, 3),
-    ({}, (2,), 4, 5),
-    ({"ema_decay": 0.9, "grad_clip": 0.0, "lr_schedule": "constant"}, (2,), 8, 1),
-    ({"min_snr_gamma": 5.0, "target": "v"}, (2,), 5, 4),
-    ({"ema_decay": 0.99}, (1, 8, 8), 5, 2),  # BatchNorm statistics and their EMA copy
-    ({"precision": "bf16"}, (2,), 5, 2),
-    ({"precision": "fp16"}, (1, 8, 8), 7, 3),  # the loss scaler's state (fp16 autocast runs on a CPU too)
-])
+@pytest.mark.parametrize(
+    "changes,shape,stop_at,every",
+    [
+        ({}, (2,), 5, 2),
+        ({}, (2,), 7, 3),
+        ({}, (2,), 4, 5),
+        ({"ema_decay": 0.9, "grad_clip": 0.0, "lr_schedule": "constant"}, (2,), 8, 1),
+        ({"min_snr_gamma": 5.0, "target": "v"}, (2,), 5, 4),
+        ({"ema_decay": 0.99}, (1, 8, 8), 5, 2),  # BatchNorm statistics and their EMA copy
+        ({"precision": "bf16"}, (2,), 5, 2),
+        ({"precision": "fp16"}, (1, 8, 8), 7, 3),  # the loss scaler's state (fp16 autocast runs on a CPU too)
+    ],
+)
 def test_training_resumed_from_a_checkpoint_ends_with_the_same_bits(tmp_path, changes, shape, stop_at, every):
     config = TrainConfig.from_dict({**(IMAGES if len(shape) == 3 else POINTS), **changes}).validate()
     whole, _ = _train(config, shape, tmp_path / "whole")
@@ -121,8 +156,13 @@ def test_the_fp16_loss_scaler_resumes_where_it_stopped(tmp_path):
     state, _ = _start(config, (2,))
     assert resume_state(tmp_path, state, report=lambda line: None)[0] == 5
     # five steps without an overflow: the scale is where it began, five steps on its way to growing
-    assert state.scaler.state_dict() == {"scale": 2.0**16, "growth_factor": 2.0, "backoff_factor": 0.5,
-                                         "growth_interval": 2000, "_growth_tracker": 5}
+    assert state.scaler.state_dict() == {
+        "scale": 2.0**16,
+        "growth_factor": 2.0,
+        "backoff_factor": 0.5,
+        "growth_interval": 2000,
+        "_growth_tracker": 5,
+    }
 
 
 def _checkpoints(folder, steps, keep=5):
@@ -135,7 +175,11 @@ def test_only_the_newest_checkpoints_are_kept_and_leftovers_of_a_killed_writer_g
     (tmp_path / "step-00000011.safetensors").write_bytes(b"tensors without their record")
     _checkpoints(tmp_path, [2, 4, 6], keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "step-00000004.json", "step-00000004.safetensors", "step-00000006.json", "step-00000006.safetensors"]
+        "step-00000004.json",
+        "step-00000004.safetensors",
+        "step-00000006.json",
+        "step-00000006.safetensors",
+    ]
     assert read_checkpoint(tmp_path, 6)["weights"].tolist() == [6.0, 6.0, 6.0]
 
 
@@ -149,13 +193,14 @@ CORRUPTIONS = {
     "tensors byte flipped": lambda d: _flip(d / "step-00000006.safetensors", 100),
     "tensors header flipped": lambda d: _flip(d / "step-00000006.safetensors", 10),
     "tensors truncated": lambda d: (d / "step-00000006.safetensors").write_bytes(
-        (d / "step-00000006.safetensors").read_bytes()[:-7]),
+        (d / "step-00000006.safetensors").read_bytes()[:-7]
+    ),
     "tensors missing": lambda d: (d / "step-00000006.safetensors").unlink(),
     "record byte flipped": lambda d: _flip(d / "step-00000006.json", 40),
     "record whitespace changed": lambda d: (d / "step-00000006.json").write_bytes(
-        (d / "step-00000006.json").read_bytes().replace(b"\n", b"\t", 1)),
-    "record truncated": lambda d: (d / "step-00000006.json").write_bytes(
-        (d / "step-00000006.json").read_bytes()[:-30]),
+        (d / "step-00000006.json").read_bytes().replace(b"\n", b"\t", 1)
+    ),
+    "record truncated": lambda d: (d / "step-00000006.json").write_bytes((d / "step-00000006.json").read_bytes()[:-30]),
     "record empty": lambda d: (d / "step-00000006.json").write_bytes(b""),
 }
 
@@ -214,18 +259,22 @@ def test_a_checkpoint_of_another_device_or_settings_is_refused_in_one_line(tmp_p
         ema_state.load_state_dict(saved)
 
 
-@pytest.mark.parametrize("every,steps,seconds", [("200", 200, 0.0), ("30s", 0, 30.0), ("1.5S", 0, 1.5), ("0", 0, 0.0),
-                                                  ("0s", 0, 0.0)])
+@pytest.mark.parametrize(
+    "every,steps,seconds", [("200", 200, 0.0), ("30s", 0, 30.0), ("1.5S", 0, 1.5), ("0", 0, 0.0), ("0s", 0, 0.0)]
+)
 def test_the_interval_is_steps_or_seconds(every, steps, seconds):
     policy = CheckpointPolicy.parse(every, keep=3)
     assert (policy.steps, policy.seconds, policy.keep) == (steps, seconds, 3)
 
 
-@pytest.mark.parametrize("policy,saved", [
-    (CheckpointPolicy(steps=5, seconds=0), [5, 10]),
-    (CheckpointPolicy(steps=0, seconds=2.0), [3, 6, 9]),  # a step takes 0.75 s: 2.25 s between checkpoints
-    (CheckpointPolicy(steps=0, seconds=0), []),
-])
+@pytest.mark.parametrize(
+    "policy,saved",
+    [
+        (CheckpointPolicy(steps=5, seconds=0), [5, 10]),
+        (CheckpointPolicy(steps=0, seconds=2.0), [3, 6, 9]),  # a step takes 0.75 s: 2.25 s between checkpoints
+        (CheckpointPolicy(steps=0, seconds=0), []),
+    ],
+)
 def test_checkpoints_come_when_due(policy, saved):
     done, last = [], 0.0
     for step in range(1, 11):
@@ -235,9 +284,17 @@ def test_checkpoints_come_when_due(policy, saved):
     assert done == saved
 
 
-@pytest.mark.parametrize("every,keep,message", [("-1", 2, "checkpoint-every"), ("-5s", 2, "checkpoint-every"),
-                                                ("infs", 2, "checkpoint-every"), ("nans", 2, "checkpoint-every"),
-                                                ("10m", 2, "steps .*or of seconds"), ("200", 0, "keep-checkpoints")])
+@pytest.mark.parametrize(
+    "every,keep,message",
+    [
+        ("-1", 2, "checkpoint-every"),
+        ("-5s", 2, "checkpoint-every"),
+        ("infs", 2, "checkpoint-every"),
+        ("nans", 2, "checkpoint-every"),
+        ("10m", 2, "steps .*or of seconds"),
+        ("200", 0, "keep-checkpoints"),
+    ],
+)
 def test_policy_refuses_nonsense(every, keep, message):
     with pytest.raises(UsageError, match=message):
         CheckpointPolicy.parse(every, keep)

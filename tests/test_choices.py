@@ -11,27 +11,50 @@ from tiny_diffusion.core import objectives, precision, samplers, schedule
 from tiny_diffusion.models import MODELS, embeddings, images
 
 
-@pytest.mark.parametrize("names,registry", [
-    (choices.BETA_SCHEDULES, schedule.BETA_SCHEDULES),
-    (choices.SAMPLERS, samplers.SAMPLERS),
-    (choices.TARGETS, objectives.TARGETS),
-    (choices.PRECISIONS, precision.PRECISIONS),
-    (choices.TIME_EMBEDDINGS, embeddings.TIME_EMBEDDINGS),
-    (choices.INPUT_EMBEDDINGS, embeddings.INPUT_EMBEDDINGS),
-    (choices.IMAGE_MODELS, images.IMAGE_MODELS),
-    (choices.MODELS, ("mlp", *images.IMAGE_MODELS)),
-    (MODELS, choices.MODELS),
-], ids=["beta_schedules", "samplers", "targets", "precisions", "time_embeddings", "input_embeddings",
-        "image_models", "models", "build_model"])
+@pytest.mark.parametrize(
+    "names,registry",
+    [
+        (choices.BETA_SCHEDULES, schedule.BETA_SCHEDULES),
+        (choices.SAMPLERS, samplers.SAMPLERS),
+        (choices.TARGETS, objectives.TARGETS),
+        (choices.PRECISIONS, precision.PRECISIONS),
+        (choices.TIME_EMBEDDINGS, embeddings.TIME_EMBEDDINGS),
+        (choices.INPUT_EMBEDDINGS, embeddings.INPUT_EMBEDDINGS),
+        (choices.IMAGE_MODELS, images.IMAGE_MODELS),
+        (choices.MODELS, ("mlp", *images.IMAGE_MODELS)),
+        (MODELS, choices.MODELS),
+    ],
+    ids=[
+        "beta_schedules",
+        "samplers",
+        "targets",
+        "precisions",
+        "time_embeddings",
+        "input_embeddings",
+        "image_models",
+        "models",
+        "build_model",
+    ],
+)
 def test_every_choice_names_exactly_what_its_registry_holds(names, registry):
     assert tuple(names) == tuple(registry)
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["sample", "--help"], ["plot", "reverse", "--help"],
-                                  ["train", "--num-epochs", "abc"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["sample", "--help"],
+        ["plot", "reverse", "--help"],
+        ["train", "--num-epochs", "abc"],
+    ],
+)
 def test_help_and_flag_errors_import_no_torch(argv):
-    code = ("import sys\nfrom tiny_diffusion.cli import main\n"
-            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys\nfrom tiny_diffusion.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert shown.stdout.strip().splitlines()[-1] == "False", shown.stderr

@@ -10,11 +10,38 @@ import pytest
 
 from tiny_diffusion.cli.main import main
 
-TINY = ["--num-samples", "256", "--train-batch-size", "64", "--eval-batch-size", "50", "--num-epochs", "2",
-        "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
-        "--save-images-step", "1", "--quiet"]
-RUN_FILES = {"config.json", "model.safetensors", "loss.npy", "history.csv", "frames.npy", "samples.npy",
-             "samples.png", "loss.png", "frames.png"}
+TINY = [
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "64",
+    "--eval-batch-size",
+    "50",
+    "--num-epochs",
+    "2",
+    "--num-timesteps",
+    "20",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
+RUN_FILES = {
+    "config.json",
+    "model.safetensors",
+    "loss.npy",
+    "history.csv",
+    "frames.npy",
+    "samples.npy",
+    "samples.png",
+    "loss.png",
+    "frames.png",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +66,54 @@ def test_train_writes_a_complete_run_directory(run_dir):
 
 def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path, capsys):
     out = tmp_path / "s.npy"
-    assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
-                 "--seed", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(run_dir),
+                "--num",
+                "30",
+                "--sampler",
+                "ddim",
+                "--sample-steps",
+                "5",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     picture = out.with_suffix(".png")
-    assert re.fullmatch(rf"wrote 30 samples of shape 2 to {re.escape(str(out))} and {re.escape(str(picture))}; "
-                        r"sampled in [0-9.]+ s \([0-9,]+ points/s\)\n",
-                        capsys.readouterr().out)
+    assert re.fullmatch(
+        rf"wrote 30 samples of shape 2 to {re.escape(str(out))} and {re.escape(str(picture))}; "
+        r"sampled in [0-9.]+ s \([0-9,]+ points/s\)\n",
+        capsys.readouterr().out,
+    )
     assert picture.read_bytes().startswith(b"\x89PNG")
     first = np.load(out)
     assert first.shape == (30, 2) and np.isfinite(first).all()
-    assert main(["sample", str(run_dir), "--num", "30", "--sampler", "ddim", "--sample-steps", "5",
-                 "--seed", "3", "--out", str(out), "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(run_dir),
+                "--num",
+                "30",
+                "--sampler",
+                "ddim",
+                "--sample-steps",
+                "5",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(np.load(out), first)  # same seed, same samples
 
 
@@ -73,11 +137,14 @@ def test_evaluate_prints_metrics_with_floors(run_dir, capsys):
         assert np.isfinite(metrics[key]), key
 
 
-@pytest.mark.parametrize("suffix,text", [
-    (".toml", 'dataset = "moons"\nbeta-schedule = "cosine"\nhidden_size = 8\n'),
-    (".yaml", "dataset: moons\nbeta_schedule: cosine\nhidden-size: 8\n"),
-    (".json", '{"dataset": "moons", "beta_schedule": "cosine", "hidden_size": 8}'),
-])
+@pytest.mark.parametrize(
+    "suffix,text",
+    [
+        (".toml", 'dataset = "moons"\nbeta-schedule = "cosine"\nhidden_size = 8\n'),
+        (".yaml", "dataset: moons\nbeta_schedule: cosine\nhidden-size: 8\n"),
+        (".json", '{"dataset": "moons", "beta_schedule": "cosine", "hidden_size": 8}'),
+    ],
+)
 def test_config_file_sets_flags_and_the_command_line_wins(suffix, text, tmp_path):
     cfg = tmp_path / f"c{suffix}"
     cfg.write_text(text)
@@ -143,11 +210,14 @@ class _returns:
         return False
 
 
-@pytest.mark.parametrize("content,message", [
-    ("seed = 'many'\n", "must be of type int"),
-    ("colour = 'red'\n", "unknown config key"),
-    ("this is not toml", "cannot parse config file"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("seed = 'many'\n", "must be of type int"),
+        ("colour = 'red'\n", "unknown config key"),
+        ("this is not toml", "cannot parse config file"),
+    ],
+)
 def test_bad_config_file(content, message, tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text(content)
@@ -198,9 +268,14 @@ def test_a_compiled_run_computes_what_the_plain_one_does(run_dir, tmp_path):
     assert "compile" not in json.loads((out / "config.json").read_text())["config"]  # not a setting of the run
 
 
-@pytest.mark.parametrize("shape, seconds, expected", [((1000, 2), 1.25, "800 points/s"),
-                                                      ((200, 1, 28, 28), 725.8, "0.28 images/s"),
-                                                      ((8, 1, 28, 28), 2.0, "4 images/s")])
+@pytest.mark.parametrize(
+    "shape, seconds, expected",
+    [
+        ((1000, 2), 1.25, "800 points/s"),
+        ((200, 1, 28, 28), 725.8, "0.28 images/s"),
+        ((8, 1, 28, 28), 2.0, "4 images/s"),
+    ],
+)
 def test_sampling_rates_keep_two_digits_when_slow(shape, seconds, expected):
     from tiny_diffusion.cli.main import _rate
 

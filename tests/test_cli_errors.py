@@ -17,8 +17,23 @@ from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.viz import images as viz_images
 from tiny_diffusion.viz import points as viz_points
 
-TINY = ["--num-epochs", "1", "--num-samples", "64", "--train-batch-size", "32", "--num-timesteps", "10",
-        "--hidden-size", "16", "--embedding-size", "8", "--eval-batch-size", "16", "--quiet"]
+TINY = [
+    "--num-epochs",
+    "1",
+    "--num-samples",
+    "64",
+    "--train-batch-size",
+    "32",
+    "--num-timesteps",
+    "10",
+    "--hidden-size",
+    "16",
+    "--embedding-size",
+    "8",
+    "--eval-batch-size",
+    "16",
+    "--quiet",
+]
 
 
 def _one_line_error(capsys) -> str:
@@ -31,13 +46,17 @@ def _one_line_error(capsys) -> str:
 # --- 1. the data is checked before the run directory ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("bad.csv", "x,y\n1,2\n3,abc\n5,6\n", "line 3, column 'y': 'abc' is not a number"),
-    ("missing.csv", None, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("bad.csv", "x,y\n1,2\n3,abc\n5,6\n", "line 3, column 'y': 'abc' is not a number"),
+        ("missing.csv", None, "does not exist"),
+    ],
+)
 @pytest.mark.parametrize("out", [None, "runs/base"])
-def test_a_bad_data_file_is_reported_before_an_existing_run_directory(name, content, message, out, tmp_path,
-                                                                      monkeypatch, capsys):
+def test_a_bad_data_file_is_reported_before_an_existing_run_directory(
+    name, content, message, out, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     if content is not None:
         Path(name).write_text(content)
@@ -60,20 +79,24 @@ def test_a_good_file_into_an_existing_run_directory_is_still_refused(tmp_path, m
 # --- 1. the default run directory ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values,expected", [
-    ({}, "runs/dino"),
-    ({"dataset": "moons"}, "runs/moons"),
-    ({"dataset": "digits8"}, "runs/digits8"),
-    ({"dataset": "/data/points/mine.v2.csv"}, "runs/mine.v2"),
-    ({"dataset": "moons", "experiment_name": "first"}, "runs/first"),  # --experiment-name wins
-    ({"dataset": "..csv"}, "runs/run"),  # a file whose stem cannot name a folder
-])
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        ({}, "runs/dino"),
+        ({"dataset": "moons"}, "runs/moons"),
+        ({"dataset": "digits8"}, "runs/digits8"),
+        ({"dataset": "/data/points/mine.v2.csv"}, "runs/mine.v2"),
+        ({"dataset": "moons", "experiment_name": "first"}, "runs/first"),  # --experiment-name wins
+        ({"dataset": "..csv"}, "runs/run"),  # a file whose stem cannot name a folder
+    ],
+)
 def test_the_default_run_directory_is_named_after_the_dataset(values, expected):
     assert default_out(td.settings(values)) == Path(expected)
 
 
-def test_a_run_on_a_file_goes_to_runs_stem_and_its_figures_are_titled_with_the_files_name(tmp_path, monkeypatch,
-                                                                                            capsys):
+def test_a_run_on_a_file_goes_to_runs_stem_and_its_figures_are_titled_with_the_files_name(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "data" / "mine.csv"
     data.parent.mkdir()
@@ -99,21 +122,24 @@ def test_evaluating_a_missing_run_directory_says_so(tmp_path, monkeypatch, capsy
 # --- 3. one-line errors that name the flag ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["train", "--learning-rate", "abc"], "--learning-rate: expected a number, got 'abc'"),
-    (["train", "--num-epochs", "nan"], "--num-epochs: expected an integer, got 'nan'"),
-    (["train", "--num_epochs", "1.5"], "--num_epochs: expected an integer, got '1.5'"),  # the spelling typed
-    (["train", "--learning-rate", "nan"], "--learning-rate: expected a finite number, got 'nan'"),
-    (["train", "--beta-end", "inf"], "--beta-end: expected a finite number, got 'inf'"),
-    (["train", "--eta=-inf"], "--eta: expected a finite number, got '-inf'"),
-    (["sample", "RUN", "--num", "ten"], "--num: expected an integer, got 'ten'"),
-    (["sample", "RUN", "--guidance", "nan"], "--guidance: expected a finite number, got 'nan'"),
-    (["plot", "forward", "--num-timesteps", "1e3"], "--num-timesteps: expected an integer, got '1e3'"),
-    (["animate", "RUN", "--fps", "inf"], "--fps: expected a finite number, got 'inf'"),
-    (["train", "--beta-schedule", "cubic"], "--beta-schedule: invalid choice: 'cubic'"),
-    (["train", "--bogus"], "unrecognized arguments: --bogus"),
-    ([], "the following arguments are required: COMMAND"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--learning-rate", "abc"], "--learning-rate: expected a number, got 'abc'"),
+        (["train", "--num-epochs", "nan"], "--num-epochs: expected an integer, got 'nan'"),
+        (["train", "--num_epochs", "1.5"], "--num_epochs: expected an integer, got '1.5'"),  # the spelling typed
+        (["train", "--learning-rate", "nan"], "--learning-rate: expected a finite number, got 'nan'"),
+        (["train", "--beta-end", "inf"], "--beta-end: expected a finite number, got 'inf'"),
+        (["train", "--eta=-inf"], "--eta: expected a finite number, got '-inf'"),
+        (["sample", "RUN", "--num", "ten"], "--num: expected an integer, got 'ten'"),
+        (["sample", "RUN", "--guidance", "nan"], "--guidance: expected a finite number, got 'nan'"),
+        (["plot", "forward", "--num-timesteps", "1e3"], "--num-timesteps: expected an integer, got '1e3'"),
+        (["animate", "RUN", "--fps", "inf"], "--fps: expected a finite number, got 'inf'"),
+        (["train", "--beta-schedule", "cubic"], "--beta-schedule: invalid choice: 'cubic'"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
 def test_a_flag_that_does_not_parse_is_one_line_without_usage(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -121,17 +147,22 @@ def test_a_flag_that_does_not_parse_is_one_line_without_usage(argv, message, cap
     assert message in _one_line_error(capsys)
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--num-epochs", "0"], "--num-epochs must be positive, got 0"),
-    (["--num_epochs", "0"], "--num-epochs must be positive, got 0"),
-    (["--hidden-layers", "-1"], "--hidden-layers must be >= 0, got -1"),
-    (["--ema-decay", "1"], "--ema-decay must be in [0, 1), got 1.0"),
-    (["--experiment-name", "a/b"], "--experiment-name names the folder runs/NAME: give a plain name"),
-    (["--train-batch-size", "128"], "--train-batch-size (128) exceeds --num-samples (64)"),
-    (["--dataset", "horizontal_lines", "--lines", "0"], "--lines must be an integer >= 1"),
-    (["--conditional", "--dataset", "random", "--guidance", "1", "--cond-drop", "0"],
-     "--guidance needs the unconditional model too: set --cond-drop > 0"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--num-epochs", "0"], "--num-epochs must be positive, got 0"),
+        (["--num_epochs", "0"], "--num-epochs must be positive, got 0"),
+        (["--hidden-layers", "-1"], "--hidden-layers must be >= 0, got -1"),
+        (["--ema-decay", "1"], "--ema-decay must be in [0, 1), got 1.0"),
+        (["--experiment-name", "a/b"], "--experiment-name names the folder runs/NAME: give a plain name"),
+        (["--train-batch-size", "128"], "--train-batch-size (128) exceeds --num-samples (64)"),
+        (["--dataset", "horizontal_lines", "--lines", "0"], "--lines must be an integer >= 1"),
+        (
+            ["--conditional", "--dataset", "random", "--guidance", "1", "--cond-drop", "0"],
+            "--guidance needs the unconditional model too: set --cond-drop > 0",
+        ),
+    ],
+)
 def test_a_bad_setting_is_named_by_its_flag(flags, message, tmp_path, capsys):
     assert main(["train", *TINY, *flags, "--out", str(tmp_path / "r")]) == 2
     assert message in _one_line_error(capsys)
@@ -171,8 +202,9 @@ def test_train_help_groups_the_flags_and_shows_only_the_hyphen_spellings(capsys)
 
 
 def test_the_original_underscore_spellings_are_still_accepted():
-    args = build_parser().parse_args(["train", "--num_epochs", "3", "--no-clip_sample", "--learning-rate", "0.1",
-                                      "--sample_steps", "4"])
+    args = build_parser().parse_args(
+        ["train", "--num_epochs", "3", "--no-clip_sample", "--learning-rate", "0.1", "--sample_steps", "4"]
+    )
     assert (args.num_epochs, args.clip_sample, args.learning_rate, args.sample_steps) == (3, False, 0.1, 4)
     args = build_parser().parse_args(["animate", "R", "--training_fps", "3"])
     assert args.training_fps == 3.0
@@ -198,9 +230,33 @@ def test_plot_forward_goes_into_runs_not_the_working_directory(tmp_path, monkeyp
 
 def test_sample_of_an_unconditional_image_run_draws_a_grid_beside_the_npy(tmp_path, capsys):
     run = tmp_path / "digits"
-    assert main(["train", "--dataset", "digits8", "--num-epochs", "1", "--num-samples", "64", "--train-batch-size",
-                 "32", "--num-timesteps", "10", "--channels", "8", "--eval-batch-size", "16", "--sample-steps", "5",
-                 "--quiet", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits8",
+                "--num-epochs",
+                "1",
+                "--num-samples",
+                "64",
+                "--train-batch-size",
+                "32",
+                "--num-timesteps",
+                "10",
+                "--channels",
+                "8",
+                "--eval-batch-size",
+                "16",
+                "--sample-steps",
+                "5",
+                "--quiet",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["sample", str(run), "--num", "12"]) == 0
     npy, png = run / "sampled_ddim_seed0.npy", run / "sampled_ddim_seed0.png"

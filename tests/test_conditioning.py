@@ -8,9 +8,9 @@ import torch
 
 from tiny_diffusion.config import PRESETS, TrainConfig
 from tiny_diffusion.data import DATASETS, get_dataset
+from tiny_diffusion.data.prompts import parse_prompt
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.models import IMAGE_MODELS, LabelConditioned, PointMLP, build_model, guided
-from tiny_diffusion.data.prompts import parse_prompt
 
 DIGITS = tuple(str(d) for d in range(10))
 SHAPES = ("dino", "ring", "bar", "blobs")
@@ -38,8 +38,9 @@ def test_unlabelled_datasets_refuse_a_labelled_draw_listing_the_labelled_ones():
 
 def test_a_long_table_gives_one_label_per_sub_dataset(tmp_path):
     path = tmp_path / "dozen.tsv"
-    rows = ["dataset\tx\ty"] + [f"{name}\t{k + i / 10}\t{-k}" for k, name in enumerate(["star", "dino", "dots"])
-                                for i in range(5)]
+    rows = ["dataset\tx\ty"] + [
+        f"{name}\t{k + i / 10}\t{-k}" for k, name in enumerate(["star", "dino", "dots"]) for i in range(5)
+    ]
     path.write_text("\n".join(rows) + "\n")
     dataset = get_dataset(str(path), labelled=True)
     assert dataset.classes == ("star", "dino", "dots")
@@ -59,10 +60,18 @@ def test_a_table_without_a_dataset_column_has_no_labels(tmp_path):
 # ---------------------------------------------------------------- prompts
 
 
-@pytest.mark.parametrize("prompt, labels", [
-    ("7", [7]), ("seven", [7]), (" Seven ", [7]), ("0", [0]), ("zero", [0]), ("2024", [2, 0, 2, 4]),
-    ("007", [0, 0, 7]),
-])
+@pytest.mark.parametrize(
+    "prompt, labels",
+    [
+        ("7", [7]),
+        ("seven", [7]),
+        (" Seven ", [7]),
+        ("0", [0]),
+        ("zero", [0]),
+        ("2024", [2, 0, 2, 4]),
+        ("007", [0, 0, 7]),
+    ],
+)
 def test_digit_prompts(prompt, labels):
     assert parse_prompt(prompt, DIGITS) == labels
 
@@ -72,15 +81,18 @@ def test_shape_prompts(prompt, labels):
     assert parse_prompt(prompt, SHAPES) == labels
 
 
-@pytest.mark.parametrize("prompt, classes, known", [
-    ("cat", DIGITS, "a digit 0-9, its name"),
-    ("", DIGITS, "a digit 0-9"),
-    ("-3", DIGITS, "a digit 0-9"),
-    ("٣", DIGITS, "a digit 0-9"),  # an Arabic-Indic three: a digit to Python, not a class here
-    ("1234567890123", DIGITS, "at most 12"),
-    ("7", SHAPES, "dino, ring, bar, blobs"),
-    ("star", SHAPES, "dino, ring, bar, blobs"),
-])
+@pytest.mark.parametrize(
+    "prompt, classes, known",
+    [
+        ("cat", DIGITS, "a digit 0-9, its name"),
+        ("", DIGITS, "a digit 0-9"),
+        ("-3", DIGITS, "a digit 0-9"),
+        ("٣", DIGITS, "a digit 0-9"),  # an Arabic-Indic three: a digit to Python, not a class here
+        ("1234567890123", DIGITS, "at most 12"),
+        ("7", SHAPES, "dino, ring, bar, blobs"),
+        ("star", SHAPES, "dino, ring, bar, blobs"),
+    ],
+)
 def test_unknown_prompts_fail_listing_the_known_ones(prompt, classes, known):
     with pytest.raises(UsageError, match=known):
         parse_prompt(prompt, classes)
@@ -155,13 +167,16 @@ def test_the_study_preset_sets_its_values_under_the_flags(dataset, kind):
     assert TrainConfig.from_dict({"dataset": dataset, "preset": "study", "num_epochs": 3}).num_epochs == 3
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"preset": "fast"}, "unknown preset 'fast'; choose from study"),
-    ({"cond_drop": 1.0}, "cond_drop must be in"),
-    ({"cond_drop": -0.1}, "cond_drop must be in"),
-    ({"guidance": -1.0}, "guidance must be >= 0"),
-    ({"conditional": True, "guidance": 2.0, "cond_drop": 0.0}, "guidance needs the unconditional model"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"preset": "fast"}, "unknown preset 'fast'; choose from study"),
+        ({"cond_drop": 1.0}, "cond_drop must be in"),
+        ({"cond_drop": -0.1}, "cond_drop must be in"),
+        ({"guidance": -1.0}, "guidance must be >= 0"),
+        ({"conditional": True, "guidance": 2.0, "cond_drop": 0.0}, "guidance needs the unconditional model"),
+    ],
+)
 def test_bad_conditioning_settings_fail_in_one_line(values, message):
     with pytest.raises(UsageError, match=message):
         TrainConfig.from_dict(values).validate()

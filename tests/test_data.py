@@ -63,8 +63,11 @@ def test_the_packaged_dino_equals_same_stats_copy_bit_for_bit():
 
 def test_dino_draws_are_pinned():
     # drawn when the dino came from same-stats: the packaged copy must keep every trained run's data unchanged
-    expected = [[-2.3392393589019775, 0.7486810684204102], [0.5498655438423157, -2.4065186977386475],
-                [2.379084825515747, -0.040278032422065735]]
+    expected = [
+        [-2.3392393589019775, 0.7486810684204102],
+        [0.5498655438423157, -2.4065186977386475],
+        [2.379084825515747, -0.040278032422065735],
+    ]
     np.testing.assert_array_equal(get_dataset("dino").sample(3, seed=42), np.array(expected, dtype=np.float32))
 
 
@@ -118,8 +121,10 @@ def test_options_a_dataset_does_not_take_are_ignored():
     plain = dino.sample(200, seed=5)
     np.testing.assert_array_equal(dino.sample(200, seed=5, lines=4, angle=10.0, densify="poisson", digit=1), plain)
     # the CLI passes None for options the user did not give
-    np.testing.assert_array_equal(get_dataset("horizontal_lines").sample(50, seed=1, lines=None, densify=None),
-                                  get_dataset("horizontal_lines").sample(50, seed=1))
+    np.testing.assert_array_equal(
+        get_dataset("horizontal_lines").sample(50, seed=1, lines=None, densify=None),
+        get_dataset("horizontal_lines").sample(50, seed=1),
+    )
     assert get_dataset("horizontal_lines").support_points(angle=45.0, digit=2).shape == (400, 2)
 
 

@@ -8,9 +8,27 @@ import pytest
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.data import DATASETS
 
-TINY = ["--num-samples", "128", "--train-batch-size", "64", "--eval-batch-size", "40", "--num-epochs", "2",
-        "--num-timesteps", "10", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
-        "--save-images-step", "1", "--quiet"]
+TINY = [
+    "--num-samples",
+    "128",
+    "--train-batch-size",
+    "64",
+    "--eval-batch-size",
+    "40",
+    "--num-epochs",
+    "2",
+    "--num-timesteps",
+    "10",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -28,17 +46,37 @@ def test_every_dataset_trains_and_samples_in_its_dimension(name, tmp_path):
 
 def test_dataset_options_reach_the_data_and_the_run_record(tmp_path):
     out = tmp_path / "lines"
-    assert main(["train", "--dataset", "inclined_lines", "--lines", "2", "--angle", "45", "--densify", "poisson",
-                 *TINY, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "inclined_lines",
+                "--lines",
+                "2",
+                "--angle",
+                "45",
+                "--densify",
+                "poisson",
+                *TINY,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["lines"], config["angle"], config["densify"]) == (2, 45.0, "poisson")
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--lines", "0"], "lines must be"),
-    (["--digit", "12"], "digit must be"),
-    (["--dataset", "points.xlsx"], "unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--lines", "0"], "lines must be"),
+        (["--digit", "12"], "digit must be"),
+        (["--dataset", "points.xlsx"], "unknown dataset"),
+    ],
+)
 def test_bad_dataset_options_exit_2(flags, message, tmp_path, capsys):
     assert main(["train", *TINY, *flags, "--out", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err

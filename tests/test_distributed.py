@@ -11,22 +11,61 @@ import time
 
 import numpy as np
 import pytest
-from conftest import single_thread
 from safetensors.numpy import load_file
 
-from tiny_diffusion.runs.checkpoints import checkpoint_steps
+from conftest import single_thread
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.core.distributed import Cluster, resume_command
+from tiny_diffusion.runs.checkpoints import checkpoint_steps
 from tiny_diffusion.runs.staging import checkpoints_dir
 
 # 16 steps per epoch of a global batch of 16 (8 per process), 160 in all
-POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size", "50", "--num-epochs", "10",
-          "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
-          "--save-images-step", "5", "--ema-decay", "0.9", "--quiet"]
+POINTS = [
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "16",
+    "--eval-batch-size",
+    "50",
+    "--num-epochs",
+    "10",
+    "--num-timesteps",
+    "20",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "5",
+    "--ema-decay",
+    "0.9",
+    "--quiet",
+]
 # 8 steps per epoch, 24 in all; conditional: the label drops are shared out too
-IMAGES = ["--dataset", "digits8", "--channels", "4", "--num-timesteps", "20", "--num-epochs", "3", "--sample-steps",
-          "5", "--num-samples", "256", "--train-batch-size", "32", "--eval-batch-size", "16", "--save-images-step", "2",
-          "--conditional", "--quiet"]
+IMAGES = [
+    "--dataset",
+    "digits8",
+    "--channels",
+    "4",
+    "--num-timesteps",
+    "20",
+    "--num-epochs",
+    "3",
+    "--sample-steps",
+    "5",
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "32",
+    "--eval-batch-size",
+    "16",
+    "--save-images-step",
+    "2",
+    "--conditional",
+    "--quiet",
+]
 AGREE = "all 2 processes end with the same training state"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,9 +74,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _torchrun(args, *, processes=2, timeout=300):
     """``tiny-diffusion ARGS`` as ``processes`` processes started by torchrun, one thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={processes}", "-m", "tiny_diffusion", *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "tiny_diffusion",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _ours(stderr):
@@ -87,16 +139,24 @@ def test_the_global_batch_must_divide_among_the_processes(monkeypatch, tmp_path,
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["train", *POINTS, "--train-batch-size", "15", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err == ("tiny-diffusion: error: --train-batch-size is the global batch, shared evenly by the 2 processes: "
-                   "15 does not divide by 2\n")
+    assert err == (
+        "tiny-diffusion: error: --train-batch-size is the global batch, shared evenly by the 2 processes: "
+        "15 does not divide by 2\n"
+    )
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["verify", "runs/base"], "only `train` runs as several processes (torchrun); run `verify` as one"),
-    (["train", *POINTS], "WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not: start the "
-                         "processes with torchrun"),
-], ids=["not train", "not torchrun"])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["verify", "runs/base"], "only `train` runs as several processes (torchrun); run `verify` as one"),
+        (
+            ["train", *POINTS],
+            "WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not: start the processes with torchrun",
+        ),
+    ],
+    ids=["not train", "not torchrun"],
+)
 def test_what_cannot_run_as_several_processes_is_refused_in_one_line(monkeypatch, tmp_path, capsys, argv, message):
     for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -112,8 +172,10 @@ def test_a_refusal_by_rank_0_stops_every_process_at_once_with_one_line(tmp_path)
     start = time.monotonic()
     proc = _torchrun(["train", *POINTS, "--out", str(run)])
     assert proc.returncode != 0
-    assert _ours(proc.stderr) == [f"tiny-diffusion: error: run directory {run} already exists; pass --overwrite to "
-                                  "replace it or choose another --out"]
+    assert _ours(proc.stderr) == [
+        f"tiny-diffusion: error: run directory {run} already exists; pass --overwrite to "
+        "replace it or choose another --out"
+    ]
     assert time.monotonic() - start < 120  # far below the collectives' timeout (30 min)
 
 
@@ -125,10 +187,16 @@ def test_the_processes_share_out_every_row_of_a_batch_once(batch, processes):
     assert {len(range(batch)[shard]) for shard in shards} == {batch // processes}
 
 
-@pytest.mark.parametrize("env,command", [
-    ({}, "tiny-diffusion train --resume runs/x"),
-    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}, "torchrun --nproc_per_node=2 -m tiny_diffusion train --resume runs/x"),
-])
+@pytest.mark.parametrize(
+    "env,command",
+    [
+        ({}, "tiny-diffusion train --resume runs/x"),
+        (
+            {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"},
+            "torchrun --nproc_per_node=2 -m tiny_diffusion train --resume runs/x",
+        ),
+    ],
+)
 def test_the_resume_command_starts_as_many_processes_per_machine(monkeypatch, env, command):
     for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
@@ -182,10 +250,23 @@ def _free_port():
 def test_the_collectives_agree_across_two_processes(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES)
-    common = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-              "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(script)], env={**common, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    common = {
+        **os.environ,
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "OMP_NUM_THREADS": "1",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            env={**common, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     for rank, (proc, (out, err)) in enumerate(zip(procs, results)):
         assert proc.returncode == 0, err
@@ -198,9 +279,27 @@ def test_a_run_of_two_processes_stopped_by_sigterm_resumes_to_the_same_bits(tmp_
     whole, cut = tmp_path / "whole" / "run", tmp_path / "cut" / "run"
     _assert_written_once(whole, _torchrun(["train", *flags, "--out", str(whole)]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "tiny_diffusion", "train", *flags, "--out", str(cut), "--checkpoint-every", "25"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tiny_diffusion",
+            "train",
+            *flags,
+            "--out",
+            str(cut),
+            "--checkpoint-every",
+            "25",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while not checkpoint_steps(checkpoints_dir(cut)):
         assert proc.poll() is None and time.monotonic() < deadline

@@ -2,8 +2,8 @@
 
 Each page's ```python blocks run in order, as one script, in a fresh interpreter whose working directory is a
 temporary folder (so `out="runs/moons"` lands there, and a later block of the page can load what an earlier one
-wrote); the pages run side by side. A block is left out only when its fence says so explicitly: ```python {.skip} (the attribute form that
-pymdownx.superfences and GitHub both render as Python).
+wrote); the pages run side by side. A block is left out only when its fence says so explicitly: ```python {.skip}
+(the attribute form that pymdownx.superfences and GitHub both render as Python).
 
 Why not mktestdocs or pytest-markdown-docs: both exec the blocks inside the pytest process, so pages would share
 torch's state and imports and a hung example could not be timed out; what is left to write is the fence reader below.
@@ -71,8 +71,14 @@ def _start(page: Path, folder: Path) -> subprocess.Popen:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("OMP_NUM_THREADS", "1")
     env["MPLBACKEND"] = "Agg"
-    return subprocess.Popen([sys.executable, "examples.py"], cwd=folder, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "examples.py"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @dataclass
@@ -85,8 +91,11 @@ class Started:
 def started(request, tmp_path_factory) -> Started:
     """Every selected page's examples, started at once: each page is one process on one thread, so on a 2-core
     machine the pages take about half the time they would one after another."""
-    selected = {item.callspec.params["page"] for item in request.session.items
-                if item.originalname == "test_page_examples_run" and hasattr(item, "callspec")}
+    selected = {
+        item.callspec.params["page"]
+        for item in request.session.items
+        if item.originalname == "test_page_examples_run" and hasattr(item, "callspec")
+    }
     procs = {_page_id(page): _start(page, tmp_path_factory.mktemp(page.stem)) for page in selected}
     yield Started(procs, time.monotonic() + TIMEOUT_S)
     for proc in procs.values():

@@ -56,8 +56,9 @@ def test_the_score_of_one_gaussian_is_its_closed_form(shape, alpha_bar, diagonal
     score = mixture_score(x, alpha_bar, means, stds, weights)
     assert score.shape == x.shape
     torch.testing.assert_close(score, expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(mixture_noise(x, alpha_bar, means, stds, weights),
-                               -math.sqrt(1 - alpha_bar) * expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        mixture_noise(x, alpha_bar, means, stds, weights), -math.sqrt(1 - alpha_bar) * expected, rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -91,8 +92,9 @@ def test_the_ideal_denoiser_is_the_mixture_of_point_masses(alpha_bar):
     points = torch.randn((40, 3), generator=_generator(3), dtype=torch.float64)
     x_t = torch.randn((25, 3), generator=_generator(4), dtype=torch.float64)
     point_masses = (points, torch.zeros(40, dtype=torch.float64), torch.full((40,), 1 / 40, dtype=torch.float64))
-    torch.testing.assert_close(ideal_noise(x_t, alpha_bar, points), mixture_noise(x_t, alpha_bar, *point_masses),
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        ideal_noise(x_t, alpha_bar, points), mixture_noise(x_t, alpha_bar, *point_masses), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_the_ideal_denoiser_gives_the_same_in_chunks(monkeypatch):
@@ -104,7 +106,7 @@ def test_the_ideal_denoiser_gives_the_same_in_chunks(monkeypatch):
     whole = ideal_x0(x_t, alpha_bar, points)
     monkeypatch.setattr(exact, "CHUNK_ELEMENTS", 7 * 300)  # 7 rows at a time, the last chunk shorter
     torch.testing.assert_close(ideal_x0(x_t, alpha_bar, points), whole, rtol=0, atol=1e-13)
-    rows = torch.stack([ideal_x0(x_t[i:i + 1], alpha_bar[i], points)[0] for i in range(50)])
+    rows = torch.stack([ideal_x0(x_t[i : i + 1], alpha_bar[i], points)[0] for i in range(50)])
     torch.testing.assert_close(rows, whole, rtol=0, atol=1e-13)
 
 
@@ -114,8 +116,12 @@ def test_the_mixture_log_density_matches_scipy(alpha_bar, diagonal):
     means, stds, weights = _random_mixture(3, (2,), diagonal=diagonal, seed=7)
     x = torch.randn((20, 2), generator=_generator(8), dtype=torch.float64) * 3
     s2 = (stds if diagonal else stds[:, None].expand(3, 2)).numpy() ** 2
-    components = [multivariate_normal(math.sqrt(alpha_bar) * means[k].numpy(), np.diag(alpha_bar * s2[k] + 1
-                  - alpha_bar)).logpdf(x.numpy()) for k in range(3)]
+    components = [
+        multivariate_normal(math.sqrt(alpha_bar) * means[k].numpy(), np.diag(alpha_bar * s2[k] + 1 - alpha_bar)).logpdf(
+            x.numpy()
+        )
+        for k in range(3)
+    ]
     expected = logsumexp(np.stack(components) + np.log(weights.numpy())[:, None], axis=0)
     np.testing.assert_allclose(mixture_log_prob(x, alpha_bar, means, stds, weights).numpy(), expected, rtol=1e-12)
 
@@ -133,8 +139,9 @@ def test_the_mixture_noise_is_minus_sqrt_one_minus_alpha_bar_times_the_autograd_
     x = (x + 0.3 * torch.randn(x.shape, generator=_generator(11), dtype=torch.float64)).requires_grad_()
     (score,) = torch.autograd.grad(mixture_log_prob(x, alpha_bar, means, stds, weights).sum(), x)
     torch.testing.assert_close(mixture_score(x.detach(), alpha_bar, means, stds, weights), score, rtol=0, atol=1e-5)
-    torch.testing.assert_close(mixture_noise(x.detach(), alpha_bar, means, stds, weights),
-                               -math.sqrt(1 - alpha_bar) * score, rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        mixture_noise(x.detach(), alpha_bar, means, stds, weights), -math.sqrt(1 - alpha_bar) * score, rtol=0, atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------- the datasets' mixtures
@@ -154,12 +161,17 @@ def test_a_datasets_mixture_is_the_density_it_draws_from(name):
     k = rng.choice(len(mixture.weights), n, p=mixture.weights)
     own = mixture.means[k] + rng.normal(size=(n, 2)) * mixture.stds[k]
     params = [torch.tensor(v) for v in (mixture.means, mixture.stds, mixture.weights)]
-    data_lp, own_lp = (mixture_log_prob(torch.tensor(x, dtype=torch.float64), 1.0, *params).numpy()
-                       for x in (dataset.sample(n, seed=1), own))
+    data_lp, own_lp = (
+        mixture_log_prob(torch.tensor(x, dtype=torch.float64), 1.0, *params).numpy()
+        for x in (dataset.sample(n, seed=1), own)
+    )
     error = 4 * math.sqrt(data_lp.var() / n + own_lp.var() / n)
     assert abs(data_lp.mean() - own_lp.mean()) < error
-    np.testing.assert_allclose(dataset.sample(n, seed=1).mean(0), mixture.weights @ mixture.means,
-                               atol=4 * dataset.sample(n, seed=1).std(0).max() / math.sqrt(n))
+    np.testing.assert_allclose(
+        dataset.sample(n, seed=1).mean(0),
+        mixture.weights @ mixture.means,
+        atol=4 * dataset.sample(n, seed=1).std(0).max() / math.sqrt(n),
+    )
 
 
 def test_the_dino_mixture_is_its_points_with_the_scaled_jitter():
@@ -182,7 +194,7 @@ def test_8gaussians_is_ffjords():
     assert residual.std() == pytest.approx(EIGHT_GAUSSIANS_STD, rel=0.03)
     support = get_dataset("8gaussians").support_points()
     share = (np.linalg.norm(residual, axis=1) <= 2.5 * EIGHT_GAUSSIANS_STD).mean()
-    assert share == pytest.approx(1 - math.exp(-2.5**2 / 2), abs=0.01)  # the support: 2.5-std discs, 95.6%
+    assert share == pytest.approx(1 - math.exp(-(2.5**2) / 2), abs=0.01)  # the support: 2.5-std discs, 95.6%
     assert np.linalg.norm(support[:, None] - EIGHT_GAUSSIANS_CENTERS[None], axis=-1).min(1).max() <= 0.885
 
 
@@ -246,15 +258,18 @@ def test_the_ideal_denoiser_reproduces_training_points_and_the_exact_mixture_doe
     assert memorized_share(mixture.sample(n, seed=5), mixture.config) < 0.01
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: td.exact("mnist5k"), "needs a point dataset; mnist5k is an image set"),
-    (lambda: td.exact("no-such-set"), "unknown dataset 'no-such-set'"),
-    (lambda: td.exact("moons", kind="mixture"), "moons is not a Gaussian mixture; use kind='ideal'"),
-    (lambda: td.exact("dino", kind="best"), "unknown kind 'best'"),
-    (lambda: td.exact("dino", target="x0"), "predicts the noise, unconditionally"),
-    (lambda: td.exact("blobs", conditional=True), "predicts the noise, unconditionally"),
-    (lambda: td.exact("dino", num_timesteps=0), "num_timesteps must be positive"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: td.exact("mnist5k"), "needs a point dataset; mnist5k is an image set"),
+        (lambda: td.exact("no-such-set"), "unknown dataset 'no-such-set'"),
+        (lambda: td.exact("moons", kind="mixture"), "moons is not a Gaussian mixture; use kind='ideal'"),
+        (lambda: td.exact("dino", kind="best"), "unknown kind 'best'"),
+        (lambda: td.exact("dino", target="x0"), "predicts the noise, unconditionally"),
+        (lambda: td.exact("blobs", conditional=True), "predicts the noise, unconditionally"),
+        (lambda: td.exact("dino", num_timesteps=0), "num_timesteps must be positive"),
+    ],
+)
 def test_td_exact_refuses_bad_input_in_one_line(call, message):
     with pytest.raises(UsageError, match=message) as error:
         call()

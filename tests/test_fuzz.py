@@ -19,8 +19,8 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from test_image_data import IDX_CODES, idx_bytes
 
+from test_image_data import IDX_CODES, idx_bytes
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig, load_config_file
 from tiny_diffusion.data.files import load_point_file
@@ -78,7 +78,7 @@ def _damaged(data: bytes, draw) -> bytes:
 
 CELLS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.integers(-10**30, 10**30).map(str),
+    st.integers(-(10**30), 10**30).map(str),
     st.sampled_from(["", " ", "x", "dataset", "dino", "nan", "-inf", "1e999", '"', '"1"', "1_0", "٣", "\0", "1,2"]),
     st.text(max_size=6),
 )
@@ -96,8 +96,11 @@ def tables(draw) -> tuple[str, str]:
 
 
 @FUZZ
-@given(table=tables(), columns=st.none() | st.sampled_from(["0", "1,0", "x", "dataset", "", "7", "0,,1"]),
-       subset=st.none() | st.sampled_from(["dino", "", "x"]))
+@given(
+    table=tables(),
+    columns=st.none() | st.sampled_from(["0", "1,0", "x", "dataset", "", "7", "0,,1"]),
+    subset=st.none() | st.sampled_from(["dino", "", "x"]),
+)
 def test_any_table_loads_or_is_refused_in_one_line(folder, table, columns, subset):
     suffix, text = table
     _load_points(_write(folder, suffix, text), columns=columns, subset=subset)
@@ -110,9 +113,15 @@ def test_any_bytes_as_a_table_load_or_are_refused_in_one_line(folder, suffix, da
 
 
 @FUZZ
-@given(points=hnp.arrays(np.float64, st.tuples(st.integers(2, 12), st.integers(1, 4)),
-                         elements=st.floats(allow_nan=False, allow_infinity=False)),
-       suffix=st.sampled_from([".csv", ".tsv"]), header=st.booleans())
+@given(
+    points=hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(2, 12), st.integers(1, 4)),
+        elements=st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    suffix=st.sampled_from([".csv", ".tsv"]),
+    header=st.booleans(),
+)
 def test_a_table_of_numbers_loads_exactly(folder, points, suffix, header):
     delimiter = "," if suffix == ".csv" else "\t"
     lines = [delimiter.join(f"c{j}" for j in range(points.shape[1]))] if header else []
@@ -156,8 +165,14 @@ def test_any_numpy_file_loads_or_is_refused_in_one_line(folder, file):
     points = _load_points(_write(folder, suffix, data))
     if array is not None and points is not None:
         np.testing.assert_array_equal(points, array.astype(np.float64))
-    if array is not None and array.ndim == 2 and array.shape[0] >= 2 and array.shape[1] >= 1 and \
-            array.dtype.kind in "fiu" and np.isfinite(array.astype(np.float64)).all():
+    if (
+        array is not None
+        and array.ndim == 2
+        and array.shape[0] >= 2
+        and array.shape[1] >= 1
+        and array.dtype.kind in "fiu"
+        and np.isfinite(array.astype(np.float64)).all()
+    ):
         assert points is not None  # a proper point set is never refused
 
 
@@ -180,8 +195,7 @@ def idx_files(draw) -> tuple[bytes, np.ndarray | None]:
 
 
 @FUZZ
-@given(file=idx_files() | st.binary(max_size=64).map(lambda b: (b, None)),
-       suffix=st.sampled_from(["", ".gz"]))
+@given(file=idx_files() | st.binary(max_size=64).map(lambda b: (b, None)), suffix=st.sampled_from(["", ".gz"]))
 def test_any_idx_file_loads_or_is_refused_in_one_line(folder, file, suffix):
     data, array = file
     path = _write(folder, suffix, data)
@@ -199,9 +213,16 @@ def test_any_idx_file_loads_or_is_refused_in_one_line(folder, file, suffix):
 # ---------------------------------------------------------------- configuration
 
 FIELDS = [f.name for f in fields(TrainConfig)]
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(), st.text(max_size=8),
-                   st.sampled_from(["dino", "digits8", "moons", "a.csv", "ddim", "cosine", "unet", "mlp", "v"]),
-                   st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(["dino", "digits8", "moons", "a.csv", "ddim", "cosine", "unet", "mlp", "v"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
 KEYS = st.sampled_from(FIELDS) | st.sampled_from(FIELDS).map(lambda k: k.replace("_", "-")) | st.text(max_size=8)
 
 
@@ -231,10 +252,26 @@ def test_a_config_file_reads_back_what_was_written(folder, values, form):
 
 
 @FUZZ
-@given(suffix=st.sampled_from([".toml", ".yaml", ".yml", ".json", ".txt", ""]),
-       data=st.binary(max_size=120) | st.text(max_size=120) | st.sampled_from(
-           ["a = 1", "[x]\ny = 2", "!!python/object/apply:os.system ['true']", "{a: *b}", "- 1", "a: 2001-01-01",
-            "seed: .inf", '{"seed": 1e999}', "num_epochs = 1e3", "\ufeff{}", "learning_rate: .nan"]))
+@given(
+    suffix=st.sampled_from([".toml", ".yaml", ".yml", ".json", ".txt", ""]),
+    data=st.binary(max_size=120)
+    | st.text(max_size=120)
+    | st.sampled_from(
+        [
+            "a = 1",
+            "[x]\ny = 2",
+            "!!python/object/apply:os.system ['true']",
+            "{a: *b}",
+            "- 1",
+            "a: 2001-01-01",
+            "seed: .inf",
+            '{"seed": 1e999}',
+            "num_epochs = 1e3",
+            "\ufeff{}",
+            "learning_rate: .nan",
+        ]
+    ),
+)
 def test_any_config_file_is_read_or_refused_in_one_line(folder, suffix, data):
     path = _write(folder, suffix, data)
     try:
@@ -248,21 +285,59 @@ def test_any_config_file_is_read_or_refused_in_one_line(folder, suffix, data):
 
 # ---------------------------------------------------------------- the train command line
 
-TRAIN_FLAGS = [f"--{name}" for name in FIELDS] + [f"--{name.replace('_', '-')}" for name in FIELDS] + [
-    "--quiet", "--checkpoint-every", "--keep-checkpoints", "--resume", "--config", "--no-clip-sample", "--num",
-    "-x", "--"]
-TOKENS = st.one_of(st.sampled_from(TRAIN_FLAGS), st.integers(-5, 10**6).map(str), st.floats().map(repr),
-                   st.sampled_from(["dino", "digits8", "ddim", "cosine", "unet", "seed-cnn", "a.csv", "x.toml", "0"]),
-                   st.text(alphabet=string.printable, max_size=6))
+TRAIN_FLAGS = (
+    [f"--{name}" for name in FIELDS]
+    + [f"--{name.replace('_', '-')}" for name in FIELDS]
+    + [
+        "--quiet",
+        "--checkpoint-every",
+        "--keep-checkpoints",
+        "--resume",
+        "--config",
+        "--no-clip-sample",
+        "--num",
+        "-x",
+        "--",
+    ]
+)
+TOKENS = st.one_of(
+    st.sampled_from(TRAIN_FLAGS),
+    st.integers(-5, 10**6).map(str),
+    st.floats().map(repr),
+    st.sampled_from(["dino", "digits8", "ddim", "cosine", "unet", "seed-cnn", "a.csv", "x.toml", "0"]),
+    st.text(alphabet=string.printable, max_size=6),
+)
 
 
 @pytest.fixture(scope="module")
 def complete_run(tmp_path_factory) -> Path:
     """A complete run: a valid command line into it stops at "already exists", before any training."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "--num-samples", "64", "--train-batch-size", "32", "--num-epochs", "1", "--num-timesteps",
-                 "5", "--embedding-size", "4", "--hidden-size", "4", "--eval-batch-size", "8", "--quiet", "--out",
-                 str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--num-samples",
+                "64",
+                "--train-batch-size",
+                "32",
+                "--num-epochs",
+                "1",
+                "--num-timesteps",
+                "5",
+                "--embedding-size",
+                "4",
+                "--hidden-size",
+                "4",
+                "--eval-batch-size",
+                "8",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 

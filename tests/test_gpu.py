@@ -11,24 +11,63 @@ import torch
 
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.models import build_model
-from tiny_diffusion.diffusion import Diffusion
 from tiny_diffusion.core.schedule import NoiseSchedule
 from tiny_diffusion.core.training import TrainState, train
+from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.models import build_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-POINTS = ["--num-samples", "256", "--train-batch-size", "64", "--eval-batch-size", "50", "--num-epochs", "2",
-          "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
-          "--save-images-step", "1", "--quiet"]
-IMAGES = ["--dataset", "digits8", "--channels", "4", "--num-timesteps", "20", "--num-epochs", "2", "--sample-steps",
-          "5", "--num-samples", "256", "--train-batch-size", "32", "--eval-batch-size", "16", "--save-images-step", "1",
-          "--quiet"]
+POINTS = [
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "64",
+    "--eval-batch-size",
+    "50",
+    "--num-epochs",
+    "2",
+    "--num-timesteps",
+    "20",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
+IMAGES = [
+    "--dataset",
+    "digits8",
+    "--channels",
+    "4",
+    "--num-timesteps",
+    "20",
+    "--num-epochs",
+    "2",
+    "--sample-steps",
+    "5",
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "32",
+    "--eval-batch-size",
+    "16",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-@pytest.mark.parametrize("flags", [POINTS, [*IMAGES, "--model", "unet"], [*IMAGES, "--model", "seed-cnn",
-                                   "--conditional", "--ema-decay", "0.9"]], ids=["points", "unet", "seed-cnn"])
+@pytest.mark.parametrize(
+    "flags",
+    [POINTS, [*IMAGES, "--model", "unet"], [*IMAGES, "--model", "seed-cnn", "--conditional", "--ema-decay", "0.9"]],
+    ids=["points", "unet", "seed-cnn"],
+)
 def test_a_run_trains_and_samples_on_the_gpu(tmp_path, flags, precision):
     out = tmp_path / "run"
     assert main(["train", *flags, "--device", "cuda", "--precision", precision, "--out", str(out)]) == 0
@@ -41,8 +80,17 @@ def test_a_run_trains_and_samples_on_the_gpu(tmp_path, flags, precision):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_every_tensor_of_a_training_state_is_on_the_gpu(precision):
-    config = TrainConfig(num_samples=128, train_batch_size=32, num_epochs=1, num_timesteps=20, embedding_size=8,
-                         hidden_size=16, hidden_layers=1, ema_decay=0.9, precision=precision)
+    config = TrainConfig(
+        num_samples=128,
+        train_batch_size=32,
+        num_epochs=1,
+        num_timesteps=20,
+        embedding_size=8,
+        hidden_size=16,
+        hidden_layers=1,
+        ema_decay=0.9,
+        precision=precision,
+    )
     device = torch.device("cuda")
     model = build_model(config, shape=(2,)).to(device)
     state = TrainState.start(model, config, generator=torch.Generator(device).manual_seed(0), num_samples=128)
@@ -58,10 +106,31 @@ def test_every_tensor_of_a_training_state_is_on_the_gpu(precision):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_two_processes_train_on_two_gpus_with_nccl(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                           "tiny_diffusion", "train", *IMAGES, "--model", "seed-cnn", "--ema-decay", "0.9",
-                           "--device", "cuda", "--out", str(out)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tiny_diffusion",
+            "train",
+            *IMAGES,
+            "--model",
+            "seed-cnn",
+            "--ema-decay",
+            "0.9",
+            "--device",
+            "cuda",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "all 2 processes end with the same training state" in proc.stderr
     assert "= 2 processes x 16" in proc.stdout and "on cuda:0" in proc.stdout

@@ -6,16 +6,33 @@ import re
 import pytest
 import torch
 
-from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
+from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
 from tiny_diffusion.runs.locking import lock_path, run_lock
 from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fast on a busy machine
 
-TINY = ["--num-samples", "128", "--train-batch-size", "32", "--eval-batch-size", "20", "--num-epochs", "3",
-        "--num-timesteps", "10", "--embedding-size", "8", "--hidden-size", "8", "--hidden-layers", "1", "--quiet"]
+TINY = [
+    "--num-samples",
+    "128",
+    "--train-batch-size",
+    "32",
+    "--eval-batch-size",
+    "20",
+    "--num-epochs",
+    "3",
+    "--num-timesteps",
+    "10",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "8",
+    "--hidden-layers",
+    "1",
+    "--quiet",
+]
 
 
 def test_a_second_trainer_on_the_same_run_is_refused_in_one_line(tmp_path, capsys):
@@ -45,8 +62,11 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_only_finite_checkpoints
     assert main(["train", *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    found = re.search(r"training diverged at step (\d+) of 12 \(epoch (\d)\): loss .*a lower --learning-rate than "
-                      r"1e\+30 \(and --overwrite to start again; the last good checkpoint, of step (\d+), is kept", err)
+    found = re.search(
+        r"training diverged at step (\d+) of 12 \(epoch (\d)\): loss .*a lower --learning-rate than "
+        r"1e\+30 \(and --overwrite to start again; the last good checkpoint, of step (\d+), is kept",
+        err,
+    )
     assert found, err
     step, epoch, kept = map(int, found.groups())
     assert epoch == (step - 1) // 4 + 1 and kept < step

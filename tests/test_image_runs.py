@@ -7,16 +7,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_diffusion.studies.ablation import run_study
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
-from tiny_diffusion.errors import UsageError
 from tiny_diffusion.diffusion import Diffusion
-from tiny_diffusion.runs.job import train_run
+from tiny_diffusion.errors import UsageError
 from tiny_diffusion.runs.files import training_snapshots
+from tiny_diffusion.runs.job import train_run
+from tiny_diffusion.studies.ablation import run_study
 
-TINY = dict(dataset="digits8", num_samples=256, train_batch_size=64, eval_batch_size=24, num_epochs=2,
-            num_timesteps=20, sample_steps=5, channels=8, embedding_size=16, save_images_step=1, device="cpu")
+TINY = dict(
+    dataset="digits8",
+    num_samples=256,
+    train_batch_size=64,
+    eval_batch_size=24,
+    num_epochs=2,
+    num_timesteps=20,
+    sample_steps=5,
+    channels=8,
+    embedding_size=16,
+    save_images_step=1,
+    device="cpu",
+)
 
 
 def tiny(**changes) -> TrainConfig:
@@ -30,11 +41,14 @@ def test_an_image_dataset_starts_from_the_image_defaults_and_flags_still_win():
     assert TrainConfig.from_dict({"dataset": "dino"}).model == "mlp"
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"model": "mlp"}, "image dataset"),
-    ({"dataset": "dino", "model": "unet"}, "for image datasets"),
-    ({"num_samples": 32}, "exceeds"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"model": "mlp"}, "image dataset"),
+        ({"dataset": "dino", "model": "unet"}, "for image datasets"),
+        ({"num_samples": 32}, "exceeds"),
+    ],
+)
 def test_models_and_datasets_must_match(tmp_path, changes, message):
     with pytest.raises(UsageError, match=message):
         train_run(TrainConfig.from_dict({**TINY, **changes}), tmp_path / "run", progress=False)
@@ -95,8 +109,8 @@ def test_an_image_study_writes_an_image_grid_and_the_judges_columns(tmp_path):
 def test_predicted_x0_recovers_the_data_under_a_model_that_knows_the_noise():
     import torch
 
-    from tiny_diffusion.viz.processes import ReverseStates, predicted_x0
     from tiny_diffusion.core.schedule import NoiseSchedule
+    from tiny_diffusion.viz.processes import ReverseStates, predicted_x0
 
     schedule = NoiseSchedule(50, "cosine")
     x0 = torch.rand(4, 1, 8, 8) * 2 - 1

@@ -9,12 +9,30 @@ import pytest
 
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
-from tiny_diffusion.runs.integrity import MANIFEST, Corrupt, check_manifest, manifest, seal, unseal
 from tiny_diffusion.runs.files import RUN_FILES, load_run
+from tiny_diffusion.runs.integrity import MANIFEST, Corrupt, check_manifest, manifest, seal, unseal
 
-TINY = ["--num-samples", "128", "--train-batch-size", "64", "--eval-batch-size", "20", "--num-epochs", "2",
-        "--num-timesteps", "10", "--embedding-size", "8", "--hidden-size", "8", "--hidden-layers", "1",
-        "--save-images-step", "1", "--quiet"]
+TINY = [
+    "--num-samples",
+    "128",
+    "--train-batch-size",
+    "64",
+    "--eval-batch-size",
+    "20",
+    "--num-epochs",
+    "2",
+    "--num-timesteps",
+    "10",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "8",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +77,15 @@ def test_any_damaged_file_is_reported_in_one_line(run_dir, tmp_path, capsys, nam
         load_run(broken)
 
 
-@pytest.mark.parametrize("command", [
-    ["sample", "{run}", "--num", "5"],
-    ["evaluate", "{run}"],
-    ["plot", "reverse", "{run}", "--panels", "3"],
-    ["animate", "{run}"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sample", "{run}", "--num", "5"],
+        ["evaluate", "{run}"],
+        ["plot", "reverse", "{run}", "--panels", "3"],
+        ["animate", "{run}"],
+    ],
+)
 def test_every_command_that_reads_a_run_refuses_a_damaged_one(run_dir, tmp_path, capsys, command):
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)

@@ -12,7 +12,16 @@ import tiny_diffusion.eval.judge as judge_module
 from tiny_diffusion.data.images import get_image_dataset
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.eval.image_metrics import class_histogram, image_metrics
-from tiny_diffusion.eval.judge import CACHE_ENV, Judge, JudgeNet, _random_shift, get_judge, judge_path, load_judge, train_judge
+from tiny_diffusion.eval.judge import (
+    CACHE_ENV,
+    Judge,
+    JudgeNet,
+    _random_shift,
+    get_judge,
+    judge_path,
+    load_judge,
+    train_judge,
+)
 from tiny_diffusion.eval.metrics import frechet_distance
 
 
@@ -66,12 +75,15 @@ def test_frechet_of_singular_covariances_is_finite_and_close_to_exact():
     assert np.isfinite(value) and value == pytest.approx(frechet_by_eigenvalues(mu1, s1, mu2, s2), rel=1e-3)
 
 
-@pytest.mark.parametrize("args", [
-    (np.zeros(3), np.eye(3), np.zeros(4), np.eye(4)),
-    (np.zeros(3), np.eye(2), np.zeros(3), np.eye(3)),
-    (np.zeros((3, 1)), np.eye(3), np.zeros(3), np.eye(3)),
-    (np.array([0.0, np.nan, 0.0]), np.eye(3), np.zeros(3), np.eye(3)),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (np.zeros(3), np.eye(3), np.zeros(4), np.eye(4)),
+        (np.zeros(3), np.eye(2), np.zeros(3), np.eye(3)),
+        (np.zeros((3, 1)), np.eye(3), np.zeros(3), np.eye(3)),
+        (np.array([0.0, np.nan, 0.0]), np.eye(3), np.zeros(3), np.eye(3)),
+    ],
+)
 def test_frechet_refuses_mismatched_or_non_finite_statistics(args):
     with pytest.raises(UsageError):
         frechet_distance(*args)
@@ -138,7 +150,7 @@ def test_train_judge_refuses_bad_settings():
 def test_real_images_score_about_their_floor(judge, digits8):
     (x, _), (x_test, _) = digits8
     n = len(x_test)
-    m = image_metrics(judge, x[:n], real=x_test, floor_real=x[n:2 * n])
+    m = image_metrics(judge, x[:n], real=x_test, floor_real=x[n : 2 * n])
     assert m["n"] == n
     assert 0 < m["frechet_floor"] and 0.5 < m["frechet"] / m["frechet_floor"] < 2
     assert m["confident"] > 0.7 and abs(m["confident"] - m["confident_floor"]) < 0.1
@@ -171,13 +183,16 @@ def test_image_metrics_takes_tensors_like_arrays(judge, digits8):
     assert from_arrays == from_tensors
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((10, 1, 28, 28), np.float32), "shape"),
-    (np.zeros((10, 8, 8), np.float32), "shape"),
-    (np.zeros((0, 1, 8, 8), np.float32), "non-empty"),
-    (np.full((10, 1, 8, 8), np.nan, np.float32), "non-finite"),
-    (np.zeros((1, 1, 8, 8), np.float32), "at least 2"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((10, 1, 28, 28), np.float32), "shape"),
+        (np.zeros((10, 8, 8), np.float32), "shape"),
+        (np.zeros((0, 1, 8, 8), np.float32), "non-empty"),
+        (np.full((10, 1, 8, 8), np.nan, np.float32), "non-finite"),
+        (np.zeros((1, 1, 8, 8), np.float32), "at least 2"),
+    ],
+)
 def test_image_metrics_refuses_bad_samples(judge, digits8, bad, match):
     (x, _), (x_test, _) = digits8
     with pytest.raises(UsageError, match=match):
@@ -238,14 +253,17 @@ def test_load_refuses_weights_of_another_judge(judge, tmp_path):
     assert_refused(path, "sha256")
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda text: text[: len(text) // 2], "corrupt"),
-    (lambda text: "", "corrupt"),
-    (lambda text: "[1, 2]", "corrupt"),
-    (lambda text: text.replace('"shape": [\n    1,\n    8,\n    8\n  ]', '"shape": [1, 8]'), "corrupt"),
-    (lambda text: text.replace('"format": 1', '"format": 99'), "format"),
-    (None, "sidecar"),
-])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda text: text[: len(text) // 2], "corrupt"),
+        (lambda text: "", "corrupt"),
+        (lambda text: "[1, 2]", "corrupt"),
+        (lambda text: text.replace('"shape": [\n    1,\n    8,\n    8\n  ]', '"shape": [1, 8]'), "corrupt"),
+        (lambda text: text.replace('"format": 1', '"format": 99'), "format"),
+        (None, "sidecar"),
+    ],
+)
 def test_load_refuses_a_damaged_or_missing_sidecar(judge, tmp_path, damage, match):
     path = judge.save(tmp_path / "j.safetensors")
     sidecar = path.with_suffix(".json")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tiny_diffusion.core import objectives
-from tiny_diffusion.errors import UsageError
 from tiny_diffusion.core.schedule import NoiseSchedule, make_betas
+from tiny_diffusion.errors import UsageError
 
 SCHEDULES = ["linear", "cosine"]
 SHAPES = [(), (2,), (3, 4, 5)]
@@ -150,8 +150,14 @@ def test_min_snr_weights_give_every_target_the_same_loss_in_x0_terms(target, nam
     x_t = schedule.add_noise(x0, noise, t)
     wrong_x0 = x0 + 1e-2 * torch.randn(len(t), 3, generator=g)
     wrong_noise = schedule.predict_noise(x_t, wrong_x0, t)
-    error = (objectives.training_target(target, schedule, wrong_x0, wrong_noise, x_t, t)
-             - objectives.training_target(target, schedule, x0, noise, x_t, t)).square().sum(dim=1)
+    error = (
+        (
+            objectives.training_target(target, schedule, wrong_x0, wrong_noise, x_t, t)
+            - objectives.training_target(target, schedule, x0, noise, x_t, t)
+        )
+        .square()
+        .sum(dim=1)
+    )
     ab = schedule.alphas_cumprod[t].double()
     expected = (ab / (1 - ab)).clamp(max=5.0) * (wrong_x0 - x0).double().square().sum(dim=1)
     weighted = objectives.loss_weights(target, schedule, t, 5.0).double() * error.double()

@@ -10,17 +10,35 @@ import torch
 from PIL import Image
 
 from tiny_diffusion.cli import pictures as cli_pictures
-from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.cli.main import main
-from tiny_diffusion.errors import UsageError
-from tiny_diffusion.diffusion import Diffusion
-from tiny_diffusion.viz.processes import evenly_spaced, forward_labels, forward_states, reverse_states
-from tiny_diffusion.runs.files import training_snapshots
 from tiny_diffusion.core.schedule import BETA_SCHEDULES, NoiseSchedule, make_betas
+from tiny_diffusion.diffusion import Diffusion
+from tiny_diffusion.errors import UsageError
+from tiny_diffusion.runs.files import training_snapshots
+from tiny_diffusion.viz import figures as viz
+from tiny_diffusion.viz.processes import evenly_spaced, forward_labels, forward_states, reverse_states
 
-TINY = ["--num-samples", "256", "--train-batch-size", "64", "--eval-batch-size", "50", "--num-epochs", "3",
-        "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
-        "--save-images-step", "1", "--quiet"]
+TINY = [
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "64",
+    "--eval-batch-size",
+    "50",
+    "--num-epochs",
+    "3",
+    "--num-timesteps",
+    "20",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
 T = 20  # the tiny run's num_timesteps
 SIGNATURES = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF"}
 FAST_FORWARD = ["--num", "200", "--num-timesteps", "50"]
@@ -107,12 +125,15 @@ def test_forward_states_are_reproducible_and_depend_on_the_seed():
         forward_states(x0, schedule, [11])
 
 
-@pytest.mark.parametrize("total,count,expected", [
-    (500, 6, [0, 100, 200, 300, 400, 500]),
-    (20, 21, list(range(21))),
-    (50, 8, [0, 7, 14, 21, 29, 36, 43, 50]),
-    (5, 2, [0, 5]),
-])
+@pytest.mark.parametrize(
+    "total,count,expected",
+    [
+        (500, 6, [0, 100, 200, 300, 400, 500]),
+        (20, 21, list(range(21))),
+        (50, 8, [0, 7, 14, 21, 29, 36, 43, 50]),
+        (5, 2, [0, 5]),
+    ],
+)
 def test_evenly_spaced(total, count, expected):
     assert evenly_spaced(total, count) == expected
 
@@ -130,13 +151,16 @@ def test_forward_labels():
 # --- reverse ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sampler,steps,count,timesteps", [
-    ("ddpm", None, 6, [20, 16, 12, 8, 4, 0]),
-    ("ddpm", None, 21, list(range(20, -1, -1))),
-    ("ddpm", None, 4, [20, 13, 7, 0]),  # 20 / 3 is not whole: every step is recorded and 4 chosen
-    ("ddim", 5, 6, [20, 16, 12, 8, 4, 0]),
-    ("ddim", 10, 3, [20, 10, 0]),
-])
+@pytest.mark.parametrize(
+    "sampler,steps,count,timesteps",
+    [
+        ("ddpm", None, 6, [20, 16, 12, 8, 4, 0]),
+        ("ddpm", None, 21, list(range(20, -1, -1))),
+        ("ddpm", None, 4, [20, 13, 7, 0]),  # 20 / 3 is not whole: every step is recorded and 4 chosen
+        ("ddim", 5, 6, [20, 16, 12, 8, 4, 0]),
+        ("ddim", 10, 3, [20, 10, 0]),
+    ],
+)
 def test_reverse_states_keep_evenly_spaced_labelled_states(run_dir, sampler, steps, count, timesteps):
     model = Diffusion.load(run_dir)
     result = reverse_states(model, 30, count, sampler=sampler, steps=steps, seed=4)
@@ -162,8 +186,26 @@ def test_plot_reverse_writes_into_the_run_directory(own_run, capsys):
     assert main(["plot", "reverse", str(own_run), "--num", "40", "--panels", "3"]) == 0
     assert _has_signature(own_run / "reverse.png", "png")
     assert "t = 20, 10, 0" in capsys.readouterr().out
-    assert main(["plot", "reverse", str(own_run), "--num", "40", "--format", "svg", "--sampler", "ddim",
-                 "--sample-steps", "4", "--panels", "5"]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                "reverse",
+                str(own_run),
+                "--num",
+                "40",
+                "--format",
+                "svg",
+                "--sampler",
+                "ddim",
+                "--sample-steps",
+                "4",
+                "--panels",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert _has_signature(own_run / "reverse.svg", "svg")
     assert "t = 20, 15, 10, 5, 0" in capsys.readouterr().out
     assert main(["plot", "reverse", str(own_run), "--num", "40"]) == 2  # reverse.png exists
@@ -234,14 +276,18 @@ def test_animate_mp4_with_ffmpeg(own_run):
         assert (own_run / name).read_bytes()[4:8] == b"ftyp"
 
 
-@pytest.mark.parametrize("dim,hold,expected", [
-    (2, 3, 4),  # 2-D held frames are identical, so Pillow shows the last frame longer instead
-    (3, 3, 7),  # 3-D frames turn with the azimuth, so every held frame is a frame of its own
-])
+@pytest.mark.parametrize(
+    "dim,hold,expected",
+    [
+        (2, 3, 4),  # 2-D held frames are identical, so Pillow shows the last frame longer instead
+        (3, 3, 7),  # 3-D frames turn with the azimuth, so every held frame is a frame of its own
+    ],
+)
 def test_animate_points_frames_and_size(dim, hold, expected, tmp_path):
     frames = np.random.default_rng(0).normal(size=(4, 100, dim))
-    count = viz.animate_points(frames, [f"frame {i}" for i in range(4)], tmp_path / "a.gif", fps=5, hold=hold,
-                               size=3, dpi=50)
+    count = viz.animate_points(
+        frames, [f"frame {i}" for i in range(4)], tmp_path / "a.gif", fps=5, hold=hold, size=3, dpi=50
+    )
     assert count == 4 + hold
     n, size, durations = _gif(tmp_path / "a.gif")
     assert n == expected and size == (150, 150) and sum(durations) == 200 * (4 + hold)
@@ -284,13 +330,16 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, own_run, tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["plot", "forward", "--format", "jpg"], "invalid choice: 'jpg'"),
-    (["plot", "reverse", "R", "--format", "gif"], "invalid choice: 'gif'"),
-    (["animate", "R", "--sampler", "euler"], "invalid choice: 'euler'"),
-    (["plot", "sideways"], "invalid choice: 'sideways'"),
-    (["plot"], "required: KIND"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["plot", "forward", "--format", "jpg"], "invalid choice: 'jpg'"),
+        (["plot", "reverse", "R", "--format", "gif"], "invalid choice: 'gif'"),
+        (["animate", "R", "--sampler", "euler"], "invalid choice: 'euler'"),
+        (["plot", "sideways"], "invalid choice: 'sideways'"),
+        (["plot"], "required: KIND"),
+    ],
+)
 def test_unknown_format_or_kind_is_an_argparse_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -299,6 +348,7 @@ def test_unknown_format_or_kind_is_an_argparse_error(argv, message, capsys):
 
 
 def test_missing_run_directory_from_the_shell(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tiny_diffusion", "animate", str(tmp_path / "nope")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiny_diffusion", "animate", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr

@@ -10,13 +10,20 @@ import torch
 
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.models import build_model
 from tiny_diffusion.core.precision import PRECISIONS, autocast, check_precision
 from tiny_diffusion.core.schedule import NoiseSchedule
 from tiny_diffusion.core.training import TrainState, train
+from tiny_diffusion.models import build_model
 
-SMALL = dict(num_samples=256, train_batch_size=64, num_timesteps=20, embedding_size=8, hidden_size=32,
-             hidden_layers=1, warmup_steps=4)
+SMALL = dict(
+    num_samples=256,
+    train_batch_size=64,
+    num_timesteps=20,
+    embedding_size=8,
+    hidden_size=32,
+    hidden_layers=1,
+    warmup_steps=4,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,8 +31,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _state(config: TrainConfig) -> tuple[TrainState, torch.Tensor]:
     torch.manual_seed(0)
     data = torch.from_numpy(np.random.default_rng(0).normal(size=(config.num_samples, 2)).astype(np.float32) * 0.1 + 1)
-    state = TrainState.start(build_model(config, shape=(2,)), config, generator=torch.Generator().manual_seed(0),
-                             num_samples=len(data))
+    state = TrainState.start(
+        build_model(config, shape=(2,)), config, generator=torch.Generator().manual_seed(0), num_samples=len(data)
+    )
     return state, data
 
 
@@ -71,9 +79,26 @@ def test_fp16_is_for_cuda_gpus_only(device, ok):
 
 def test_a_bf16_run_says_so_and_records_its_precision(tmp_path, capsys):
     out = tmp_path / "run"
-    flags = ["--num-samples", "256", "--train-batch-size", "64", "--num-epochs", "2", "--num-timesteps", "20",
-             "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1", "--eval-batch-size", "40",
-             "--precision", "bf16"]
+    flags = [
+        "--num-samples",
+        "256",
+        "--train-batch-size",
+        "64",
+        "--num-epochs",
+        "2",
+        "--num-timesteps",
+        "20",
+        "--embedding-size",
+        "8",
+        "--hidden-size",
+        "16",
+        "--hidden-layers",
+        "1",
+        "--eval-batch-size",
+        "40",
+        "--precision",
+        "bf16",
+    ]
     assert main(["train", *flags, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "batch 64, peak learning rate 0.002, bf16 on cpu" in lines[0]

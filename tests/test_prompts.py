@@ -11,18 +11,64 @@ import torch
 
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.diffusion import balanced_labels
-from tiny_diffusion.runs.job import train_run
-from tiny_diffusion.data.prompts import side_by_side
 from tiny_diffusion.core.schedule import NoiseSchedule
 from tiny_diffusion.core.training import TrainState, train
+from tiny_diffusion.data.prompts import side_by_side
+from tiny_diffusion.diffusion import balanced_labels
+from tiny_diffusion.runs.job import train_run
 
-POINTS = ["--dataset", "random", "--conditional", "--guidance", "1", "--num-samples", "512", "--train-batch-size",
-          "64", "--eval-batch-size", "40", "--num-epochs", "2", "--num-timesteps", "20", "--embedding-size", "8",
-          "--hidden-size", "16", "--hidden-layers", "1", "--save-images-step", "1", "--quiet"]
-IMAGES = ["--dataset", "digits8", "--conditional", "--guidance", "2", "--model", "seed-cnn", "--channels", "4",
-          "--num-timesteps", "20", "--num-epochs", "1", "--sample-steps", "4", "--num-samples", "128",
-          "--train-batch-size", "32", "--eval-batch-size", "20", "--save-images-step", "1", "--quiet"]
+POINTS = [
+    "--dataset",
+    "random",
+    "--conditional",
+    "--guidance",
+    "1",
+    "--num-samples",
+    "512",
+    "--train-batch-size",
+    "64",
+    "--eval-batch-size",
+    "40",
+    "--num-epochs",
+    "2",
+    "--num-timesteps",
+    "20",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
+IMAGES = [
+    "--dataset",
+    "digits8",
+    "--conditional",
+    "--guidance",
+    "2",
+    "--model",
+    "seed-cnn",
+    "--channels",
+    "4",
+    "--num-timesteps",
+    "20",
+    "--num-epochs",
+    "1",
+    "--sample-steps",
+    "4",
+    "--num-samples",
+    "128",
+    "--train-batch-size",
+    "32",
+    "--eval-batch-size",
+    "20",
+    "--save-images-step",
+    "1",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +86,9 @@ def _error(capsys, argv: list[str]) -> str:
     return err
 
 
-@pytest.mark.parametrize("kind, classes", [("points", ["dino", "ring", "bar", "blobs"]),
-                                           ("images", [str(d) for d in range(10)])])
+@pytest.mark.parametrize(
+    "kind, classes", [("points", ["dino", "ring", "bar", "blobs"]), ("images", [str(d) for d in range(10)])]
+)
 def test_a_conditional_run_records_its_classes_and_the_label_of_each_sample(runs, kind, classes):
     run = runs / kind
     meta = json.loads((run / "config.json").read_text())
@@ -62,14 +109,16 @@ def test_a_shape_prompt_writes_samples_and_their_picture(runs, capsys):
 @pytest.mark.parametrize("prompt, width", [("7", 8), ("seven", 8), ("2024", 32)])
 def test_digit_prompts_draw_one_image_per_sample_a_number_digit_by_digit(runs, tmp_path, prompt, width):
     out = tmp_path / "digits.npy"
-    assert main(["sample", str(runs / "images"), "--prompt", prompt, "--num", "3", "--guidance", "0",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["sample", str(runs / "images"), "--prompt", prompt, "--num", "3", "--guidance", "0", "--out", str(out)])
+        == 0
+    )
     assert np.load(out).shape == (3, 1, 8, width)
     assert out.with_suffix(".png").exists()
 
 
 def test_a_number_is_its_digits_drawn_from_the_same_noise_side_by_side(runs, tmp_path):
-    """"77" draws two sevens per sample; the first of each pair comes from the same noise as a lone "7" drawn
+    """ "77" draws two sevens per sample; the first of each pair comes from the same noise as a lone "7" drawn
     with twice as many samples (sample k of "77" is samples 2k and 2k + 1 of the batch)."""
     pair, single = tmp_path / "77.npy", tmp_path / "7.npy"
     assert main(["sample", str(runs / "images"), "--prompt", "77", "--num", "2", "--out", str(pair)]) == 0
@@ -78,11 +127,14 @@ def test_a_number_is_its_digits_drawn_from_the_same_noise_side_by_side(runs, tmp
     np.testing.assert_array_equal(np.load(pair), side_by_side(sevens.reshape(2, 2, 1, 8, 8)))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--prompt", "star"], "unknown prompt 'star'; this run knows dino, ring, bar, blobs"),
-    (["--prompt", "7"], "unknown prompt '7'; this run knows dino"),
-    (["--guidance", "-1"], "--guidance must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--prompt", "star"], "unknown prompt 'star'; this run knows dino, ring, bar, blobs"),
+        (["--prompt", "7"], "unknown prompt '7'; this run knows dino"),
+        (["--guidance", "-1"], "--guidance must be >= 0"),
+    ],
+)
 def test_bad_prompts_fail_in_one_line(runs, capsys, argv, message):
     assert message in _error(capsys, ["sample", str(runs / "points"), *argv])
 
@@ -99,8 +151,9 @@ def test_a_run_without_classes_refuses_prompts_and_class_pictures(tmp_path, caps
 def test_plot_classes_and_a_guidance_sweep(runs, tmp_path, capsys, kind):
     classes, sweep = tmp_path / f"{kind}_classes.png", tmp_path / f"{kind}_guidance.svg"
     assert main(["plot", "classes", str(runs / kind), "--per-class", "3", "--out", str(classes)]) == 0
-    assert main(["plot", "guidance", str(runs / kind), "--per-class", "2", "--scales", "0", "2",
-                 "--out", str(sweep)]) == 0
+    assert (
+        main(["plot", "guidance", str(runs / kind), "--per-class", "2", "--scales", "0", "2", "--out", str(sweep)]) == 0
+    )
     assert classes.stat().st_size > 0 and sweep.read_text().startswith("<?xml")
     assert "guidance scale must be >= 0" in _error(capsys, ["plot", "guidance", str(runs / kind), "--scales", "-1"])
 
@@ -121,7 +174,8 @@ def test_evaluate_refuses_labels_that_do_not_fit(runs, tmp_path, capsys):
     bad = tmp_path / "labels.npy"
     np.save(bad, np.full(40, 4))
     assert "labels from 4 to 4; the classes are 0..3" in _error(
-        capsys, ["evaluate", str(runs / "points"), "--labels", str(bad)])
+        capsys, ["evaluate", str(runs / "points"), "--labels", str(bad)]
+    )
     np.save(bad, np.zeros(3, dtype=int))
     assert "must hold (40,) integer labels" in _error(capsys, ["evaluate", str(runs / "points"), "--labels", str(bad)])
 
@@ -146,8 +200,16 @@ class _Recorder(torch.nn.Module):
 
 @pytest.mark.parametrize("cond_drop", [0.0, 0.25])
 def test_training_drops_the_label_at_the_asked_rate(cond_drop):
-    config = TrainConfig.from_dict({"conditional": True, "cond_drop": cond_drop, "num_epochs": 20,
-                                    "train_batch_size": 100, "num_samples": 400, "warmup_steps": 0}).validate()
+    config = TrainConfig.from_dict(
+        {
+            "conditional": True,
+            "cond_drop": cond_drop,
+            "num_epochs": 20,
+            "train_batch_size": 100,
+            "num_samples": 400,
+            "warmup_steps": 0,
+        }
+    ).validate()
     model, labels = _Recorder(), torch.arange(400) % 3
     state = TrainState.start(model, config, generator=torch.Generator().manual_seed(0), num_samples=400)
     train(state, NoiseSchedule(10), torch.randn(400, 2), config, labels=labels, progress=False)
@@ -158,10 +220,22 @@ def test_training_drops_the_label_at_the_asked_rate(cond_drop):
 
 
 def test_a_conditional_model_learns_which_blob_each_label_asks_for(tmp_path):
-    config = TrainConfig.from_dict({"dataset": "blobs", "conditional": True, "num_samples": 2000,
-                                    "train_batch_size": 250, "num_epochs": 60, "num_timesteps": 50,
-                                    "eval_batch_size": 500, "save_images_step": 60, "hidden_size": 64,
-                                    "embedding_size": 32, "guidance": 1.0, "device": "cpu"}).validate()
+    config = TrainConfig.from_dict(
+        {
+            "dataset": "blobs",
+            "conditional": True,
+            "num_samples": 2000,
+            "train_batch_size": 250,
+            "num_epochs": 60,
+            "num_timesteps": 50,
+            "eval_batch_size": 500,
+            "save_images_step": 60,
+            "hidden_size": 64,
+            "embedding_size": 32,
+            "guidance": 1.0,
+            "device": "cpu",
+        }
+    ).validate()
     summary = train_run(config, tmp_path / "blobs", progress=False)
     labels = balanced_labels(500, 5).numpy()
     centres = np.stack([summary.samples[labels == k].mean(axis=0) for k in range(5)])

@@ -10,20 +10,58 @@ import threading
 import time
 
 import pytest
-from conftest import single_thread
 
-from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
+from conftest import single_thread
 from tiny_diffusion.cli.main import main
+from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
 from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 # 16 steps per epoch, 480 in all: about a second of training
-POINTS = ["--num-samples", "256", "--train-batch-size", "16", "--eval-batch-size", "50", "--num-epochs", "30",
-          "--num-timesteps", "20", "--embedding-size", "8", "--hidden-size", "16", "--hidden-layers", "1",
-          "--save-images-step", "5", "--quiet"]
+POINTS = [
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "16",
+    "--eval-batch-size",
+    "50",
+    "--num-epochs",
+    "30",
+    "--num-timesteps",
+    "20",
+    "--embedding-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--save-images-step",
+    "5",
+    "--quiet",
+]
 # 8 steps per epoch, 48 in all
-IMAGES = ["--dataset", "digits8", "--model", "seed-cnn", "--channels", "4", "--num-timesteps", "20", "--num-epochs",
-          "6", "--sample-steps", "5", "--num-samples", "256", "--train-batch-size", "32", "--eval-batch-size", "16",
-          "--save-images-step", "2", "--quiet"]
+IMAGES = [
+    "--dataset",
+    "digits8",
+    "--model",
+    "seed-cnn",
+    "--channels",
+    "4",
+    "--num-timesteps",
+    "20",
+    "--num-epochs",
+    "6",
+    "--sample-steps",
+    "5",
+    "--num-samples",
+    "256",
+    "--train-batch-size",
+    "32",
+    "--eval-batch-size",
+    "16",
+    "--save-images-step",
+    "2",
+    "--quiet",
+]
 # a conditional run also draws which labels to drop: one more use of the generator that must carry on exactly
 CONDITIONAL = [*IMAGES, "--conditional", "--guidance", "1"]
 COMPARED = ("model.safetensors", "samples.npy", "loss.npy", "frames.npy")
@@ -47,8 +85,12 @@ def reference(tmp_path_factory):
 
 def _start(flags, out, every):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tiny_diffusion", "train", *flags, "--out", str(out),
-                             "--checkpoint-every", str(every)], stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tiny_diffusion", "train", *flags, "--out", str(out), "--checkpoint-every", str(every)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _stop_after(proc, out, step, signum, *, delay=0.0):
@@ -113,8 +155,7 @@ def test_runs_killed_at_random_steps_resume_to_the_same_bits(seed, reference, tm
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130)], ids=["SIGINT"])
-def test_a_signal_saves_a_checkpoint_on_the_way_out_and_says_how_to_resume(signum, code, reference, tmp_path,
-                                                                           capsys):
+def test_a_signal_saves_a_checkpoint_on_the_way_out_and_says_how_to_resume(signum, code, reference, tmp_path, capsys):
     out = tmp_path / "run"
     proc = _start(POINTS, out, every=50)
     err = _stop_after(proc, out, 100, signum)
@@ -144,11 +185,14 @@ def test_a_conditional_run_interrupted_resumes_to_the_same_bits(reference, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,every,step,delay,code", [(signal.SIGTERM, 3, 12, 0.0, 143),
-                                                          (signal.SIGKILL, 5, 20, 0.02, -signal.SIGKILL)],
-                         ids=["SIGTERM", "SIGKILL between checkpoints"])
-def test_an_image_run_stopped_by_a_signal_resumes_to_the_same_bits(reference, tmp_path, capsys, signum, every, step,
-                                                                   delay, code):
+@pytest.mark.parametrize(
+    "signum,every,step,delay,code",
+    [(signal.SIGTERM, 3, 12, 0.0, 143), (signal.SIGKILL, 5, 20, 0.02, -signal.SIGKILL)],
+    ids=["SIGTERM", "SIGKILL between checkpoints"],
+)
+def test_an_image_run_stopped_by_a_signal_resumes_to_the_same_bits(
+    reference, tmp_path, capsys, signum, every, step, delay, code
+):
     out = tmp_path / "run"
     proc = _start(IMAGES, out, every=every)
     _stop_after(proc, out, step, signum, delay=delay)
@@ -174,8 +218,9 @@ def _error(capsys, argv):
 
 def test_resume_takes_the_saved_settings_and_refuses_others_in_one_line(unfinished, reference, tmp_path, capsys):
     out = str(unfinished)
-    assert "these differ: learning_rate: 0.002 -> 0.1" in _error(capsys, ["train", "--resume", out,
-                                                                          "--learning-rate", "0.1"])
+    assert "these differ: learning_rate: 0.002 -> 0.1" in _error(
+        capsys, ["train", "--resume", out, "--learning-rate", "0.1"]
+    )
     assert "drop --out and --overwrite" in _error(capsys, ["train", "--resume", out, "--out", out])
     assert "has an unfinished run" in _error(capsys, ["train", *POINTS, "--out", out])  # a fresh run would lose it
     assert "nothing to resume" in _error(capsys, ["train", "--resume", str(tmp_path / "other")])
@@ -201,7 +246,7 @@ def test_resume_falls_back_from_a_corrupt_checkpoint_and_says_so(unfinished, ref
 
 
 def _flipped(data: bytes, where: int) -> bytes:
-    return data[:where] + bytes([data[where] ^ 0x10]) + data[where + 1:]
+    return data[:where] + bytes([data[where] ^ 0x10]) + data[where + 1 :]
 
 
 def test_a_corrupt_config_of_an_unfinished_run_is_reported_in_one_line(unfinished, capsys):

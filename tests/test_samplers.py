@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tiny_diffusion.core import samplers
-from tiny_diffusion.errors import UsageError
 from tiny_diffusion.core.schedule import NoiseSchedule, make_betas
+from tiny_diffusion.errors import UsageError
 
 SCHEDULES = ["linear", "quadratic", "cosine", "sigmoid"]
 SHAPES = [(2,), (3,), (1, 4, 4)]

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tiny_diffusion.core import samplers
-from tiny_diffusion.errors import UsageError
 from tiny_diffusion.core.schedule import BETA_SCHEDULES, NoiseSchedule, extract, make_betas
+from tiny_diffusion.errors import UsageError
 
 SCHEDULES = ["linear", "quadratic", "cosine", "sigmoid"]
 SHAPES = [(), (1,), (2,), (3, 4, 5)]
@@ -271,7 +271,7 @@ def test_ddpm_step_matches_diffusers(name, T, shape):
         # relative to the step's largest value: at the cosine schedule's last step x0 is predicted as ~1e4-sized terms
         # that cancel, and diffusers' float32 beta = 0.999 there puts alpha-bar 1.3e-5 off
         atol = 2e-5 * want.abs().max().item()
-        torch.testing.assert_close(got, want, rtol=2e-5, atol=atol, msg=lambda m: f"t={t}: {m}")
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=atol, msg=lambda m, t=t: f"t={t}: {m}")
         if t > 0:
             torch.testing.assert_close(ours.posterior_variance[t].double(), theirs._get_variance(t), rtol=1e-6, atol=0)
 
@@ -292,10 +292,12 @@ def test_ddim_step_matches_diffusers(name, T, steps, eta):
     g = torch.Generator().manual_seed(3)
     x_t, predicted_noise = torch.randn(6, 1, 4, 4, generator=g), torch.randn(6, 1, 4, 4, generator=g)
     for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
-        got = samplers.ddim_step(ours, predicted_noise, x_t, t, t_prev, eta=eta, generator=torch.Generator().manual_seed(t))
+        got = samplers.ddim_step(
+            ours, predicted_noise, x_t, t, t_prev, eta=eta, generator=torch.Generator().manual_seed(t)
+        )
         want = theirs.step(predicted_noise, t, x_t, eta=eta, generator=torch.Generator().manual_seed(t)).prev_sample
         # values reach ~1e3 leaving the cosine schedule's last step, hence the relative tolerance
-        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5, msg=lambda m: f"t={t}: {m}")
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5, msg=lambda m, t=t: f"t={t}: {m}")
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
@@ -304,13 +306,18 @@ def test_clipped_steps_match_diffusers(name):
     clipped x0, which is diffusers' use_clipped_model_output=True."""
     T, steps, r = 1000, 50, 0.5
     g = torch.Generator().manual_seed(4)
-    x_t, predicted_noise = 2 * torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g).double()
+    x_t, predicted_noise = (
+        2 * torch.randn(6, 3, generator=g, dtype=torch.float64),
+        torch.randn(6, 3, generator=g).double(),
+    )
     ours, ddpm = NoiseSchedule(T, name), _in_float64(_ddpm_scheduler(name, T))
     ddpm.register_to_config(clip_sample=True, clip_sample_range=r)
     for t in _step_times(T):
-        got = samplers.ddpm_step(ours, predicted_noise, x_t, t, clip=(-r, r), generator=torch.Generator().manual_seed(t))
+        got = samplers.ddpm_step(
+            ours, predicted_noise, x_t, t, clip=(-r, r), generator=torch.Generator().manual_seed(t)
+        )
         want = ddpm.step(predicted_noise, t, x_t, generator=torch.Generator().manual_seed(t)).prev_sample
-        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-6, msg=lambda m: f"ddpm t={t}: {m}")
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-6, msg=lambda m, t=t: f"ddpm t={t}: {m}")
     ddim = _ddim_scheduler(name, T, steps)
     ddim.register_to_config(clip_sample=True, clip_sample_range=r)
     x_t, predicted_noise = x_t.float(), predicted_noise.float()
@@ -318,4 +325,4 @@ def test_clipped_steps_match_diffusers(name):
     for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
         got = samplers.ddim_step(ours, predicted_noise, x_t, t, t_prev, clip=(-r, r))
         want = ddim.step(predicted_noise, t, x_t, use_clipped_model_output=True).prev_sample
-        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5, msg=lambda m: f"ddim t={t}: {m}")
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5, msg=lambda m, t=t: f"ddim t={t}: {m}")

@@ -5,13 +5,20 @@ import pytest
 import torch
 
 from tiny_diffusion.config import TrainConfig
-from tiny_diffusion.errors import UsageError
-from tiny_diffusion.models import build_model
 from tiny_diffusion.core.schedule import NoiseSchedule
 from tiny_diffusion.core.training import TrainState, _lr_lambda, resolve_device, train
+from tiny_diffusion.errors import UsageError
+from tiny_diffusion.models import build_model
 
-SMALL = dict(num_samples=256, train_batch_size=64, num_timesteps=20, embedding_size=8, hidden_size=32,
-             hidden_layers=1, warmup_steps=4)
+SMALL = dict(
+    num_samples=256,
+    train_batch_size=64,
+    num_timesteps=20,
+    embedding_size=8,
+    hidden_size=32,
+    hidden_layers=1,
+    warmup_steps=4,
+)
 
 
 def _fit(config: TrainConfig, seed: int = 0):
@@ -64,8 +71,17 @@ def test_ema_warms_up_so_the_initial_weights_do_not_linger():
 
 
 def test_ema_keeps_the_live_batch_norm_statistics():
-    config = TrainConfig.from_dict({"dataset": "digits8", "model": "seed-cnn", "channels": 4, "num_timesteps": 20,
-                                    "train_batch_size": 32, "num_epochs": 1, "ema_decay": 0.99})
+    config = TrainConfig.from_dict(
+        {
+            "dataset": "digits8",
+            "model": "seed-cnn",
+            "channels": 4,
+            "num_timesteps": 20,
+            "train_batch_size": 32,
+            "num_epochs": 1,
+            "ema_decay": 0.99,
+        }
+    )
     model = build_model(config, shape=(1, 8, 8))
     data = torch.rand(64, 1, 8, 8) * 2 - 1
     state = TrainState.start(model, config, generator=torch.Generator().manual_seed(0), num_samples=64)
@@ -91,10 +107,10 @@ def test_snapshots_follow_save_images_step():
     epochs = []
     config = TrainConfig(**SMALL, num_epochs=7, save_images_step=3)
     torch.manual_seed(0)
-    state = TrainState.start(build_model(config, shape=(2,)), config, generator=torch.Generator().manual_seed(0),
-                             num_samples=256)
-    train(state, NoiseSchedule(20), torch.randn(256, 2), config, progress=False,
-          snapshot=lambda m, e: epochs.append(e))
+    state = TrainState.start(
+        build_model(config, shape=(2,)), config, generator=torch.Generator().manual_seed(0), num_samples=256
+    )
+    train(state, NoiseSchedule(20), torch.randn(256, 2), config, progress=False, snapshot=lambda m, e: epochs.append(e))
     assert epochs == [0, 3, 6]
 
 

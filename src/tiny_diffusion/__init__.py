@@ -20,17 +20,40 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _LAZY = {
-    "train": "api", "train_summary": "api", "evaluate": "api", "settings": "api", "exact": "api",
-    "Diffusion": "diffusion", "Trajectory": "diffusion", "Sampling": "diffusion",
-    "Snapshot": "runs.job", "TrainSummary": "runs.job",
+    "train": "api",
+    "train_summary": "api",
+    "evaluate": "api",
+    "settings": "api",
+    "exact": "api",
+    "Diffusion": "diffusion",
+    "Trajectory": "diffusion",
+    "Sampling": "diffusion",
+    "Snapshot": "runs.job",
+    "TrainSummary": "runs.job",
     "TrainConfig": "config",
     "NoiseSchedule": "core.schedule",
     "sample": "core.samplers",
 }
 _MODULES = ("datasets",)
 
-__all__ = ["train", "train_summary", "evaluate", "settings", "exact", "Diffusion", "Trajectory", "Sampling", "Snapshot",
-           "TrainSummary", "TrainConfig", "NoiseSchedule", "sample", "datasets", "UsageError", "__version__"]
+__all__ = [
+    "train",
+    "train_summary",
+    "evaluate",
+    "settings",
+    "exact",
+    "Diffusion",
+    "Trajectory",
+    "Sampling",
+    "Snapshot",
+    "TrainSummary",
+    "TrainConfig",
+    "NoiseSchedule",
+    "sample",
+    "datasets",
+    "UsageError",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from . import datasets

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,20 +36,45 @@ def default_out(config: TrainConfig) -> Path:
     return Path("runs") / config.run_name
 
 
-def train_summary(config: TrainConfig, out: str | Path | None = None, *, overwrite: bool = False,
-                  resume: bool = False, progress: bool = True, callback: Callable[[Snapshot], None] | None = None,
-                  checkpoint_every: str | int = DEFAULT_EVERY, keep_checkpoints: int = DEFAULT_KEEP,
-                  compile: bool = False) -> TrainSummary | None:
+def train_summary(
+    config: TrainConfig,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[Snapshot], None] | None = None,
+    checkpoint_every: str | int = DEFAULT_EVERY,
+    keep_checkpoints: int = DEFAULT_KEEP,
+    compile: bool = False,
+) -> TrainSummary | None:
     """``train``, returning what the command prints too (times, samples); None in a torchrun process but rank 0."""
     policy = CheckpointPolicy.parse(str(checkpoint_every), keep_checkpoints)
-    return train_run(config, Path(out) if out is not None else default_out(config), overwrite=overwrite,
-                     resume=resume, progress=progress, checkpoints=policy, compile=compile, callback=callback)
+    return train_run(
+        config,
+        Path(out) if out is not None else default_out(config),
+        overwrite=overwrite,
+        resume=resume,
+        progress=progress,
+        checkpoints=policy,
+        compile=compile,
+        callback=callback,
+    )
 
 
-def train(config: TrainConfig | Mapping[str, Any] | None = None, /, *, out: str | Path | None = None,
-          overwrite: bool = False, progress: bool = True, callback: Callable[[Snapshot], None] | None = None,
-          checkpoint_every: str | int = DEFAULT_EVERY, keep_checkpoints: int = DEFAULT_KEEP, compile: bool = False,
-          **overrides: Any) -> Diffusion:
+def train(
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    /,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    callback: Callable[[Snapshot], None] | None = None,
+    checkpoint_every: str | int = DEFAULT_EVERY,
+    keep_checkpoints: int = DEFAULT_KEEP,
+    compile: bool = False,
+    **overrides: Any,
+) -> Diffusion:
     """Train a model and write its run directory (``out``, default runs/EXPERIMENT_NAME or runs/DATASET); return
     the model.
 
@@ -59,16 +85,30 @@ def train(config: TrainConfig | Mapping[str, Any] | None = None, /, *, out: str 
     ``save_images_step`` epochs and after the last. An existing run directory is replaced only with
     ``overwrite=True``. Checkpoints are saved every ``checkpoint_every`` ("30s" or a number of steps).
     """
-    summary = train_summary(settings(config, **overrides), out, overwrite=overwrite, progress=progress,
-                            callback=callback, checkpoint_every=checkpoint_every,
-                            keep_checkpoints=keep_checkpoints, compile=compile)
+    summary = train_summary(
+        settings(config, **overrides),
+        out,
+        overwrite=overwrite,
+        progress=progress,
+        callback=callback,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        compile=compile,
+    )
     if summary is None:
         raise UsageError("td.train runs as one process; use `torchrun -m tiny_diffusion train` for several")
     return summary.model
 
 
-def exact(dataset: str, *, num_samples: int = 8000, data_seed: int = 42, kind: ExactKind = "auto",
-          device: str | torch.device = "cpu", **overrides: Any) -> Diffusion:
+def exact(
+    dataset: str,
+    *,
+    num_samples: int = 8000,
+    data_seed: int = 42,
+    kind: ExactKind = "auto",
+    device: str | torch.device = "cpu",
+    **overrides: Any,
+) -> Diffusion:
     """A model that needs no training: the exact noise predictor of a point dataset, drawn by ``sample`` as a
     trained model is, with the schedule and sampler of ``settings(dataset=dataset, **overrides)``.
 
@@ -93,8 +133,9 @@ def exact(dataset: str, *, num_samples: int = 8000, data_seed: int = 42, kind: E
     config = settings(dataset=dataset, num_samples=num_samples, data_seed=data_seed, target="noise", **overrides)
     mixture = dataset_for(config)[0].mixture()
     if kind == "mixture" and mixture is None:
-        raise UsageError(f"dataset {dataset} is not a Gaussian mixture; use kind='ideal' (its training set's ideal "
-                         "denoiser)")
+        raise UsageError(
+            f"dataset {dataset} is not a Gaussian mixture; use kind='ideal' (its training set's ideal denoiser)"
+        )
     train_set = training_data(config)
     schedule = NoiseSchedule.from_settings(config, device=device)
     x = torch.tensor(train_set.x, dtype=torch.float64, device=device)  # (N, D), the model's coordinates
@@ -102,15 +143,22 @@ def exact(dataset: str, *, num_samples: int = 8000, data_seed: int = 42, kind: E
     if kind == "ideal" or mixture is None:
         network = ideal_noise_predictor(x, schedule)
     else:  # the mixture in the model's coordinates: (x - shift) / scale per coordinate
-        means, stds, weights = (torch.tensor(v, dtype=torch.float64, device=device)
-                                for v in (mixture.means, mixture.stds, mixture.weights))
+        means, stds, weights = (
+            torch.tensor(v, dtype=torch.float64, device=device) for v in (mixture.means, mixture.stds, mixture.weights)
+        )
         network = mixture_noise_predictor((means - shift) / scale, stds / scale, weights, schedule)
     data_min, data_max = x.amin(dim=0).float(), x.amax(dim=0).float()
     return Diffusion(config, network, schedule, train_set.shape, data_min, data_max, shift.float(), scale.float())
 
 
-def evaluate(what: Diffusion | str | Path | np.ndarray, *, dataset: str | None = None, data_dir: str | None = None,
-             labels: np.ndarray | str | Path | None = None, progress: bool = True) -> dict[str, float]:
+def evaluate(
+    what: Diffusion | str | Path | np.ndarray,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    labels: np.ndarray | str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
     """The metrics ``tiny-diffusion evaluate`` prints: of a model's run (its final samples), a run directory, a
     .npy file of samples or an array of them. Points: W2, MMD, precision and recall against fresh draws of the
     dataset, each beside its data-vs-data floor; images: the judge's numbers (the judge is trained and cached first
@@ -150,8 +198,9 @@ def evaluate(what: Diffusion | str | Path | np.ndarray, *, dataset: str | None =
     elif labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (len(samples),) or not np.issubdtype(labels.dtype, np.integer):
-            raise UsageError(f"labels must be ({len(samples)},) integers, one per sample; got {labels.dtype} "
-                             f"{labels.shape}")
+            raise UsageError(
+                f"labels must be ({len(samples)},) integers, one per sample; got {labels.dtype} {labels.shape}"
+            )
     return evaluate_run_samples(samples, config, labels=labels, progress=progress)
 
 

@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional
 
+from .choices import (
+    BETA_SCHEDULES,
+    DEVICES,
+    IMAGE_MODELS,
+    INPUT_EMBEDDINGS,
+    MODELS,
+    PRECISIONS,
+    SAMPLERS,
+    TARGETS,
+    TIME_EMBEDDINGS,
+)
 from .data import DATASETS, POINT_FILE_SUFFIXES
 from .data.images import IMAGE_DATASETS
 from .data.registry import DENSIFY, OPTION_NAMES, check_options
-from .choices import (BETA_SCHEDULES, DEVICES, IMAGE_MODELS, INPUT_EMBEDDINGS, MODELS, PRECISIONS, SAMPLERS, TARGETS,
-                      TIME_EMBEDDINGS)
 from .errors import SettingError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -26,9 +36,22 @@ __all__ = ["TrainConfig", "load_config_file", "coerce_field", "DEVICES", "IMAGE_
 # Where an image dataset differs from the field defaults (which are the dino's). from_dict starts from these when the
 # dataset is an image set; see the README's image section for how they were chosen.
 IMAGE_DEFAULTS: dict[str, Any] = dict(
-    model="unet", channels=16, num_samples=0, train_batch_size=64, eval_batch_size=500, num_epochs=100,
-    learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, target="x0", num_timesteps=1000,
-    beta_schedule="cosine", sampler="ddim", sample_steps=50, eta=1.0, save_images_step=20,
+    model="unet",
+    channels=16,
+    num_samples=0,
+    train_batch_size=64,
+    eval_batch_size=500,
+    num_epochs=100,
+    learning_rate=2e-3,
+    warmup_steps=200,
+    ema_decay=0.999,
+    target="x0",
+    num_timesteps=1000,
+    beta_schedule="cosine",
+    sampler="ddim",
+    sample_steps=50,
+    eta=1.0,
+    save_images_step=20,
 )
 
 
@@ -46,16 +69,24 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 # the kinds of setting, in the order `train --help` lists their flags: group key -> heading
-FLAG_GROUPS = {"data": "data", "model": "model", "schedule": "noise schedule", "training": "training",
-               "sampling": "sampling", "run": "run directory and output", "device": "device and precision"}
+FLAG_GROUPS = {
+    "data": "data",
+    "model": "model",
+    "schedule": "noise schedule",
+    "training": "training",
+    "sampling": "sampling",
+    "run": "run directory and output",
+    "device": "device and precision",
+}
 
 
 def opt(default: Any, help: str, choices: Iterable[str] | None = None, *, group: str) -> Any:
     """A config field with its help text (shown by ``--help``), its kind (a FLAG_GROUPS key, its --help heading)
     and, for names, its valid choices."""
     assert group in FLAG_GROUPS, group
-    return field(default=default, metadata={"help": help, "choices": tuple(choices) if choices else None,
-                                            "group": group})
+    return field(
+        default=default, metadata={"help": help, "choices": tuple(choices) if choices else None, "group": group}
+    )
 
 
 @dataclass
@@ -63,38 +94,63 @@ class TrainConfig:
     """Everything needed to rebuild a run, checked when it is made. Defaults are the project's dino configuration;
     an image dataset starts from IMAGE_DEFAULTS (``from_dict`` or ``tiny_diffusion.settings``)."""
 
-    experiment_name: Optional[str] = opt(None, "names the run directory runs/NAME when --out is not given "
-                                         "(default: the dataset's name, or its file's without the suffix)",
-                                         group="run")
-    dataset: str = opt("dino", "a dataset name (`tiny-diffusion datasets` lists them) or a .csv, .tsv, .npy or "
-                       ".npz file of points", group="data")
+    experiment_name: Optional[str] = opt(
+        None,
+        "names the run directory runs/NAME when --out is not given "
+        "(default: the dataset's name, or its file's without the suffix)",
+        group="run",
+    )
+    dataset: str = opt(
+        "dino",
+        "a dataset name (`tiny-diffusion datasets` lists them) or a .csv, .tsv, .npy or .npz file of points",
+        group="data",
+    )
     densify: Optional[str] = opt(None, "line datasets: how points fill each line (default none)", DENSIFY, group="data")
     lines: Optional[int] = opt(None, "line datasets: number of parallel lines", group="data")
     angle: Optional[float] = opt(None, "inclined_lines: angle of the lines in degrees", group="data")
     digit: Optional[int] = opt(None, "mnist_points: which digit (0-9)", group="data")
     image_index: Optional[int] = opt(None, "mnist_points: which image of that digit", group="data")
-    columns: Optional[str] = opt(None, "point files: comma-separated columns to use, by name or 0-based index",
-                                 group="data")
-    subset: Optional[str] = opt(None, "point files: keep rows whose `dataset` column equals this (long tables)",
-                                group="data")
-    data_dir: Optional[str] = opt(None, "mnist: the directory holding the IDX files (train-images-idx3-ubyte[.gz], "
-                                  "...)", group="data")
-    standardize: bool = opt(False, "train on data shifted and scaled to zero mean and unit variance per coordinate; "
-                            "samples come back in the data's units", group="data")
-    num_samples: int = opt(8000, "size of the training set drawn from the dataset (images: the first this many "
-                           "training images; 0 = all)", group="data")
+    columns: Optional[str] = opt(
+        None, "point files: comma-separated columns to use, by name or 0-based index", group="data"
+    )
+    subset: Optional[str] = opt(
+        None, "point files: keep rows whose `dataset` column equals this (long tables)", group="data"
+    )
+    data_dir: Optional[str] = opt(
+        None, "mnist: the directory holding the IDX files (train-images-idx3-ubyte[.gz], ...)", group="data"
+    )
+    standardize: bool = opt(
+        False,
+        "train on data shifted and scaled to zero mean and unit variance per coordinate; "
+        "samples come back in the data's units",
+        group="data",
+    )
+    num_samples: int = opt(
+        8000,
+        "size of the training set drawn from the dataset (images: the first this many training images; 0 = all)",
+        group="data",
+    )
     train_batch_size: int = opt(512, "points per optimiser step", group="training")
     eval_batch_size: int = opt(1000, "number of final samples, and of points in each snapshot", group="sampling")
     num_epochs: int = opt(1000, "passes over the training set", group="training")
     learning_rate: float = opt(2e-3, "peak learning rate of AdamW", group="training")
-    lr_schedule: str = opt("cosine", "learning rate after warm-up: constant (the original) or cosine decay to 0",
-                           ("constant", "cosine"), group="training")
+    lr_schedule: str = opt(
+        "cosine",
+        "learning rate after warm-up: constant (the original) or cosine decay to 0",
+        ("constant", "cosine"),
+        group="training",
+    )
     warmup_steps: int = opt(100, "optimiser steps of linear learning-rate warm-up (0 = none)", group="training")
-    ema_decay: float = opt(0.0, "decay of an exponential moving average of the weights used to sample (0 = off)",
-                           group="training")
+    ema_decay: float = opt(
+        0.0, "decay of an exponential moving average of the weights used to sample (0 = off)", group="training"
+    )
     grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = no clipping)", group="training")
-    min_snr_gamma: float = opt(0.0, "weight each step's loss by min(SNR, gamma), in x0 terms (Hang et al. 2023; "
-                               "5 is theirs); 0 = the plain mean squared error", group="training")
+    min_snr_gamma: float = opt(
+        0.0,
+        "weight each step's loss by min(SNR, gamma), in x0 terms (Hang et al. 2023; "
+        "5 is theirs); 0 = the plain mean squared error",
+        group="training",
+    )
     num_timesteps: int = opt(500, "diffusion steps T", group="schedule")
     beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES, group="schedule")
     beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)", group="schedule")
@@ -108,40 +164,68 @@ class TrainConfig:
     time_embedding: str = opt("sinusoidal", "timestep embedding", TIME_EMBEDDINGS, group="model")
     input_embedding: str = opt("sinusoidal", "embedding of each input coordinate", INPUT_EMBEDDINGS, group="model")
     input_scale: float = opt(25.0, "frequency scale of the sinusoidal and linear input embeddings", group="model")
-    save_images_step: int = opt(100, "take a snapshot (sample --eval-batch-size points, or 64 images) every this "
-                                "many epochs", group="run")
+    save_images_step: int = opt(
+        100, "take a snapshot (sample --eval-batch-size points, or 64 images) every this many epochs", group="run"
+    )
     sampler: str = opt("ddpm", "sampler for snapshots and final samples", SAMPLERS, group="sampling")
-    sample_steps: Optional[int] = opt(None, "denoising steps of the ddim sampler (default: --num-timesteps)",
-                                      group="sampling")
+    sample_steps: Optional[int] = opt(
+        None, "denoising steps of the ddim sampler (default: --num-timesteps)", group="sampling"
+    )
     eta: float = opt(0.0, "ddim noise: 0 deterministic, 1 like ddpm", group="sampling")
-    clip_sample: bool = opt(True, "clip each predicted x0 to the training data's range (guards the last steps)",
-                            group="sampling")
+    clip_sample: bool = opt(
+        True, "clip each predicted x0 to the training data's range (guards the last steps)", group="sampling"
+    )
     seed: int = opt(0, "seeds model initialisation, batch order and sampling", group="training")
     data_seed: int = opt(42, "seeds the dataset draw (42 reproduces the original's data)", group="data")
     device: str = opt("auto", "auto picks cuda, then mps, then cpu", DEVICES, group="device")
-    precision: str = opt("fp32", "training arithmetic: fp32, or mixed precision by autocast: bf16 (CPU or GPU; "
-                         "usually slower than fp32 on CPUs without AMX) or fp16 (CUDA GPUs only, with a gradient "
-                         "scaler); sampling is always fp32", PRECISIONS, group="device")
-    conditional: bool = opt(False, "train on class labels too, so `sample --prompt` can ask for a class: a digit of "
-                            "an image set, or a shape of random, blobs or a table with a `dataset` column",
-                            group="data")
-    cond_drop: float = opt(0.1, "conditional runs: share of training steps without the label, so one model also "
-                           "draws unconditionally (classifier-free guidance needs both)", group="training")
-    guidance: float = opt(0.0, "conditional runs: classifier-free guidance scale w of the run's own samples and the "
-                          "default of `sample`: cond + w (cond - uncond); 0 = plain conditional", group="sampling")
-    preset: Optional[str] = opt(None, "start from a named set of settings (flags given win): study = the follow-up "
-                                "study's final settings", PRESETS, group="run")
+    precision: str = opt(
+        "fp32",
+        "training arithmetic: fp32, or mixed precision by autocast: bf16 (CPU or GPU; "
+        "usually slower than fp32 on CPUs without AMX) or fp16 (CUDA GPUs only, with a gradient "
+        "scaler); sampling is always fp32",
+        PRECISIONS,
+        group="device",
+    )
+    conditional: bool = opt(
+        False,
+        "train on class labels too, so `sample --prompt` can ask for a class: a digit of "
+        "an image set, or a shape of random, blobs or a table with a `dataset` column",
+        group="data",
+    )
+    cond_drop: float = opt(
+        0.1,
+        "conditional runs: share of training steps without the label, so one model also "
+        "draws unconditionally (classifier-free guidance needs both)",
+        group="training",
+    )
+    guidance: float = opt(
+        0.0,
+        "conditional runs: classifier-free guidance scale w of the run's own samples and the "
+        "default of `sample`: cond + w (cond - uncond); 0 = plain conditional",
+        group="sampling",
+    )
+    preset: Optional[str] = opt(
+        None,
+        "start from a named set of settings (flags given win): study = the follow-up study's final settings",
+        PRESETS,
+        group="run",
+    )
 
     def __post_init__(self) -> None:
         self.validate()  # a TrainConfig is valid from the start: nothing downstream checks it again
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Refuse nonsense with one clear line (raises UsageError); returns self. Run when a config is made (and
         by ``dataclasses.replace``), so a TrainConfig in hand is a valid one."""
-        if (self.dataset not in DATASETS and self.dataset not in IMAGE_DATASETS
-                and not self.dataset.lower().endswith(POINT_FILE_SUFFIXES)):
-            raise UsageError(f"unknown dataset {self.dataset!r}; choose from {', '.join([*DATASETS, *IMAGE_DATASETS])} "
-                             f"or give a {', '.join(POINT_FILE_SUFFIXES)} file")
+        if (
+            self.dataset not in DATASETS
+            and self.dataset not in IMAGE_DATASETS
+            and not self.dataset.lower().endswith(POINT_FILE_SUFFIXES)
+        ):
+            raise UsageError(
+                f"unknown dataset {self.dataset!r}; choose from {', '.join([*DATASETS, *IMAGE_DATASETS])} "
+                f"or give a {', '.join(POINT_FILE_SUFFIXES)} file"
+            )
         for f in fields(self):
             value, choices = getattr(self, f.name), f.metadata["choices"]
             if choices and value is not None and value not in choices:
@@ -152,18 +236,29 @@ class TrainConfig:
                 raise SettingError(f"{f.name} must not contain a NUL character", f.name)
         name = self.experiment_name
         if name is not None and not _plain_name(name):
-            raise SettingError(f"experiment_name names the folder runs/NAME: give a plain name, got {name!r}",
-                               "experiment_name")
+            raise SettingError(
+                f"experiment_name names the folder runs/NAME: give a plain name, got {name!r}", "experiment_name"
+            )
         for seed in ("seed", "data_seed"):
             if not 0 <= getattr(self, seed) < 2**63:
                 raise SettingError(f"{seed} must be an integer from 0 to 2**63 - 1, got {getattr(self, seed)}", seed)
         if self.is_images and self.model not in IMAGE_MODELS:
             raise UsageError(f"{self.dataset} is an image dataset: choose --model {' or '.join(IMAGE_MODELS)}")
         if not self.is_images and self.model != "mlp":
-            raise UsageError(f"the {self.model} model is for image datasets ({', '.join(IMAGE_DATASETS)}); "
-                             "points use --model mlp")
-        positive = ("train_batch_size", "eval_batch_size", "num_epochs", "num_timesteps", "embedding_size",
-                    "hidden_size", "channels", "save_images_step", "learning_rate")
+            raise UsageError(
+                f"the {self.model} model is for image datasets ({', '.join(IMAGE_DATASETS)}); points use --model mlp"
+            )
+        positive = (
+            "train_batch_size",
+            "eval_batch_size",
+            "num_epochs",
+            "num_timesteps",
+            "embedding_size",
+            "hidden_size",
+            "channels",
+            "save_images_step",
+            "learning_rate",
+        )
         if not self.is_images:  # images: 0 = every training image
             positive += ("num_samples",)
         for name in positive:
@@ -173,26 +268,40 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise SettingError(f"{name} must be >= 0, got {getattr(self, name)}", name)
         if self.conditional and self.subset is not None:
-            raise UsageError("--subset keeps one sub-dataset of a table, --conditional trains on all of them with "
-                             "their names as labels: choose one")
+            raise UsageError(
+                "--subset keeps one sub-dataset of a table, --conditional trains on all of them with "
+                "their names as labels: choose one"
+            )
         if not 0 <= self.cond_drop < 1:
             raise SettingError(f"cond_drop must be in [0, 1), got {self.cond_drop}", "cond_drop")
         if self.guidance < 0:
             raise SettingError(f"guidance must be >= 0, got {self.guidance}", "guidance")
         if self.conditional and self.guidance > 0 and self.cond_drop == 0:
-            raise SettingError("guidance needs the unconditional model too: set cond_drop > 0 (say 0.1) or guidance 0",
-                               "guidance", "cond_drop")
+            raise SettingError(
+                "guidance needs the unconditional model too: set cond_drop > 0 (say 0.1) or guidance 0",
+                "guidance",
+                "cond_drop",
+            )
         if not 0 <= self.ema_decay < 1:
             raise SettingError(f"ema_decay must be in [0, 1), got {self.ema_decay}", "ema_decay")
         if not 0 < self.beta_start <= self.beta_end < 1:
-            raise SettingError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}",
-                               "beta_start", "beta_end")
+            raise SettingError(
+                f"need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}",
+                "beta_start",
+                "beta_end",
+            )
         if self.num_samples and self.train_batch_size > self.num_samples:
-            raise SettingError(f"train_batch_size ({self.train_batch_size}) exceeds num_samples ({self.num_samples})",
-                               "train_batch_size", "num_samples")
+            raise SettingError(
+                f"train_batch_size ({self.train_batch_size}) exceeds num_samples ({self.num_samples})",
+                "train_batch_size",
+                "num_samples",
+            )
         if self.sample_steps is not None and not 1 <= self.sample_steps <= self.num_timesteps:
-            raise SettingError(f"sample_steps must be between 1 and num_timesteps ({self.num_timesteps}), "
-                               f"got {self.sample_steps}", "sample_steps", "num_timesteps")
+            raise SettingError(
+                f"sample_steps must be between 1 and num_timesteps ({self.num_timesteps}), got {self.sample_steps}",
+                "sample_steps",
+                "num_timesteps",
+            )
         if self.sampler == "ddpm" and self.sample_steps not in (None, self.num_timesteps):
             raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
         try:
@@ -231,13 +340,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def differences(self, other: "TrainConfig", *, ignore: Sequence[str] = ()) -> list[str]:
+    def differences(self, other: TrainConfig, *, ignore: Sequence[str] = ()) -> list[str]:
         """The settings (but those in ``ignore``) in which ``other`` differs, as "name: mine -> other's"."""
-        return [f"{f.name}: {getattr(self, f.name)!r} -> {getattr(other, f.name)!r}" for f in fields(self)
-                if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+        return [
+            f"{f.name}: {getattr(self, f.name)!r} -> {getattr(other, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
+        ]
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a mapping of field names (dashes allowed) to values; unknown keys and bad types are refused.
         An image dataset starts from IMAGE_DEFAULTS rather than the dino's defaults, and a preset from its values."""
         by_name = {f.name: f for f in fields(cls)}

@@ -6,9 +6,10 @@ the model's coordinates (standardized, when the run was) never leave this module
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, Sequence, cast, overload
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 import numpy as np
 import torch
@@ -38,8 +39,9 @@ class Sampling:
     eta: float
 
 
-def resolve_sampling(config: "TrainConfig", sampler: str | None = None, steps: int | None = None,
-                     eta: float | None = None) -> Sampling:
+def resolve_sampling(
+    config: TrainConfig, sampler: str | None = None, steps: int | None = None, eta: float | None = None
+) -> Sampling:
     """The sampling asked for, with what was left out (None) filled in from the run: its own sampler; its steps and
     eta where its sampler is used, else all steps and eta 0. The one place these defaults are decided."""
     sampler = config.sampler if sampler is None else sampler
@@ -78,7 +80,7 @@ class Diffusion:
     units (points) or [-1, 1] pixels (images).
     """
 
-    config: "TrainConfig"  # every setting of the run
+    config: TrainConfig  # every setting of the run
     network: nn.Module | Callable[..., torch.Tensor]  # predicts config.target from (x_t, t[, labels])
     schedule: NoiseSchedule
     shape: tuple[int, ...]  # of one sample: (D,) for points, (C, H, W) for images
@@ -91,7 +93,7 @@ class Diffusion:
     run_dir: Path | None = None  # where it was loaded from or trained into
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, device: str | torch.device = "cpu") -> "Diffusion":
+    def load(cls, run_dir: str | Path, *, device: str | torch.device = "cpu") -> Diffusion:
         """Rebuild a model from its run directory alone (every file checked against the run's manifest first)."""
         from .runs.files import load_run  # the run directory's format lives with the other run files
 
@@ -109,26 +111,59 @@ class Diffusion:
     def __repr__(self) -> str:
         where = f", run_dir={str(self.run_dir)!r}" if self.run_dir else ""
         classes = f", classes={len(self.classes)}" if self.classes else ""
-        return (f"Diffusion(dataset={self.config.dataset!r}, shape={self.shape}, T={len(self.schedule)}, "
-                f"target={self.config.target!r}{classes}{where})")
+        return (
+            f"Diffusion(dataset={self.config.dataset!r}, shape={self.shape}, T={len(self.schedule)}, "
+            f"target={self.config.target!r}{classes}{where})"
+        )
 
     # -- drawing ------------------------------------------------------------------------------------------------
 
     @overload
-    def sample(self, num: int, *, sampler: str | None = ..., steps: int | None = ..., eta: float | None = ...,
-               seed: int = ..., prompt: str | None = ..., labels: Sequence[int] | np.ndarray | None = ...,
-               guidance: float | None = ..., trajectory: Literal[False] = ..., record_every: int = ...
-               ) -> np.ndarray: ...
+    def sample(
+        self,
+        num: int,
+        *,
+        sampler: str | None = ...,
+        steps: int | None = ...,
+        eta: float | None = ...,
+        seed: int = ...,
+        prompt: str | None = ...,
+        labels: Sequence[int] | np.ndarray | None = ...,
+        guidance: float | None = ...,
+        trajectory: Literal[False] = ...,
+        record_every: int = ...,
+    ) -> np.ndarray: ...
 
     @overload
-    def sample(self, num: int, *, sampler: str | None = ..., steps: int | None = ..., eta: float | None = ...,
-               seed: int = ..., prompt: str | None = ..., labels: Sequence[int] | np.ndarray | None = ...,
-               guidance: float | None = ..., trajectory: Literal[True], record_every: int = ...) -> Trajectory: ...
+    def sample(
+        self,
+        num: int,
+        *,
+        sampler: str | None = ...,
+        steps: int | None = ...,
+        eta: float | None = ...,
+        seed: int = ...,
+        prompt: str | None = ...,
+        labels: Sequence[int] | np.ndarray | None = ...,
+        guidance: float | None = ...,
+        trajectory: Literal[True],
+        record_every: int = ...,
+    ) -> Trajectory: ...
 
-    def sample(self, num: int, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
-               seed: int = 0, prompt: str | None = None, labels: Sequence[int] | np.ndarray | None = None,
-               guidance: float | None = None, trajectory: bool = False, record_every: int = 1
-               ) -> np.ndarray | Trajectory:
+    def sample(
+        self,
+        num: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        seed: int = 0,
+        prompt: str | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        guidance: float | None = None,
+        trajectory: bool = False,
+        record_every: int = 1,
+    ) -> np.ndarray | Trajectory:
         """Draw ``num`` samples, (num, *shape), in the data's units.
 
         ``sampler``, ``steps`` and ``eta`` left out are the run's own (``self.sampling``). A conditional model draws
@@ -146,8 +181,14 @@ class Diffusion:
             raise UsageError("give a prompt or labels, not both")
         if glyphs:
             labels = np.tile(glyphs, num)  # (num * k,): each sample's glyphs in turn
-        drawn = self.draw(num * max(1, len(glyphs)), self._resolve(sampler, steps, eta), seed=seed,
-                           labels=labels, guidance=guidance, record_every=record_every if trajectory else 0)
+        drawn = self.draw(
+            num * max(1, len(glyphs)),
+            self._resolve(sampler, steps, eta),
+            seed=seed,
+            labels=labels,
+            guidance=guidance,
+            record_every=record_every if trajectory else 0,
+        )
         if len(glyphs) > 1:  # a number: its digits side by side, (num, C, H, k W)
             drawn.samples = side_by_side(drawn.samples.reshape(num, len(glyphs), *self.shape))
             drawn.states = np.stack([side_by_side(s.reshape(num, len(glyphs), *self.shape)) for s in drawn.states])
@@ -166,15 +207,22 @@ class Diffusion:
         noise = torch.randn(x.shape, generator=torch.Generator(self.device).manual_seed(seed), device=self.device)
         return self._to_data(self.schedule.add_noise(x, noise, steps)).cpu().numpy()
 
-    def predict_x0(self, x_t: np.ndarray, t: int, *, labels: Sequence[int] | np.ndarray | None = None,
-                   guidance: float | None = None) -> np.ndarray:
+    def predict_x0(
+        self,
+        x_t: np.ndarray,
+        t: int,
+        *,
+        labels: Sequence[int] | np.ndarray | None = None,
+        guidance: float | None = None,
+    ) -> np.ndarray:
         """What the model takes x_0 to be from ``x_t`` (N, *shape) at zero-based step ``t``, clipped as the sampler
         clips it; both in the data's units. A conditional model predicts for ``labels`` (default: each in turn)."""
         x = self._to_model(torch.as_tensor(np.asarray(x_t), dtype=torch.float32, device=self.device))
         index = torch.full((len(x),), int(t), device=self.device, dtype=torch.long)
         with torch.no_grad():
-            x0 = self.schedule.predict_x0(x, self.noise_predictor(len(x), labels=labels, guidance=guidance)(x, index),
-                                          index)
+            x0 = self.schedule.predict_x0(
+                x, self.noise_predictor(len(x), labels=labels, guidance=guidance)(x, index), index
+            )
         if self.config.clip_sample:
             x0 = x0.clamp(self._per_channel(self.data_min), self._per_channel(self.data_max))
         return self._to_data(x0).cpu().numpy()
@@ -183,15 +231,23 @@ class Diffusion:
         """(2, C): the per-channel minimum and maximum of the training data, in the data's units."""
         return torch.stack([self._to_data(self.data_min), self._to_data(self.data_max)]).cpu().numpy()
 
-    def noise_predictor(self, num: int, *, labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
-                        guidance: float | None = None) -> NoisePredictor:
+    def noise_predictor(
+        self,
+        num: int,
+        *,
+        labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+        guidance: float | None = None,
+    ) -> NoisePredictor:
         """The noise prediction noise(x_t, t) that the samplers call, for a batch of ``num`` in the model's
         coordinates: a conditional model's for the classes ``labels`` (num,) (default: each in turn) under
         classifier-free guidance ``guidance`` (default: the run's)."""
         network = self.network
         if self.classes:
-            chosen = (balanced_labels(num, len(self.classes), self.device) if labels is None
-                      else torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device))
+            chosen = (
+                balanced_labels(num, len(self.classes), self.device)
+                if labels is None
+                else torch.as_tensor(np.asarray(labels), dtype=torch.long, device=self.device)
+            )
             if chosen.shape != (num,) or not bool(((chosen >= 0) & (chosen < len(self.classes))).all()):
                 raise UsageError(f"labels must be ({num},) classes from 0 to {len(self.classes) - 1}")
             scale = self.config.guidance if guidance is None else guidance
@@ -199,8 +255,10 @@ class Diffusion:
                 raise UsageError(f"guidance must be >= 0, got {scale}")
             network = guided(cast(LabelConditioned, self.network), chosen, scale)
         elif labels is not None or guidance is not None:
-            raise UsageError("this model is not conditional, so it cannot be asked for a class; train one with "
-                             "conditional=True (--conditional)")
+            raise UsageError(
+                "this model is not conditional, so it cannot be asked for a class; train one with "
+                "conditional=True (--conditional)"
+            )
         return noise_predictor(network, self.schedule, cast(Target, self.config.target))
 
     # -- the model's coordinates (private: everything public is in the data's units) ----------------------------
@@ -210,26 +268,49 @@ class Diffusion:
 
     def _prompt(self, prompt: str) -> list[int]:
         if not self.classes:
-            raise UsageError("a prompt needs a conditional run (train one with --conditional, or conditional=True); "
-                             "this one has no classes")
+            raise UsageError(
+                "a prompt needs a conditional run (train one with --conditional, or conditional=True); "
+                "this one has no classes"
+            )
         return parse_prompt(prompt, self.classes)
 
-    def draw(self, num: int, how: Sampling, *, seed: int, labels: Sequence[int] | np.ndarray | None = None,
-              guidance: float | None = None, record_every: int = 0) -> Trajectory:
+    def draw(
+        self,
+        num: int,
+        how: Sampling,
+        *,
+        seed: int,
+        labels: Sequence[int] | np.ndarray | None = None,
+        guidance: float | None = None,
+        record_every: int = 0,
+    ) -> Trajectory:
         """Draw ``num`` samples walking ``how`` (a resolved ``Sampling``), recording the states every ``record_every``
         steps (0: none); the sampling sits in the model's coordinates, what comes back is in the data's units."""
         generator = torch.Generator(self.device).manual_seed(seed)
         clip = (self._per_channel(self.data_min), self._per_channel(self.data_max)) if self.config.clip_sample else None
         noise_predictor = self.noise_predictor(num, labels=labels, guidance=guidance)
-        drawn = sample(noise_predictor, self.schedule, (num, *self.shape), sampler=cast(SamplerName, how.sampler), steps=how.steps, eta=how.eta,
-                       clip=clip, generator=generator, record_every=record_every)
+        drawn = sample(
+            noise_predictor,
+            self.schedule,
+            (num, *self.shape),
+            sampler=cast(SamplerName, how.sampler),
+            steps=how.steps,
+            eta=how.eta,
+            clip=clip,
+            generator=generator,
+            record_every=record_every,
+        )
         walked = sampler_timesteps(len(self.schedule), how.sampler, how.steps)
         # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
         done = [len(walked) - left for left in drawn.steps_left]
         states = drawn.states if drawn.states is not None else drawn.samples[None]
         timesteps = [walked[d] + 1 if d < len(walked) else 0 for d in done] if done else [0]
-        return Trajectory(self._to_data(drawn.samples).cpu().numpy(), self._to_data(states).cpu().numpy(),
-                          np.array(timesteps), len(self.schedule))
+        return Trajectory(
+            self._to_data(drawn.samples).cpu().numpy(),
+            self._to_data(states).cpu().numpy(),
+            np.array(timesteps),
+            len(self.schedule),
+        )
 
     def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
         """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from dataclasses import MISSING, fields
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import FLAG_GROUPS, TrainConfig
 
@@ -41,15 +42,20 @@ def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: st
         parser.add_argument(f"--{dest}", dest=dest, **{**kwargs, "help": argparse.SUPPRESS})
 
 
-def flag_groups(parser: argparse.ArgumentParser, names: Sequence[str] | None = None
-                ) -> dict[str, argparse._ArgumentGroup]:
+def flag_groups(
+    parser: argparse.ArgumentParser, names: Sequence[str] | None = None
+) -> dict[str, argparse._ArgumentGroup]:
     """A --help section per kind of setting (FLAG_GROUPS) that a field of ``names`` (default: all) belongs to."""
     wanted = {f.metadata["group"] for f in fields(TrainConfig) if names is None or f.name in names}
     return {key: parser.add_argument_group(f"{title} flags") for key, title in FLAG_GROUPS.items() if key in wanted}
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None = None, *,
-                     groups: dict[str, argparse._ArgumentGroup] | None = None) -> None:
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    names: Sequence[str] | None = None,
+    *,
+    groups: dict[str, argparse._ArgumentGroup] | None = None,
+) -> None:
     """One flag per TrainConfig field (or per field in ``names``), --help from the field, in the section of its
     kind (``groups``, default: new ones from ``flag_groups``); --num-epochs, and the original's --num_epochs."""
     groups = groups if groups is not None else flag_groups(parser, names)

@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import TrainConfig, load_config_file
 from ..errors import SettingError, UsageError
@@ -57,8 +58,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     from ..studies.reproduce import base_config, reproduce
 
     out = Path(args.out or Path("runs") / ("reproduce_quick" if args.quick else "reproduce"))
-    results = reproduce(out, base_config(quick=args.quick, device=args.device), only=args.only, jobs=args.jobs,
-                        progress=not args.quiet)
+    results = reproduce(
+        out, base_config(quick=args.quick, device=args.device), only=args.only, jobs=args.jobs, progress=not args.quiet
+    )
     print((out / "findings.md").read_text(), end="")
     shape, fit = (sum(result.agrees(score) for result in results) for score in ("shape", "fit"))
     print(f"of {len(results)} studies, {shape} agree with the original by shape score and {fit} by fit; wrote {out}/")
@@ -70,8 +72,9 @@ def _judge(args: argparse.Namespace) -> int:
 
     path = judge_path(args.dataset, args.cache_dir)
     make_cache_dir(path)
-    judge = train_judge(args.dataset, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
-                        progress=not args.quiet)
+    judge = train_judge(
+        args.dataset, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed, progress=not args.quiet
+    )
     judge.save(path)
     print(f"judge for {args.dataset}: test accuracy {judge.test_accuracy:.4f}; cached at {path}")
     return 0
@@ -84,12 +87,21 @@ def _train(args: argparse.Namespace) -> int:
         config, out = _resumed_config(args), Path(args.resume)
     else:
         config, out = _config_from(args), args.out
-    summary = train_summary(config, out, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet,
-                            checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-                            compile=args.compile)
+    summary = train_summary(
+        config,
+        out,
+        overwrite=args.overwrite,
+        resume=bool(args.resume),
+        progress=not args.quiet,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        compile=args.compile,
+    )
     if summary is not None:  # None: a process of a torchrun job but rank 0, which writes the run
-        print(f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in {summary.sample_seconds:.1f} s "
-              f"({_rate(summary.samples, summary.sample_seconds)}); wrote {summary.run_dir}/")
+        print(
+            f"trained in {summary.seconds:.1f} s, sampled {len(summary.samples)} in {summary.sample_seconds:.1f} s "
+            f"({_rate(summary.samples, summary.sample_seconds)}); wrote {summary.run_dir}/"
+        )
     return 0
 
 
@@ -121,8 +133,15 @@ def _sample(args: argparse.Namespace) -> int:
         if path.exists() and not args.overwrite:
             raise UsageError(f"{path} already exists; pass --overwrite to replace it")
     start = time.perf_counter()
-    samples = model.sample(args.num, sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed,
-                           prompt=args.prompt, guidance=args.guidance)
+    samples = model.sample(
+        args.num,
+        sampler=args.sampler,
+        steps=args.sample_steps,
+        eta=args.eta,
+        seed=args.seed,
+        prompt=args.prompt,
+        guidance=args.guidance,
+    )
     seconds = time.perf_counter() - start
     glyphs = samples.shape[-1] // model.shape[-1]  # a number's digits side by side (1 for points)
     rate = _rate(samples, seconds / glyphs)
@@ -132,8 +151,9 @@ def _sample(args: argparse.Namespace) -> int:
     save_npy(out, samples)
     _draw_samples(samples, model, args, how.sampler, picture)
     shape = "x".join(map(str, samples.shape[1:]))
-    print(f"wrote {samples.shape[0]} samples of shape {shape} to {out} and {picture}; sampled in {seconds:.1f} s "
-          f"({rate})")
+    print(
+        f"wrote {samples.shape[0]} samples of shape {shape} to {out} and {picture}; sampled in {seconds:.1f} s ({rate})"
+    )
     return 0
 
 
@@ -166,8 +186,14 @@ def _draw_samples(samples, model, args: argparse.Namespace, sampler: str, path: 
 def _evaluate(args: argparse.Namespace) -> int:
     from ..api import evaluate
 
-    print(json.dumps(evaluate(args.path, dataset=args.dataset, data_dir=args.data_dir, labels=args.labels,
-                              progress=not args.quiet), indent=2))
+    print(
+        json.dumps(
+            evaluate(
+                args.path, dataset=args.dataset, data_dir=args.data_dir, labels=args.labels, progress=not args.quiet
+            ),
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -198,8 +224,18 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "verify": _verify, "sample": _sample, "evaluate": _evaluate, "datasets": _datasets,
-            "plot": plot, "animate": animate, "ablate": _ablate, "reproduce": _reproduce, "judge": _judge}
+COMMANDS = {
+    "train": _train,
+    "verify": _verify,
+    "sample": _sample,
+    "evaluate": _evaluate,
+    "datasets": _datasets,
+    "plot": plot,
+    "animate": animate,
+    "ablate": _ablate,
+    "reproduce": _reproduce,
+    "judge": _judge,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,102 +41,165 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Small, readable diffusion models (DDPM) for point sets.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a model and write a run directory",
-                                usage=f"{PROG} train [-h] [--config FILE] [--resume RUN_DIR] [--out DIR]\n"
-                                f"{' ' * 28}[--overwrite] [--SETTING VALUE ...]",
-                                description="Train a DDPM and write a run directory (config, weights, samples, "
-                                "figures). Every setting has a flag (below, by kind); the original's spellings "
-                                "(--num_epochs) are accepted too.")
-    train.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file whose keys match the flags; "
-                       "flags given on the command line win")
-    train.add_argument("--resume", metavar="RUN_DIR", help="carry on the interrupted run of RUN_DIR from its newest "
-                       "checkpoint, with the settings it was started with (no other setting flags needed)")
+    train = commands.add_parser(
+        "train",
+        help="train a model and write a run directory",
+        usage=f"{PROG} train [-h] [--config FILE] [--resume RUN_DIR] [--out DIR]\n"
+        f"{' ' * 28}[--overwrite] [--SETTING VALUE ...]",
+        description="Train a DDPM and write a run directory (config, weights, samples, "
+        "figures). Every setting has a flag (below, by kind); the original's spellings "
+        "(--num_epochs) are accepted too.",
+    )
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML, YAML or JSON file whose keys match the flags; flags given on the command line win",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="carry on the interrupted run of RUN_DIR from its newest "
+        "checkpoint, with the settings it was started with (no other setting flags needed)",
+    )
     groups = flag_groups(train)
     run = groups["run"]
-    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/EXPERIMENT_NAME, else "
-                     "runs/DATASET)")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing run directory (once the new "
-                     "run is complete), or discard an unfinished run there")
+    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/EXPERIMENT_NAME, else runs/DATASET)")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run directory (once the new run is complete), or discard an unfinished run there",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_flag(run, "checkpoint-every", default=DEFAULT_EVERY, metavar="STEPS|SECONDSs",
-             help="save a checkpoint every this many optimiser steps (200), or seconds of training (30s); "
-             "0 = only when interrupted. Results do not depend on it (default: %(default)s)")
-    add_flag(run, "keep-checkpoints", type=parse_int, default=DEFAULT_KEEP, metavar="K",
-             help="keep the newest K checkpoints (default: %(default)s)")
-    groups["device"].add_argument("--compile", action="store_true", help="train a torch.compile'd network: "
-                                  "compiling takes a while first and can be slower on a CPU (README, Beyond one "
-                                  "core); results agree up to float rounding, so it is not a setting of the run")
+    add_flag(
+        run,
+        "checkpoint-every",
+        default=DEFAULT_EVERY,
+        metavar="STEPS|SECONDSs",
+        help="save a checkpoint every this many optimiser steps (200), or seconds of training (30s); "
+        "0 = only when interrupted. Results do not depend on it (default: %(default)s)",
+    )
+    add_flag(
+        run,
+        "keep-checkpoints",
+        type=parse_int,
+        default=DEFAULT_KEEP,
+        metavar="K",
+        help="keep the newest K checkpoints (default: %(default)s)",
+    )
+    groups["device"].add_argument(
+        "--compile",
+        action="store_true",
+        help="train a torch.compile'd network: "
+        "compiling takes a while first and can be slower on a CPU (README, Beyond one "
+        "core); results agree up to float rounding, so it is not a setting of the run",
+    )
     add_config_flags(train, groups=groups)
 
-    sample = commands.add_parser("sample", help="draw samples from a trained run",
-                                 description="Rebuild the model from RUN_DIR alone and write samples as .npy, with "
-                                 "a picture of them beside it (.png: a scatter plot of points, a grid of images).")
+    sample = commands.add_parser(
+        "sample",
+        help="draw samples from a trained run",
+        description="Rebuild the model from RUN_DIR alone and write samples as .npy, with "
+        "a picture of them beside it (.png: a scatter plot of points, a grid of images).",
+    )
     sample.add_argument("run_dir", metavar="RUN_DIR")
     sample.add_argument("--num", type=parse_int, default=1000, help="number of samples (default: %(default)s)")
     add_sampler_flags(sample)
-    sample.add_argument("--prompt", help="a conditional run's class to draw: a digit 0-9, its name (seven) or a "
-                        "number (2024, drawn digit by digit as one image), or a shape's name (dino)")
-    sample.add_argument("--guidance", type=parse_float, default=None, help="classifier-free guidance scale w of a "
-                        "conditional run, 0 = plain conditional (default: the run's)")
+    sample.add_argument(
+        "--prompt",
+        help="a conditional run's class to draw: a digit 0-9, its name (seven) or a "
+        "number (2024, drawn digit by digit as one image), or a shape's name (dino)",
+    )
+    sample.add_argument(
+        "--guidance",
+        type=parse_float,
+        default=None,
+        help="classifier-free guidance scale w of a conditional run, 0 = plain conditional (default: the run's)",
+    )
     sample.add_argument("--seed", type=parse_int, default=0, help="seed of the initial noise (default: %(default)s)")
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="where to sample (default: %(default)s)")
-    sample.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy); "
-                        "the picture goes beside it, as FILE.png")
+    sample.add_argument(
+        "--out",
+        metavar="FILE.npy",
+        help="output (default: RUN_DIR/sampled_SAMPLER_seedK.npy); the picture goes beside it, as FILE.png",
+    )
     sample.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
-    verify = commands.add_parser("verify", help="check every file of a run against its manifest",
-                                 description="Check the size and sha256 of every file of RUN_DIR against its "
-                                 "manifest.json, and of an unfinished run's config and checkpoints; a missing, "
-                                 "truncated or changed file is reported in one line (exit code 2).")
+    verify = commands.add_parser(
+        "verify",
+        help="check every file of a run against its manifest",
+        description="Check the size and sha256 of every file of RUN_DIR against its "
+        "manifest.json, and of an unfinished run's config and checkpoints; a missing, "
+        "truncated or changed file is reported in one line (exit code 2).",
+    )
     verify.add_argument("run_dir", metavar="RUN_DIR")
 
-    evaluate = commands.add_parser("evaluate", help="metrics of samples against a dataset, as JSON",
-                                   description="Compare samples (a .npy file or a run's samples.npy) with fresh "
-                                   "draws of the dataset; every metric comes with its data-vs-data floor. Image "
-                                   "samples are scored by the judge (trained and cached first if needed).")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics of samples against a dataset, as JSON",
+        description="Compare samples (a .npy file or a run's samples.npy) with fresh "
+        "draws of the dataset; every metric comes with its data-vs-data floor. Image "
+        "samples are scored by the judge (trained and cached first if needed).",
+    )
     evaluate.add_argument("path", metavar="FILE.npy|RUN_DIR")
     evaluate.add_argument("--dataset", help="dataset to compare with (default: the run's, with its options)")
     evaluate.add_argument("--data-dir", metavar="DIR", help="mnist: the directory of its IDX files")
-    evaluate.add_argument("--labels", metavar="FILE.npy", help="the class each sample was drawn for (a conditional "
-                          "run's labels.npy, the default for its RUN_DIR): adds how well each class is drawn")
+    evaluate.add_argument(
+        "--labels",
+        metavar="FILE.npy",
+        help="the class each sample was drawn for (a conditional "
+        "run's labels.npy, the default for its RUN_DIR): adds how well each class is drawn",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar (when the judge must be trained)")
 
-    datasets = commands.add_parser("datasets", help="list the datasets, or draw each one",
-                                   description="List every registered dataset with its dimension and description.")
+    datasets = commands.add_parser(
+        "datasets",
+        help="list the datasets, or draw each one",
+        description="List every registered dataset with its dimension and description.",
+    )
     datasets.add_argument("--plot", metavar="DIR", help="also write one PNG per dataset into DIR")
     datasets.add_argument("--num", type=parse_int, default=2000, help="points per picture")
     add_plot_parser(commands)
     add_animate_parser(commands)
 
-    ablate = commands.add_parser("ablate", help="one run per value of a setting, a grid figure and a table",
-                                 usage=f"{PROG} ablate [-h] [--config FILE] [--out DIR] [--jobs N] [--quiet]\n"
-                                 f"{' ' * 29}[--SETTING VALUE ...] PARAM VALUE [VALUE ...]",
-                                 description="Train one run per VALUE of the setting PARAM (any train flag, e.g. "
-                                 "learning_rate, num_timesteps, beta_schedule, hidden_size, time_embedding, dataset, "
-                                 "sample_steps) with the other flags as given, then write grid.png (rows: values; "
-                                 "columns: snapshots) and results.csv / results.md. Complete runs with the same "
-                                 "settings are reused and interrupted ones carry on from their last checkpoint, so "
-                                 "an interrupted study resumes.")
+    ablate = commands.add_parser(
+        "ablate",
+        help="one run per value of a setting, a grid figure and a table",
+        usage=f"{PROG} ablate [-h] [--config FILE] [--out DIR] [--jobs N] [--quiet]\n"
+        f"{' ' * 29}[--SETTING VALUE ...] PARAM VALUE [VALUE ...]",
+        description="Train one run per VALUE of the setting PARAM (any train flag, e.g. "
+        "learning_rate, num_timesteps, beta_schedule, hidden_size, time_embedding, dataset, "
+        "sample_steps) with the other flags as given, then write grid.png (rows: values; "
+        "columns: snapshots) and results.csv / results.md. Complete runs with the same "
+        "settings are reused and interrupted ones carry on from their last checkpoint, so "
+        "an interrupted study resumes.",
+    )
     ablate.add_argument("param", metavar="PARAM", help="the setting to vary (a train flag name)")
     ablate.add_argument("values", metavar="VALUE", nargs="+", help="its values")
     ablate.add_argument("--config", metavar="FILE", help="TOML, YAML or JSON file of train settings")
     ablate.add_argument("--out", metavar="DIR", help="study directory (default: runs/ablate_PARAM)")
-    ablate.add_argument("--jobs", type=parse_int, default=1, help="runs to train at once, in separate processes "
-                        "(default: %(default)s)")
+    ablate.add_argument(
+        "--jobs", type=parse_int, default=1, help="runs to train at once, in separate processes (default: %(default)s)"
+    )
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(ablate)
 
-    judge = commands.add_parser("judge", help="the digit classifier that scores image samples",
-                                description="The judge: a small classifier trained on real digits; `evaluate` "
-                                "uses its confidence, class histogram and features to score image samples.")
+    judge = commands.add_parser(
+        "judge",
+        help="the digit classifier that scores image samples",
+        description="The judge: a small classifier trained on real digits; `evaluate` "
+        "uses its confidence, class histogram and features to score image samples.",
+    )
     if command in (None, "judge"):  # what it needs loads torch: only for this command
         _judge_args(judge)
 
-    reproduce = commands.add_parser("reproduce", help="re-run the original tiny-diffusion's eight studies",
-                                    description="Train the original tiny-diffusion's eight ablation studies with its "
-                                    "settings and values, write each study's grid and tables, and findings.md: "
-                                    "every study's numbers beside the original's conclusion. Complete runs are "
-                                    "reused, so an interrupted reproduction resumes.")
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="re-run the original tiny-diffusion's eight studies",
+        description="Train the original tiny-diffusion's eight ablation studies with its "
+        "settings and values, write each study's grid and tables, and findings.md: "
+        "every study's numbers beside the original's conclusion. Complete runs are "
+        "reused, so an interrupted reproduction resumes.",
+    )
     if command in (None, "reproduce"):  # the studies' names load torch: only for this command
         _reproduce_args(reproduce)
     return parser
@@ -147,16 +210,23 @@ def _judge_args(judge: argparse.ArgumentParser) -> None:
     from ..eval.judge import DEFAULT_EPOCHS
 
     judge_commands = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
-    judge_train = judge_commands.add_parser("train", help="train the judge and cache it",
-                                            description="Train the judge on the dataset's train split, report its "
-                                            "test accuracy and cache it (replacing a cached one).")
-    judge_train.add_argument("--dataset", default="mnist5k", choices=tuple(IMAGE_DATASETS),
-                             help="image dataset (default: %(default)s)")
+    judge_train = judge_commands.add_parser(
+        "train",
+        help="train the judge and cache it",
+        description="Train the judge on the dataset's train split, report its "
+        "test accuracy and cache it (replacing a cached one).",
+    )
+    judge_train.add_argument(
+        "--dataset", default="mnist5k", choices=tuple(IMAGE_DATASETS), help="image dataset (default: %(default)s)"
+    )
     judge_train.add_argument("--data-dir", metavar="DIR", help="mnist: the directory of its IDX files")
     judge_train.add_argument("--epochs", type=parse_int, default=DEFAULT_EPOCHS, help="(default: %(default)s)")
     judge_train.add_argument("--seed", type=parse_int, default=0, help="(default: %(default)s)")
-    judge_train.add_argument("--cache-dir", metavar="DIR", help="where judges are cached (default: "
-                             "$TINY_DIFFUSION_CACHE, else ~/.cache/tiny-diffusion)")
+    judge_train.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where judges are cached (default: $TINY_DIFFUSION_CACHE, else ~/.cache/tiny-diffusion)",
+    )
     judge_train.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -164,12 +234,21 @@ def _reproduce_args(reproduce: argparse.ArgumentParser) -> None:
     from ..studies.reproduce import QUICK_EPOCHS, STUDY_NAMES
 
     reproduce.add_argument("--quick", action="store_true", help=f"train {QUICK_EPOCHS} epochs instead of 200")
-    reproduce.add_argument("--only", nargs="+", metavar="STUDY", choices=STUDY_NAMES,
-                           help=f"run only these studies: {', '.join(STUDY_NAMES)}")
-    reproduce.add_argument("--out", metavar="DIR", help="output directory (default: runs/reproduce or "
-                           "runs/reproduce_quick)")
-    reproduce.add_argument("--jobs", type=parse_int, default=min(os.cpu_count() or 1, 8),
-                           help="runs to train at once, one process each (default: one per CPU core, at most 8: "
-                           "%(default)s here)")
+    reproduce.add_argument(
+        "--only",
+        nargs="+",
+        metavar="STUDY",
+        choices=STUDY_NAMES,
+        help=f"run only these studies: {', '.join(STUDY_NAMES)}",
+    )
+    reproduce.add_argument(
+        "--out", metavar="DIR", help="output directory (default: runs/reproduce or runs/reproduce_quick)"
+    )
+    reproduce.add_argument(
+        "--jobs",
+        type=parse_int,
+        default=min(os.cpu_count() or 1, 8),
+        help="runs to train at once, one process each (default: one per CPU core, at most 8: %(default)s here)",
+    )
     reproduce.add_argument("--device", default="auto", choices=DEVICES, help="where to train (default: %(default)s)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -17,92 +17,171 @@ from ..config import TrainConfig
 from ..errors import UsageError
 from .flags import add_config_flags, add_flag, parse_float, parse_int
 
-__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "plot", "animate",
-           "FIGURE_FORMATS"]
+__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "plot", "animate", "FIGURE_FORMATS"]
 
 # file types `plot` writes (viz.save_figure picks matplotlib's backend from the suffix); run directories keep PNG
 FIGURE_FORMATS = ("png", "svg", "pdf")
 # the TrainConfig fields that `plot forward` takes: the data (as in train) and the noise schedule
-FORWARD_FIELDS = ("dataset", "densify", "lines", "angle", "digit", "image_index", "columns", "subset", "data_dir",
-                  "standardize", "data_seed", "num_timesteps", "beta_schedule", "beta_start", "beta_end")
+FORWARD_FIELDS = (
+    "dataset",
+    "densify",
+    "lines",
+    "angle",
+    "digit",
+    "image_index",
+    "columns",
+    "subset",
+    "data_dir",
+    "standardize",
+    "data_seed",
+    "num_timesteps",
+    "beta_schedule",
+    "beta_start",
+    "beta_end",
+)
 PANEL_IMAGES = 9  # images in each panel of an image strip (a 3 x 3 tile)
 ANIMATED_IMAGES = 16  # images in each frame of an image animation (4 x 4)
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="ancestral ddpm or ddim "
-                        "(default: the run's)")
-    add_flag(parser, "sample-steps", type=parse_int, default=None,
-             help="ddim steps (default: the run's when its sampler is used, else all training steps)")
-    parser.add_argument("--eta", type=parse_float, default=None, help="ddim noise: 0 deterministic, 1 like ddpm "
-                        "(default: the run's when its sampler is used, else 0)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="ancestral ddpm or ddim (default: the run's)")
+    add_flag(
+        parser,
+        "sample-steps",
+        type=parse_int,
+        default=None,
+        help="ddim steps (default: the run's when its sampler is used, else all training steps)",
+    )
+    parser.add_argument(
+        "--eta",
+        type=parse_float,
+        default=None,
+        help="ddim noise: 0 deterministic, 1 like ddpm (default: the run's when its sampler is used, else 0)",
+    )
 
 
 def add_plot_parser(commands: argparse._SubParsersAction) -> None:
-    plot = commands.add_parser("plot", help="the forward or reverse process; a conditional run's classes",
-                               description="Draw the forward process q(x_t | x_0) of a dataset, or the reverse "
-                               "process of a trained run, as a strip of panels at evenly spaced steps; or a "
-                               "conditional run's samples of each class, at one or several guidance scales.")
+    plot = commands.add_parser(
+        "plot",
+        help="the forward or reverse process; a conditional run's classes",
+        description="Draw the forward process q(x_t | x_0) of a dataset, or the reverse "
+        "process of a trained run, as a strip of panels at evenly spaced steps; or a "
+        "conditional run's samples of each class, at one or several guidance scales.",
+    )
     kinds = plot.add_subparsers(dest="kind", required=True, metavar="KIND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--num", type=parse_int, default=1000, help="points per panel (default: %(default)s; images: "
-                        f"at most {PANEL_IMAGES})")
-    common.add_argument("--panels", type=parse_int, default=6, help="number of panels, from t = T to t = 0 at evenly "
-                        "spaced steps (default: %(default)s)")
+    common.add_argument(
+        "--num",
+        type=parse_int,
+        default=1000,
+        help=f"points per panel (default: %(default)s; images: at most {PANEL_IMAGES})",
+    )
+    common.add_argument(
+        "--panels",
+        type=parse_int,
+        default=6,
+        help="number of panels, from t = T to t = 0 at evenly spaced steps (default: %(default)s)",
+    )
     common.add_argument("--seed", type=parse_int, default=0, help="seed of the noise (default: %(default)s)")
-    common.add_argument("--format", choices=FIGURE_FORMATS, default=None,
-                        help="file type (default: from --out's suffix, else png)")
+    common.add_argument(
+        "--format", choices=FIGURE_FORMATS, default=None, help="file type (default: from --out's suffix, else png)"
+    )
     common.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    forward = kinds.add_parser("forward", parents=[common], help="the data being noised, step by step",
-                               description="The forward process q(x_t | x_0) of a dataset: the data (t = 0) "
-                               "through T, one fixed noise draw per point. Dataset and schedule flags as in train.")
+    forward = kinds.add_parser(
+        "forward",
+        parents=[common],
+        help="the data being noised, step by step",
+        description="The forward process q(x_t | x_0) of a dataset: the data (t = 0) "
+        "through T, one fixed noise draw per point. Dataset and schedule flags as in train.",
+    )
     forward.add_argument("--out", metavar="FILE", help="output (default: runs/forward_DATASET.FORMAT)")
     add_config_flags(forward, FORWARD_FIELDS)
-    reverse = kinds.add_parser("reverse", parents=[common], help="a trained run's noise becoming samples",
-                               description="Rebuild the model from RUN_DIR and draw the reverse process: the "
-                               "initial noise (t = T) to the samples (t = 0).")
+    reverse = kinds.add_parser(
+        "reverse",
+        parents=[common],
+        help="a trained run's noise becoming samples",
+        description="Rebuild the model from RUN_DIR and draw the reverse process: the "
+        "initial noise (t = T) to the samples (t = 0).",
+    )
     reverse.add_argument("run_dir", metavar="RUN_DIR")
     reverse.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/reverse.FORMAT)")
     add_sampler_flags(reverse)
 
     picture = argparse.ArgumentParser(add_help=False)  # what `classes` and `guidance` share
     picture.add_argument("run_dir", metavar="RUN_DIR")
-    add_flag(picture, "per-class", type=parse_int, default=None,
-             help="samples of each class (default: 10 images or 500 points)")
+    add_flag(
+        picture,
+        "per-class",
+        type=parse_int,
+        default=None,
+        help="samples of each class (default: 10 images or 500 points)",
+    )
     picture.add_argument("--seed", type=parse_int, default=0, help="seed of the noise (default: %(default)s)")
-    picture.add_argument("--format", choices=FIGURE_FORMATS, default=None,
-                         help="file type (default: from --out's suffix, else png)")
+    picture.add_argument(
+        "--format", choices=FIGURE_FORMATS, default=None, help="file type (default: from --out's suffix, else png)"
+    )
     picture.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_sampler_flags(picture)
-    classes = kinds.add_parser("classes", parents=[picture], help="a conditional run's samples of each class",
-                               description="Draw samples of every class of a conditional run: a row of images per "
-                               "digit, or a panel of points per shape.")
-    classes.add_argument("--guidance", type=parse_float, default=None, help="classifier-free guidance scale "
-                         "(default: the run's)")
+    classes = kinds.add_parser(
+        "classes",
+        parents=[picture],
+        help="a conditional run's samples of each class",
+        description="Draw samples of every class of a conditional run: a row of images per "
+        "digit, or a panel of points per shape.",
+    )
+    classes.add_argument(
+        "--guidance", type=parse_float, default=None, help="classifier-free guidance scale (default: the run's)"
+    )
     classes.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/classes.FORMAT)")
-    guidance = kinds.add_parser("guidance", parents=[picture], help="a conditional run's samples as the guidance "
-                                "scale grows", description="Draw a conditional run's classes at several "
-                                "classifier-free guidance scales, each from the same noise: a row per scale.")
-    guidance.add_argument("--scales", type=parse_float, nargs="+", default=[0.0, 1.0, 3.0, 5.0], metavar="W",
-                          help="guidance scales, a row each (default: 0 1 3 5)")
+    guidance = kinds.add_parser(
+        "guidance",
+        parents=[picture],
+        help="a conditional run's samples as the guidance scale grows",
+        description="Draw a conditional run's classes at several "
+        "classifier-free guidance scales, each from the same noise: a row per scale.",
+    )
+    guidance.add_argument(
+        "--scales",
+        type=parse_float,
+        nargs="+",
+        default=[0.0, 1.0, 3.0, 5.0],
+        metavar="W",
+        help="guidance scales, a row each (default: 0 1 3 5)",
+    )
     guidance.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/guidance.FORMAT)")
 
 
 def add_animate_parser(commands: argparse._SubParsersAction) -> None:
-    animate = commands.add_parser("animate", help="GIFs of a run's reverse process and of its training",
-                                  description="Write RUN_DIR/reverse.gif (noise to samples, evenly spaced steps, "
-                                  "resting on the samples) and RUN_DIR/training.gif (one frame per snapshot).")
+    animate = commands.add_parser(
+        "animate",
+        help="GIFs of a run's reverse process and of its training",
+        description="Write RUN_DIR/reverse.gif (noise to samples, evenly spaced steps, "
+        "resting on the samples) and RUN_DIR/training.gif (one frame per snapshot).",
+    )
     animate.add_argument("run_dir", metavar="RUN_DIR")
-    animate.add_argument("--num", type=parse_int, default=1000, help="points in the reverse process "
-                         f"(default: %(default)s; images: at most {ANIMATED_IMAGES})")
-    animate.add_argument("--fps", type=parse_float, default=20, help="frames per second of the reverse process "
-                         "(default: %(default)s)")
-    add_flag(animate, "training-fps", type=parse_float, default=2,
-             help="frames (snapshots) per second of the training animation (default: %(default)s)")
+    animate.add_argument(
+        "--num",
+        type=parse_int,
+        default=1000,
+        help=f"points in the reverse process (default: %(default)s; images: at most {ANIMATED_IMAGES})",
+    )
+    animate.add_argument(
+        "--fps", type=parse_float, default=20, help="frames per second of the reverse process (default: %(default)s)"
+    )
+    add_flag(
+        animate,
+        "training-fps",
+        type=parse_float,
+        default=2,
+        help="frames (snapshots) per second of the training animation (default: %(default)s)",
+    )
     animate.add_argument("--seed", type=parse_int, default=0, help="seed of the initial noise (default: %(default)s)")
     add_sampler_flags(animate)
-    animate.add_argument("--mp4", action="store_true", help="also write .mp4 files (needs ffmpeg; skipped with a "
-                         "note when it is missing)")
+    animate.add_argument(
+        "--mp4",
+        action="store_true",
+        help="also write .mp4 files (needs ffmpeg; skipped with a note when it is missing)",
+    )
     animate.add_argument("--overwrite", action="store_true", help="replace existing animations")
 
 
@@ -130,10 +209,10 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 
 def _plot_forward(args: argparse.Namespace) -> int:
-    from ..viz import figures as viz
-    from ..data.prepare import forward_data
-    from ..viz.processes import evenly_spaced, forward_labels, forward_states
     from ..core.schedule import NoiseSchedule
+    from ..data.prepare import forward_data
+    from ..viz import figures as viz
+    from ..viz.processes import evenly_spaced, forward_labels, forward_states
 
     _check_counts(args)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
@@ -160,18 +239,35 @@ def _plot_reverse(args: argparse.Namespace) -> int:
     how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
     images = model.config.is_images
     out = _figure_path(args.out, Path(args.run_dir) / "reverse", args.format, overwrite=args.overwrite)
-    result = reverse_states(model, min(args.num, PANEL_IMAGES) if images else args.num, args.panels,
-                            sampler=how.sampler, steps=how.steps, eta=how.eta, seed=args.seed)
+    result = reverse_states(
+        model,
+        min(args.num, PANEL_IMAGES) if images else args.num,
+        args.panels,
+        sampler=how.sampler,
+        steps=how.steps,
+        eta=how.eta,
+        seed=args.seed,
+    )
     if images:  # the denoising strip: x_t and what the model predicts x_0 to be from it
-        viz.plot_denoising(result.states, predicted_x0(model, result), result.labels(), out,
-                           title=f"reverse process ({how.sampler}): {model.config.dataset_name}")
+        viz.plot_denoising(
+            result.states,
+            predicted_x0(model, result),
+            result.labels(),
+            out,
+            title=f"reverse process ({how.sampler}): {model.config.dataset_name}",
+        )
         print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
         return 0
     # axes fit the training data and the samples, not the initial noise, so the shape fills its panel;
     # noise points outside those limits are cut off
     limits = viz.axis_limits(model.data_range(), result.states[-1])
-    viz.plot_strip(result.states, result.labels(), out, limits=limits,
-                   title=f"reverse process ({how.sampler}): {model.config.dataset_name}")
+    viz.plot_strip(
+        result.states,
+        result.labels(),
+        out,
+        limits=limits,
+        title=f"reverse process ({how.sampler}): {model.config.dataset_name}",
+    )
     print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
     return 0
 
@@ -184,8 +280,9 @@ def _conditional_run(args: argparse.Namespace, scales: list[float]):
     _check_counts(args)
     model = Diffusion.load(args.run_dir)
     if not model.classes:
-        raise UsageError(f"{args.run_dir} is not a conditional run: it has no classes to draw; train one with "
-                         "--conditional")
+        raise UsageError(
+            f"{args.run_dir} is not a conditional run: it has no classes to draw; train one with --conditional"
+        )
     resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)  # refuse a bad --eta before drawing
     if args.per_class is None:
         args.per_class = 10 if model.config.is_images else 500
@@ -201,8 +298,15 @@ def _sampled(model, args: argparse.Namespace, guidance: float | None):
     """(K, per_class, *shape) samples of each class."""
     from ..viz.processes import class_samples
 
-    return class_samples(model, args.per_class, guidance=guidance, sampler=args.sampler, steps=args.sample_steps,
-                         eta=args.eta, seed=args.seed)
+    return class_samples(
+        model,
+        args.per_class,
+        guidance=guidance,
+        sampler=args.sampler,
+        steps=args.sample_steps,
+        eta=args.eta,
+        seed=args.seed,
+    )
 
 
 def _plot_classes(args: argparse.Namespace) -> int:
@@ -265,17 +369,30 @@ def animate(args: argparse.Namespace) -> int:
     frames, epochs = training_snapshots(run_dir)
     total = len(sampler_timesteps(model.config.num_timesteps, how.sampler, how.steps))
     num = min(args.num, ANIMATED_IMAGES) if model.config.is_images else args.num
-    result = reverse_states(model, num, min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps,
-                            eta=how.eta, seed=args.seed)
+    result = reverse_states(
+        model, num, min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps, eta=how.eta, seed=args.seed
+    )
     # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
     box, name = model.data_range(), model.config.dataset_name
     for suffix in suffixes:
-        viz.animate(result.states, result.captions(), run_dir / f"reverse{suffix}", fps=args.fps, hold=HOLD_FRAMES,
-                    title=f"{name}: reverse process ({how.sampler})", reference=box)
-        viz.animate(frames, [f"epoch {e}" for e in epochs], run_dir / f"training{suffix}", fps=args.training_fps,
-                    title=f"{name}: samples during training", reference=box)
+        viz.animate(
+            result.states,
+            result.captions(),
+            run_dir / f"reverse{suffix}",
+            fps=args.fps,
+            hold=HOLD_FRAMES,
+            title=f"{name}: reverse process ({how.sampler})",
+            reference=box,
+        )
+        viz.animate(
+            frames,
+            [f"epoch {e}" for e in epochs],
+            run_dir / f"training{suffix}",
+            fps=args.training_fps,
+            title=f"{name}: samples during training",
+            reference=box,
+        )
     if args.mp4 and ".mp4" not in suffixes:
         print("note: ffmpeg is not installed, so no MP4 was written (GIFs need only Pillow)")
-    print(f"wrote {', '.join(str(p) for p in outputs)} ({len(result.states)} reverse states, "
-          f"{len(frames)} snapshots)")
+    print(f"wrote {', '.join(str(p) for p in outputs)} ({len(result.states)} reverse states, {len(frames)} snapshots)")
     return 0

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -32,8 +33,16 @@ from torch import nn
 
 from ..errors import UsageError
 
-__all__ = ["Cluster", "SINGLE", "TIMEOUT", "ReplicasDiffer", "world_size", "is_main_process", "joined",
-           "resume_command"]
+__all__ = [
+    "Cluster",
+    "SINGLE",
+    "TIMEOUT",
+    "ReplicasDiffer",
+    "world_size",
+    "is_main_process",
+    "joined",
+    "resume_command",
+]
 
 # How long a process waits in a collective for the others (rank 0 drawing the final samples while the others wait
 # at the last barrier is the longest wait of a healthy run) before it gives up with an error.
@@ -195,8 +204,10 @@ class Cluster:
             dist.all_gather(every, mine)
             differing = [rank for rank, theirs in enumerate(every) if not torch.equal(theirs, every[0])]
             if differing:
-                raise ReplicasDiffer(f"the training state of process {differing[0]} differs from process 0's after "
-                                     "the same steps; the processes no longer train one model")
+                raise ReplicasDiffer(
+                    f"the training state of process {differing[0]} differs from process 0's after "
+                    "the same steps; the processes no longer train one model"
+                )
         return digest.hexdigest()
 
 
@@ -217,13 +228,17 @@ def joined(device: torch.device) -> Iterator[Cluster]:
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise UsageError(f"process {rank} wants GPU {local_rank}, but {torch.cuda.device_count()} are visible: "
-                             "start at most one process per GPU")
+            raise UsageError(
+                f"process {rank} wants GPU {local_rank}, but {torch.cuda.device_count()} are visible: "
+                "start at most one process per GPU"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise UsageError(f"training with several processes runs on CPUs (gloo) or CUDA GPUs (NCCL), not on "
-                         f"{device.type}; pass --device cpu")
+        raise UsageError(
+            f"training with several processes runs on CPUs (gloo) or CUDA GPUs (NCCL), not on "
+            f"{device.type}; pass --device cpu"
+        )
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
     try:
         yield Cluster(rank, world, device)

@@ -20,8 +20,16 @@ import torch
 
 from .schedule import NoiseSchedule
 
-__all__ = ["ideal_weights", "ideal_x0", "ideal_noise", "mixture_log_prob", "mixture_score", "mixture_noise",
-           "ideal_noise_predictor", "mixture_noise_predictor"]
+__all__ = [
+    "ideal_weights",
+    "ideal_x0",
+    "ideal_noise",
+    "mixture_log_prob",
+    "mixture_score",
+    "mixture_noise",
+    "ideal_noise_predictor",
+    "mixture_noise_predictor",
+]
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CHUNK_ELEMENTS = 2**22  # rows of x_t are taken this many (row, training point) pairs at a time: 32 MB of float64
@@ -72,8 +80,9 @@ def ideal_noise(x_t: torch.Tensor, alpha_bar: torch.Tensor | float, points: torc
 # ---------------------------------------------------------------- Gaussian mixtures
 
 
-def _components(x: torch.Tensor, ab: torch.Tensor, means: torch.Tensor, stds: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _components(
+    x: torch.Tensor, ab: torch.Tensor, means: torch.Tensor, stds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sample and component: x - sqrt(ab) mu_k (b, K, F), the variances ab s_k^2 + 1 - ab (b, K, F), and
     log N(x; sqrt(ab) mu_k, diag(variances)) (b, K)."""
     means = means.double().to(x.device)  # (K, F)
@@ -84,14 +93,19 @@ def _components(x: torch.Tensor, ab: torch.Tensor, means: torch.Tensor, stds: to
     return diff, var, log_normal
 
 
-def _per_chunk(x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor,
-               fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _per_chunk(
+    x_t: torch.Tensor,
+    alpha_bar: torch.Tensor | float,
+    means: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
     x, ab = _rows(x_t, alpha_bar)
     return torch.cat([fn(x[rows], ab[rows]) for rows in _chunks(len(x), means.numel())])
 
 
-def mixture_log_prob(x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor, stds: torch.Tensor,
-                     weights: torch.Tensor) -> torch.Tensor:
+def mixture_log_prob(
+    x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """log q_t(x_t) (B,) of the mixture (means (K, ...), stds (K,) or like means, weights (K,) summing to 1) noised
     to alpha-bar: log sum_k pi_k N(x_t; sqrt(ab) mu_k, ab s_k^2 + 1 - ab), by logsumexp; differentiable in x_t."""
     means = means.reshape(len(means), -1)
@@ -103,8 +117,9 @@ def mixture_log_prob(x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: 
     return _per_chunk(x_t, alpha_bar, means, log_prob).to(x_t.dtype)
 
 
-def mixture_score(x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor, stds: torch.Tensor,
-                  weights: torch.Tensor) -> torch.Tensor:
+def mixture_score(
+    x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """grad log q_t(x_t) (B, ...) = sum_k r_k (-(x_t - sqrt(ab) mu_k) / (ab s_k^2 + 1 - ab)), with r_k (B, K) the
     responsibilities: the posterior probability of each component given x_t."""
     means = means.reshape(len(means), -1)
@@ -118,8 +133,9 @@ def mixture_score(x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: tor
     return _per_chunk(x_t, alpha_bar, means, score).reshape(x_t.shape).to(x_t.dtype)
 
 
-def mixture_noise(x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor, stds: torch.Tensor,
-                  weights: torch.Tensor) -> torch.Tensor:
+def mixture_noise(
+    x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """The exact noise prediction (B, ...): E[noise | x_t] = -sqrt(1 - ab) grad log q_t(x_t) (Tweedie's formula)."""
     _, ab = _rows(x_t, alpha_bar)
     score = mixture_score(x_t, alpha_bar, means, stds, weights).reshape(len(x_t), -1).double()
@@ -139,8 +155,9 @@ def ideal_noise_predictor(points: torch.Tensor, schedule: NoiseSchedule) -> Nois
     return predict
 
 
-def mixture_noise_predictor(means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor, schedule: NoiseSchedule
-                            ) -> NoisePredictor:
+def mixture_noise_predictor(
+    means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor, schedule: NoiseSchedule
+) -> NoisePredictor:
     """noise_predictor(x_t, t) of the exact mixture (see ``mixture_log_prob`` for the parameters' shapes)."""
 
     def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 
@@ -53,8 +54,9 @@ def loss_weights(target: Target, schedule: NoiseSchedule, t: torch.Tensor, gamma
     _check(target)
     alpha_bar = schedule.alphas_cumprod[t]
     snr = alpha_bar / (1 - alpha_bar)
-    scale = {"noise": snr, "x0": torch.ones_like(snr), "v": snr + 1,
-             "previous": schedule.posterior_mean_coef1[t] ** 2}[target]
+    scale = {"noise": snr, "x0": torch.ones_like(snr), "v": snr + 1, "previous": schedule.posterior_mean_coef1[t] ** 2}[
+        target
+    ]
     return snr.clamp(max=gamma) / scale
 
 

@@ -7,8 +7,9 @@ images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 
@@ -35,7 +36,9 @@ def _clip(x0: torch.Tensor, clip: Bounds | None) -> torch.Tensor:
     if clip is None:
         return x0
     lo, hi = clip
-    return torch.maximum(torch.minimum(x0, torch.as_tensor(hi, device=x0.device)), torch.as_tensor(lo, device=x0.device))
+    return torch.maximum(
+        torch.minimum(x0, torch.as_tensor(hi, device=x0.device)), torch.as_tensor(lo, device=x0.device)
+    )
 
 
 def ddpm_step(

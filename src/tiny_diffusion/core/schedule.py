@@ -10,7 +10,8 @@ Every method works for any tensor rank: ``x`` may be (N, D) points or (N, C, H, 
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
@@ -32,7 +33,8 @@ def quadratic_betas(num_timesteps: int, beta_start: float, beta_end: float) -> t
 
 
 def cosine_betas(num_timesteps: int, beta_start: float = 0.0, beta_end: float = 0.0) -> torch.Tensor:
-    """alpha-bar follows cos^2 (Nichol & Dhariwal 2021, https://arxiv.org/abs/2102.09672, eq. 17), betas capped at 0.999.
+    """alpha-bar follows cos^2 (Nichol & Dhariwal 2021, https://arxiv.org/abs/2102.09672, eq. 17), betas capped at
+    0.999.
 
     The beta range does not apply; this is diffusers' ``squaredcos_cap_v2``.
     """
@@ -41,8 +43,7 @@ def cosine_betas(num_timesteps: int, beta_start: float = 0.0, beta_end: float = 
         return math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
 
     betas = [
-        min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), 0.999)
-        for i in range(num_timesteps)
+        min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), 0.999) for i in range(num_timesteps)
     ]
     return torch.tensor(betas, dtype=torch.float64)
 
@@ -122,12 +123,16 @@ class NoiseSchedule:
         # beta-tilde; zero at t = 0, where the sampler adds no noise
         self.posterior_variance = f32(betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod))
 
-
     @classmethod
-    def from_settings(cls, settings: ScheduleSettings, *, device: torch.device | str = "cpu") -> "NoiseSchedule":
+    def from_settings(cls, settings: ScheduleSettings, *, device: torch.device | str = "cpu") -> NoiseSchedule:
         """The schedule of a run's settings: the one place a schedule is built from them."""
-        return cls(settings.num_timesteps, settings.beta_schedule, beta_start=settings.beta_start,
-                   beta_end=settings.beta_end, device=device)
+        return cls(
+            settings.num_timesteps,
+            settings.beta_schedule,
+            beta_start=settings.beta_start,
+            beta_end=settings.beta_end,
+            device=device,
+        )
 
     def __len__(self) -> int:
         return self.num_timesteps
@@ -136,7 +141,7 @@ class NoiseSchedule:
     def device(self) -> torch.device:
         return self.betas.device
 
-    def to(self, device: torch.device | str) -> "NoiseSchedule":
+    def to(self, device: torch.device | str) -> NoiseSchedule:
         """Move every coefficient to ``device`` (in place) and return self."""
         for name, value in vars(self).items():
             if isinstance(value, torch.Tensor):

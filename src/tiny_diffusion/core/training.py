@@ -7,8 +7,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -16,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .distributed import SINGLE, Cluster
 from ..errors import UsageError
+from .distributed import SINGLE, Cluster
 from .objectives import loss_weights, training_target
 from .precision import autocast, grad_scaler
 from .schedule import NoiseSchedule
@@ -40,6 +41,7 @@ class TrainingSettings(Protocol):
     precision: str  # fp32, bf16, fp16
     cond_drop: float  # share of label drops in a conditional run
     save_images_step: int  # epochs between snapshots
+
 
 Snapshot = Callable[[nn.Module, int], None]
 Checkpoint = Callable[["TrainState"], None]
@@ -115,21 +117,37 @@ class TrainState:
     cluster: Cluster = SINGLE  # the processes training together (one, unless started by torchrun)
 
     @classmethod
-    def start(cls, model: nn.Module, config: TrainingSettings, *, generator: torch.Generator, num_samples: int,
-              cluster: Cluster = SINGLE) -> "TrainState":
+    def start(
+        cls,
+        model: nn.Module,
+        config: TrainingSettings,
+        *,
+        generator: torch.Generator,
+        num_samples: int,
+        cluster: Cluster = SINGLE,
+    ) -> TrainState:
         """A fresh state: AdamW with warm-up and decay, an EMA copy if configured, nothing trained yet."""
         steps_per_epoch = num_samples // config.train_batch_size  # the last incomplete batch is dropped
         total_steps = steps_per_epoch * config.num_epochs
         device = next(model.parameters()).device
         # the fused kernel saves about a third of a small model's step time on CPU
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                      fused=device.type in ("cpu", "cuda"))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=device.type in ("cpu", "cuda"))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
         ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
         # on the model's device: a GPU then never waits for a step's loss to be copied out
         losses, grad_norms = torch.empty(total_steps, device=device), torch.empty(total_steps, device=device)
-        return cls(model, ema, optimizer, scheduler, generator, steps_per_epoch, losses, grad_norms,
-                   scaler=grad_scaler(config.precision, device), cluster=cluster)
+        return cls(
+            model,
+            ema,
+            optimizer,
+            scheduler,
+            generator,
+            steps_per_epoch,
+            losses,
+            grad_norms,
+            scaler=grad_scaler(config.precision, device),
+            cluster=cluster,
+        )
 
     @property
     def total_steps(self) -> int:
@@ -143,26 +161,38 @@ class TrainState:
             tensors.update({f"ema/{k}": v for k, v in self.ema.state_dict().items()})
         params = [param for group in self.optimizer.param_groups for param in group["params"]]
         for i, param in enumerate(params):
-            tensors.update({f"optimizer/{i}/{k}": v for k, v in self.optimizer.state[param].items()
-                            if isinstance(v, torch.Tensor)})
+            tensors.update(
+                {f"optimizer/{i}/{k}": v for k, v in self.optimizer.state[param].items() if isinstance(v, torch.Tensor)}
+            )
         return {**tensors, "generator": self.generator.get_state()}
 
     def state_dict(self) -> dict[str, Any]:
         """The state as nested dicts of numbers, strings and tensors (``checkpoints`` writes it)."""
-        return {"model": self.model.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "generator": self.generator.get_state(), "device": self.generator.device.type,
-                "step": self.step, "epoch": self.epoch, "index": self.index, "order": self.order,
-                "losses": self.losses[: self.step],
-                "scaler": self.scaler.state_dict(),  # {} unless fp16
-                "epoch_seconds": torch.tensor(self.epoch_seconds, dtype=torch.float64),  # a tensor: exact and short
-                "snapshot_seconds": self.snapshot_seconds, "seconds": self.seconds}
+        return {
+            "model": self.model.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "device": self.generator.device.type,
+            "step": self.step,
+            "epoch": self.epoch,
+            "index": self.index,
+            "order": self.order,
+            "losses": self.losses[: self.step],
+            "scaler": self.scaler.state_dict(),  # {} unless fp16
+            "epoch_seconds": torch.tensor(self.epoch_seconds, dtype=torch.float64),  # a tensor: exact and short
+            "snapshot_seconds": self.snapshot_seconds,
+            "seconds": self.seconds,
+        }
 
     def load_state_dict(self, values: dict[str, Any]) -> None:
         """Take up the state ``state_dict`` gave (of a run with the same settings)."""
         if values["device"] != self.generator.device.type:
-            raise UsageError(f"the checkpoint was written on {values['device']}, this run is on "
-                             f"{self.generator.device.type}; resume with --device {values['device']}")
+            raise UsageError(
+                f"the checkpoint was written on {values['device']}, this run is on "
+                f"{self.generator.device.type}; resume with --device {values['device']}"
+            )
         if (values["ema"] is None) != (self.ema is None) or values["step"] > self.total_steps:
             raise UsageError("the checkpoint does not match the run's settings")
         self.model.load_state_dict(values["model"])
@@ -192,9 +222,11 @@ class TrainState:
         if len(bad):
             i = int(bad[0])
             step = self.checked + i  # 0-based
-            raise Diverged(f"training diverged at step {step + 1} of {self.total_steps} (epoch "
-                           f"{step // self.steps_per_epoch + 1}): loss {losses[i].item():.4g}, gradient norm "
-                           f"{norms[i].item():.4g}; try a lower --learning-rate than {self.scheduler.base_lrs[0]:g}")
+            raise Diverged(
+                f"training diverged at step {step + 1} of {self.total_steps} (epoch "
+                f"{step // self.steps_per_epoch + 1}): loss {losses[i].item():.4g}, gradient norm "
+                f"{norms[i].item():.4g}; try a lower --learning-rate than {self.scheduler.base_lrs[0]:g}"
+            )
         self.checked = self.step
 
 
@@ -202,8 +234,13 @@ class Diverged(UsageError):
     """The loss or the gradient norm of a step is not finite: the weights are lost to NaN or infinity."""
 
 
-def train_step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, config: TrainingSettings,
-               labels: torch.Tensor | None = None) -> None:
+def train_step(
+    state: TrainState,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    config: TrainingSettings,
+    labels: torch.Tensor | None = None,
+) -> None:
     """One optimiser step on the batch ``x0`` (B, ...) (of classes ``labels`` (B,) in a conditional run), its loss
     and gradient norm recorded in ``state``. Under torchrun ``x0`` is this process's share of the global batch."""
     model, generator, device = state.model, state.generator, x0.device
@@ -219,8 +256,11 @@ def train_step(state: TrainState, schedule: NoiseSchedule, x0: torch.Tensor, con
         else:  # classifier-free guidance: a share cond_drop of the batch learns the unconditional model
             dropped = (torch.rand(batch[:1], generator=generator, device=device) < config.cond_drop)[rows]
             output = network(x_t, t, labels.masked_fill(dropped, model.null_label))
-        error = F.mse_loss(output, training_target(config.target, schedule, x0, noise, x_t, t),
-                           reduction="none").flatten(1).mean(dim=1)  # (B,)
+        error = (
+            F.mse_loss(output, training_target(config.target, schedule, x0, noise, x_t, t), reduction="none")
+            .flatten(1)
+            .mean(dim=1)
+        )  # (B,)
         if config.min_snr_gamma > 0:
             error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
         loss = error.mean()
@@ -267,8 +307,15 @@ def train(
     """
     batch, n, model = config.train_batch_size, data.shape[0], state.model
     start = time.perf_counter() - state.seconds  # a resumed run's clock carries on
-    bar = tqdm(range(state.epoch, config.num_epochs), initial=state.epoch, total=config.num_epochs, desc="train",
-               unit="epoch", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        range(state.epoch, config.num_epochs),
+        initial=state.epoch,
+        total=config.num_epochs,
+        desc="train",
+        unit="epoch",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     shard = state.cluster.shard(batch)  # this process's rows of each batch (all of them with one process)
     for epoch in bar:
         model.train()
@@ -298,5 +345,4 @@ def train(
     bar.close()
     final = state.ema if state.ema is not None else model
     final.eval()
-    return TrainResult(final, state.losses.cpu().numpy(), state.seconds, state.snapshot_seconds,
-                       state.epoch_seconds)
+    return TrainResult(final, state.losses.cpu().numpy(), state.seconds, state.snapshot_seconds, state.epoch_seconds)

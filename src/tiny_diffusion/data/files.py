@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 import numpy as np
 
@@ -76,8 +77,9 @@ def load_labelled_points(
     return points, np.array([index[name] for name in row_names], dtype=np.int64), classes
 
 
-def _load(path: Path, columns: Sequence[str] | str | None, subset: str | None, *, every_subset: bool = False
-          ) -> tuple[np.ndarray, list[str] | None]:
+def _load(
+    path: Path, columns: Sequence[str] | str | None, subset: str | None, *, every_subset: bool = False
+) -> tuple[np.ndarray, list[str] | None]:
     """(points, each row's ``dataset`` cell or None) of a point file, checked (see ``load_point_file``)."""
     suffix = path.suffix.lower()
     if suffix not in POINT_FILE_SUFFIXES:
@@ -123,8 +125,9 @@ def _read_rows(path: Path, delimiter: str) -> list[_Row]:
     return rows
 
 
-def _read_table(path: Path, delimiter: str, names: list[str] | None, subset: str | None, every_subset: bool
-                ) -> tuple[np.ndarray, list[str] | None]:
+def _read_table(
+    path: Path, delimiter: str, names: list[str] | None, subset: str | None, every_subset: bool
+) -> tuple[np.ndarray, list[str] | None]:
     """The table's points and each kept row's ``dataset`` cell (None without that column). A table of several
     sub-datasets needs ``subset``, unless ``every_subset``."""
     rows = _read_rows(path, delimiter)
@@ -145,8 +148,11 @@ def _read_table(path: Path, delimiter: str, names: list[str] | None, subset: str
             _fail(path, f"no subset {subset!r}; available: {', '.join(available)}")
         data = [(line, cells) for line, cells in data if cells[dataset_col] == subset]
     elif len(available) > 1 and not every_subset:
-        _fail(path, f"holds several datasets ({', '.join(available)}); choose one with --subset, or train on all "
-              "of them with --conditional")
+        _fail(
+            path,
+            f"holds several datasets ({', '.join(available)}); choose one with --subset, or train on all "
+            "of them with --conditional",
+        )
 
     _check_row_count(path, len(data))
     if names is None:  # every column holding numbers; one without any number (labels, say) is left out
@@ -227,7 +233,10 @@ def _only_array(path: Path, archive) -> np.ndarray:
 
 
 def file_dataset(
-    path: str | os.PathLike, *, columns: Sequence[str] | str | None = None, subset: str | None = None,
+    path: str | os.PathLike,
+    *,
+    columns: Sequence[str] | str | None = None,
+    subset: str | None = None,
     labelled: bool = False,
 ) -> PointDataset:
     """A dataset of a point file's rows: ``make(n, seed)`` draws n rows with replacement (no jitter); the support
@@ -251,5 +260,6 @@ def file_dataset(
 
     of = f"{name} (subset {subset!r})" if subset is not None and not labelled else name
     description = f"the {len(points)} {points.shape[1]}-D points of {of}, drawn with replacement, no jitter"
-    return PointDataset(name, points.shape[1], make, description, support, labelled=draw if labelled else None,
-                        classes=classes)
+    return PointDataset(
+        name, points.shape[1], make, description, support, labelled=draw if labelled else None, classes=classes
+    )

@@ -21,10 +21,11 @@ import gzip
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Callable, Literal, NoReturn
+from typing import BinaryIO, Literal, NoReturn
 
 import numpy as np
 

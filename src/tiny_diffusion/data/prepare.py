@@ -16,8 +16,7 @@ from .registry import DATASETS, PointDataset, get_dataset
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
-__all__ = ["TrainingData", "training_data", "dataset_for", "with_absolute_dataset", "forward_data",
-           "standardization"]
+__all__ = ["TrainingData", "training_data", "dataset_for", "with_absolute_dataset", "forward_data", "standardization"]
 
 
 @dataclass
@@ -52,7 +51,7 @@ def standardization(points: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.n
     return points.mean(axis=0), scale
 
 
-def with_absolute_dataset(config: "TrainConfig") -> "TrainConfig":
+def with_absolute_dataset(config: TrainConfig) -> TrainConfig:
     """``config`` with a user's point file named by its absolute path, so a run records where its data is
     wherever it is read from (registry names are kept; so is an image set's data_dir, made absolute)."""
     if config.is_images:
@@ -62,13 +61,13 @@ def with_absolute_dataset(config: "TrainConfig") -> "TrainConfig":
     return replace(config, dataset=str(Path(config.dataset).resolve()))
 
 
-def dataset_for(config: "TrainConfig") -> tuple[PointDataset, dict[str, Any]]:
+def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
     """The point dataset a config names (a registry name or a point file) and the options it was given."""
     dataset = get_dataset(config.dataset, columns=config.columns, subset=config.subset, labelled=config.conditional)
     return dataset, config.dataset_options()
 
 
-def training_data(config: "TrainConfig") -> TrainingData:
+def training_data(config: TrainConfig) -> TrainingData:
     """The training set a config describes: drawn points (standardized if asked) or the images of the train split;
     with their labels in a conditional run."""
     if config.is_images:
@@ -87,11 +86,17 @@ def training_data(config: "TrainConfig") -> TrainingData:
     else:
         points, point_labels = points_set.sample(config.num_samples, config.data_seed, **options), None
     shift, scale = standardization(points, config.standardize)
-    return TrainingData((points - shift) / scale, shift, scale, points_set.name, point_labels,
-                        points_set.classes if config.conditional else ())
+    return TrainingData(
+        (points - shift) / scale,
+        shift,
+        scale,
+        points_set.name,
+        point_labels,
+        points_set.classes if config.conditional else (),
+    )
 
 
-def forward_data(config: "TrainConfig", num: int) -> tuple[PointDataset | ImageDataset, np.ndarray]:
+def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset | ImageDataset, np.ndarray]:
     """The dataset a config names and ``num`` (N, D) points of it as training would see them (standardized if set);
     for images, ``num`` training images spread evenly over the split (so over the classes too)."""
     if config.is_images:

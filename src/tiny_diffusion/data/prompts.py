@@ -7,7 +7,7 @@ which is drawn digit by digit and set side by side as one image.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -97,8 +98,10 @@ class GaussianMixture:
     def __post_init__(self) -> None:
         k, d = self.means.shape
         if self.stds.shape != (k, d) or self.weights.shape != (k,) or not np.isclose(self.weights.sum(), 1):
-            raise ValueError(f"a mixture needs means (K, D), stds (K, D) and weights (K,) summing to 1; got "
-                             f"{self.means.shape}, {self.stds.shape}, {self.weights.shape}")
+            raise ValueError(
+                f"a mixture needs means (K, D), stds (K, D) and weights (K,) summing to 1; got "
+                f"{self.means.shape}, {self.stds.shape}, {self.weights.shape}"
+            )
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,10 @@ class PointDataset:
         """n points (n, dim) float32 and their labels (n,) int64, indices into ``classes``."""
         if self.labelled is None:
             labelled = ", ".join(name for name, d in DATASETS.items() if d.labelled is not None)
-            raise UsageError(f"dataset {self.name} has no labels; labelled point sets: {labelled}, or a table "
-                             "with a `dataset` column naming each row's shape")
+            raise UsageError(
+                f"dataset {self.name} has no labels; labelled point sets: {labelled}, or a table "
+                "with a `dataset` column naming each row's shape"
+            )
         self.sample(n, seed)  # validates n
         points, labels = self.labelled(int(n), seed)
         return np.asarray(points, dtype=np.float32), np.asarray(labels, dtype=np.int64)
@@ -160,9 +165,15 @@ class PointDataset:
 DATASETS: dict[str, PointDataset] = {}
 
 
-def register(name: str, dim: int, *, support: Callable[..., np.ndarray] | None = None,
-             labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None, classes: Sequence[str] = (),
-             mixture: Callable[[], GaussianMixture] | None = None):
+def register(
+    name: str,
+    dim: int,
+    *,
+    support: Callable[..., np.ndarray] | None = None,
+    labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
+    classes: Sequence[str] = (),
+    mixture: Callable[[], GaussianMixture] | None = None,
+):
     """Decorator: add ``make(n, seed, *, options)`` to the registry; its docstring's first line is the description.
 
     ``make``'s keyword-only parameters become the dataset's options; ``support`` may take a subset of them, and
@@ -184,8 +195,9 @@ def register(name: str, dim: int, *, support: Callable[..., np.ndarray] | None =
             if key not in options or options[key] != default:
                 raise TypeError(f"dataset {name!r}: support option {key!r} must be an option of make, same default")
         doc = inspect.getdoc(make) or name
-        DATASETS[name] = PointDataset(name, dim, make, doc.splitlines()[0], support, tuple(options), labelled,
-                                      tuple(classes), mixture)
+        DATASETS[name] = PointDataset(
+            name, dim, make, doc.splitlines()[0], support, tuple(options), labelled, tuple(classes), mixture
+        )
         return make
 
     return wrap

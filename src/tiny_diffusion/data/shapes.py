@@ -3,7 +3,7 @@ Swiss roll), each scaled to about [-4, 4] per axis like the dino, each a determi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -13,8 +13,9 @@ __all__ = ["EIGHT_GAUSSIANS_CENTERS", "eight_gaussians_mixture"]
 # point then divided by 1.414 (their constant, not sqrt 2): centres on a circle of radius 2.829, std 0.354.
 _FFJORD_DIVISOR = 1.414
 _S = 1 / np.sqrt(2)
-EIGHT_GAUSSIANS_CENTERS = 4 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (_S, _S), (_S, -_S), (-_S, _S), (-_S, -_S)]
-                                       ) / _FFJORD_DIVISOR  # (8, 2), in FFJORD's order
+EIGHT_GAUSSIANS_CENTERS = (
+    4 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (_S, _S), (_S, -_S), (-_S, _S), (-_S, -_S)]) / _FFJORD_DIVISOR
+)  # (8, 2), in FFJORD's order
 EIGHT_GAUSSIANS_STD = 0.5 / _FFJORD_DIVISOR
 EIGHT_GAUSSIANS_NAMES = ("east", "west", "north", "south", "north-east", "south-east", "north-west", "south-west")
 
@@ -44,8 +45,14 @@ def labelled_eight_gaussians(n: int, seed: int = 42) -> tuple[np.ndarray, np.nda
     return EIGHT_GAUSSIANS_CENTERS[labels] + rng.normal(0, EIGHT_GAUSSIANS_STD, (n, 2)), labels
 
 
-@register("8gaussians", 2, support=eight_gaussians_support, labelled=labelled_eight_gaussians,
-          classes=EIGHT_GAUSSIANS_NAMES, mixture=eight_gaussians_mixture)
+@register(
+    "8gaussians",
+    2,
+    support=eight_gaussians_support,
+    labelled=labelled_eight_gaussians,
+    classes=EIGHT_GAUSSIANS_NAMES,
+    mixture=eight_gaussians_mixture,
+)
 def eight_gaussians(n: int, seed: int = 42) -> np.ndarray:
     """FFJORD's eight Gaussians (std 0.354) on a circle of radius 2.83, equally likely: about [-3.9, 3.9]."""
     return labelled_eight_gaussians(n, seed)[0]

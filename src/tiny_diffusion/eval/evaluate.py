@@ -15,8 +15,15 @@ from .metrics import point_metrics, precision
 if TYPE_CHECKING:
     from ..config import TrainConfig
 
-__all__ = ["REFERENCE_SEEDS", "evaluate_points", "evaluate_points_by_class", "evaluate_images",
-           "evaluate_run_samples", "MEMORIZED_RADIUS", "memorized_share"]
+__all__ = [
+    "REFERENCE_SEEDS",
+    "evaluate_points",
+    "evaluate_points_by_class",
+    "evaluate_images",
+    "evaluate_run_samples",
+    "MEMORIZED_RADIUS",
+    "memorized_share",
+]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
@@ -24,8 +31,9 @@ MEMORIZED_RADIUS = 1e-3  # a sample this close to a training point is a copy of 
 CLASS_REFERENCE = 20_000  # points of a labelled set drawn to stand for each class's shape (precision's support)
 
 
-def evaluate_points(samples: np.ndarray, dataset: PointDataset, options: dict[str, Any] | None = None
-                    ) -> dict[str, float]:
+def evaluate_points(
+    samples: np.ndarray, dataset: PointDataset, options: dict[str, Any] | None = None
+) -> dict[str, float]:
     """Metrics of ``samples`` against a fresh draw of the dataset, each beside its data-vs-data floor."""
     options = options or {}
     n = len(samples)
@@ -33,8 +41,9 @@ def evaluate_points(samples: np.ndarray, dataset: PointDataset, options: dict[st
     return point_metrics(samples, reference, floor_reference=second, support=dataset.support_points(**options))
 
 
-def evaluate_points_by_class(samples: np.ndarray, labels: np.ndarray, dataset: PointDataset, *, radius: float = 0.1
-                             ) -> dict[str, float]:
+def evaluate_points_by_class(
+    samples: np.ndarray, labels: np.ndarray, dataset: PointDataset, *, radius: float = 0.1
+) -> dict[str, float]:
     """For each class (by name) of a labelled point set: ``precision@r`` of the samples drawn for it, the share
     within ``radius`` of its own points (a dense draw of them), beside its floor: the same for a fresh draw."""
     support, support_labels = dataset.sample_labelled(CLASS_REFERENCE, REFERENCE_SEEDS[0])
@@ -49,8 +58,9 @@ def evaluate_points_by_class(samples: np.ndarray, labels: np.ndarray, dataset: P
     return metrics
 
 
-def evaluate_images(samples: np.ndarray, config: "TrainConfig", *, labels: np.ndarray | None = None,
-                    progress: bool = True) -> dict[str, float]:
+def evaluate_images(
+    samples: np.ndarray, config: TrainConfig, *, labels: np.ndarray | None = None, progress: bool = True
+) -> dict[str, float]:
     """The judge's numbers for (N, C, H, W) samples of an image run: against the test split, each beside its floor
     (a random subset of as many training images); with the class each sample was drawn for (``labels`` (N,)),
     how often the judge agrees. Trains and caches the judge first if there is none yet."""
@@ -67,8 +77,9 @@ def evaluate_images(samples: np.ndarray, config: "TrainConfig", *, labels: np.nd
     return metrics if labels is None else {**metrics, **class_accuracy(judge, samples, labels)}
 
 
-def evaluate_run_samples(samples: np.ndarray, config: "TrainConfig", *, labels: np.ndarray | None = None,
-                         progress: bool = True) -> dict[str, float]:
+def evaluate_run_samples(
+    samples: np.ndarray, config: TrainConfig, *, labels: np.ndarray | None = None, progress: bool = True
+) -> dict[str, float]:
     """The metrics of a run's samples: the judge's for images, point metrics (with floors) for points; for the
     samples of a conditional run (the class of each in ``labels``), how well each class is drawn too."""
     if config.is_images:
@@ -78,7 +89,7 @@ def evaluate_run_samples(samples: np.ndarray, config: "TrainConfig", *, labels: 
     return metrics if labels is None else {**metrics, **evaluate_points_by_class(samples, labels, dataset)}
 
 
-def memorized_share(samples: np.ndarray, config: "TrainConfig", *, radius: float = MEMORIZED_RADIUS) -> float:
+def memorized_share(samples: np.ndarray, config: TrainConfig, *, radius: float = MEMORIZED_RADIUS) -> float:
     """Share of ``samples`` (N, D), in the data's units, within ``radius`` of a point of the training set the
     settings describe (``config.num_samples`` points drawn with ``config.data_seed``): copies rather than new points.
     The ideal denoiser of a training set draws nothing else (Karras et al. 2022, eq. 57); a model of the density

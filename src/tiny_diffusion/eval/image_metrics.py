@@ -26,8 +26,14 @@ def class_histogram(judge: Judge, images: np.ndarray | torch.Tensor) -> np.ndarr
     return np.bincount(predicted, minlength=judge.num_classes) / len(predicted)
 
 
-def image_metrics(judge: Judge, samples: np.ndarray | torch.Tensor, *, real: np.ndarray | torch.Tensor,
-                  floor_real: np.ndarray | torch.Tensor, confidence: float = 0.9) -> dict[str, float]:
+def image_metrics(
+    judge: Judge,
+    samples: np.ndarray | torch.Tensor,
+    *,
+    real: np.ndarray | torch.Tensor,
+    floor_real: np.ndarray | torch.Tensor,
+    confidence: float = 0.9,
+) -> dict[str, float]:
     """The judge's numbers for generated ``samples`` (N, C, H, W) in [-1, 1] against the ``real`` reference set,
     with their floors from ``floor_real``, a second real set disjoint from ``real`` (see the module docstring).
 
@@ -58,8 +64,13 @@ def class_accuracy(judge: Judge, samples: np.ndarray | torch.Tensor, labels: np.
     ``accuracy_K`` for each class K asked for (its floor is the judge's accuracy on real test images)."""
     labels = np.asarray(labels)
     if labels.shape != (len(samples),) or not np.issubdtype(labels.dtype, np.integer):
-        raise UsageError(f"labels must be (N,) integers, one per sample: got {labels.dtype} {labels.shape} for "
-                         f"{len(samples)} samples")
+        raise UsageError(
+            f"labels must be (N,) integers, one per sample: got {labels.dtype} {labels.shape} for "
+            f"{len(samples)} samples"
+        )
     hit = judge.assess(samples).predicted == labels
-    return {"conditional_accuracy": float(hit.mean()), "judge_test_accuracy": judge.test_accuracy,
-            **{f"accuracy_{k}": float(hit[labels == k].mean()) for k in np.unique(labels)}}
+    return {
+        "conditional_accuracy": float(hit.mean()),
+        "judge_test_accuracy": judge.test_accuracy,
+        **{f"accuracy_{k}": float(hit[labels == k].mean()) for k in np.unique(labels)},
+    }

@@ -43,8 +43,19 @@ from ..data.images import get_image_dataset
 from ..errors import UsageError
 from ..runs.files import write_atomic
 
-__all__ = ["JudgeNet", "Judge", "Verdict", "train_judge", "load_judge", "judge_path", "get_judge", "check_images",
-           "make_cache_dir", "DEFAULT_EPOCHS", "CACHE_ENV"]
+__all__ = [
+    "JudgeNet",
+    "Judge",
+    "Verdict",
+    "train_judge",
+    "load_judge",
+    "judge_path",
+    "get_judge",
+    "check_images",
+    "make_cache_dir",
+    "DEFAULT_EPOCHS",
+    "CACHE_ENV",
+]
 
 DEFAULT_EPOCHS = 8
 CACHE_ENV = "TINY_DIFFUSION_CACHE"  # overrides the default cache folder ~/.cache/tiny-diffusion
@@ -69,11 +80,14 @@ class JudgeNet(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, feature_dim: int = 128):
         super().__init__()
         self.body = nn.Sequential(
-            *_conv(in_channels, 32), nn.MaxPool2d(2),
-            *_conv(32, 64), nn.AdaptiveAvgPool2d(4),
+            *_conv(in_channels, 32),
+            nn.MaxPool2d(2),
+            *_conv(32, 64),
+            nn.AdaptiveAvgPool2d(4),
             *_conv(64, 64),
             nn.Flatten(),
-            nn.Linear(64 * 4 * 4, feature_dim), nn.ReLU(),
+            nn.Linear(64 * 4 * 4, feature_dim),
+            nn.ReLU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -144,9 +158,15 @@ class Judge:
         path = Path(path)
         make_cache_dir(path)
         weights = save_safetensors({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()})
-        meta = {"format": FORMAT, "dataset": self.dataset, "shape": list(self.shape),
-                "num_classes": self.num_classes, "feature_dim": self.feature_dim,
-                "test_accuracy": self.test_accuracy, "sha256": hashlib.sha256(weights).hexdigest()}
+        meta = {
+            "format": FORMAT,
+            "dataset": self.dataset,
+            "shape": list(self.shape),
+            "num_classes": self.num_classes,
+            "feature_dim": self.feature_dim,
+            "test_accuracy": self.test_accuracy,
+            "sha256": hashlib.sha256(weights).hexdigest(),
+        }
         try:
             write_atomic(path, weights)
             write_atomic(sidecar_path(path), (json.dumps(meta, indent=2) + "\n").encode())
@@ -168,8 +188,10 @@ def check_images(judge: Judge, images: np.ndarray | torch.Tensor, name: str) -> 
     # torch.tensor copies: the datasets hand out read-only arrays, which torch.from_numpy warns about
     x = images if isinstance(images, torch.Tensor) else torch.tensor(np.asarray(images))
     if x.ndim != 4 or len(x) == 0 or tuple(x.shape[1:]) != judge.shape:
-        raise UsageError(f"{name} must be a non-empty (N, {', '.join(map(str, judge.shape))}) array for the "
-                         f"{judge.dataset} judge, got shape {tuple(x.shape)}")
+        raise UsageError(
+            f"{name} must be a non-empty (N, {', '.join(map(str, judge.shape))}) array for the "
+            f"{judge.dataset} judge, got shape {tuple(x.shape)}"
+        )
     x = x.detach().float().cpu()
     if not torch.isfinite(x).all():
         raise UsageError(f"{name} hold non-finite values (NaN or inf)")
@@ -211,14 +233,23 @@ def _loss(net: nn.Module, digits: torch.Tensor, labels: torch.Tensor, junk: torc
 
 def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device | str) -> float:
     with torch.inference_mode():
-        hits = sum(int((net(xb.to(device)).argmax(1).cpu() == yb).sum()) for xb, yb in zip(x.split(BATCH),
-                                                                                          y.split(BATCH)))
+        hits = sum(
+            int((net(xb.to(device)).argmax(1).cpu() == yb).sum()) for xb, yb in zip(x.split(BATCH), y.split(BATCH))
+        )
     return hits / len(y)
 
 
-def train_judge(dataset: str = "mnist5k", *, data_dir: str | Path | None = None, epochs: int = DEFAULT_EPOCHS,
-                batch_size: int = 64, lr: float = 3e-3, seed: int = 0, device: torch.device | str = "cpu",
-                progress: bool = True) -> Judge:
+def train_judge(
+    dataset: str = "mnist5k",
+    *,
+    data_dir: str | Path | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> Judge:
     """Train a ``JudgeNet`` on the dataset's train split (digits shifted at random by up to 2 pixels in 28, and
     junk images it must learn to be unsure of) and measure its accuracy on the test split. The same seed gives the
     same weights on the same device with the same number of threads (the order of float sums depends on both)."""
@@ -269,9 +300,14 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
         version = meta["format"]
-        fields = {"dataset": str(meta["dataset"]), "shape": tuple(int(s) for s in meta["shape"]),
-                  "test_accuracy": float(meta["test_accuracy"]), "num_classes": int(meta["num_classes"]),
-                  "feature_dim": int(meta["feature_dim"]), "sha256": str(meta["sha256"])}
+        fields = {
+            "dataset": str(meta["dataset"]),
+            "shape": tuple(int(s) for s in meta["shape"]),
+            "test_accuracy": float(meta["test_accuracy"]),
+            "num_classes": int(meta["num_classes"]),
+            "feature_dim": int(meta["feature_dim"]),
+            "sha256": str(meta["sha256"]),
+        }
     except FileNotFoundError:
         raise UsageError(f"{path} is missing: a judge's weights need their sidecar; train the judge again") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
@@ -295,8 +331,10 @@ def load_judge(path: str | Path, device: torch.device | str = "cpu") -> Judge:
         raise UsageError(f"cannot read {path}: {e}") from None
     meta = _read_sidecar(sidecar_path(path))
     if hashlib.sha256(weights).hexdigest() != meta["sha256"]:
-        raise UsageError(f"{path} does not match the sha256 in {sidecar_path(path).name}: the file is corrupt or "
-                         "was replaced; train the judge again")
+        raise UsageError(
+            f"{path} does not match the sha256 in {sidecar_path(path).name}: the file is corrupt or "
+            "was replaced; train the judge again"
+        )
     net = JudgeNet(meta["shape"][0], meta["num_classes"], meta["feature_dim"])
     try:
         net.load_state_dict(load_safetensors(weights))
@@ -314,8 +352,15 @@ def judge_path(dataset: str, cache_dir: str | Path | None = None) -> Path:
     return Path(root).expanduser() / "judge" / f"{dataset}.safetensors"
 
 
-def get_judge(dataset: str, *, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-              train_if_missing: bool = False, progress: bool = True, device: torch.device | str = "cpu") -> Judge:
+def get_judge(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    train_if_missing: bool = False,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+) -> Judge:
     """The cached judge for ``dataset``; when there is none, train and cache one if ``train_if_missing``."""
     path = judge_path(dataset, cache_dir)
     if path.exists():
@@ -324,8 +369,10 @@ def get_judge(dataset: str, *, data_dir: str | Path | None = None, cache_dir: st
             raise UsageError(f"{path} holds a judge for {judge.dataset}, not {dataset}; train the judge again")
         return judge
     if not train_if_missing:
-        raise UsageError(f"no judge for {dataset} at {path}; run `tiny-diffusion judge train --dataset {dataset}` "
-                         "first (about a minute on a CPU)")
+        raise UsageError(
+            f"no judge for {dataset} at {path}; run `tiny-diffusion judge train --dataset {dataset}` "
+            "first (about a minute on a CPU)"
+        )
     make_cache_dir(path)
     judge = train_judge(dataset, data_dir=data_dir, device=device, progress=progress)
     judge.save(path)

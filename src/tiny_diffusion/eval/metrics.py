@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.linalg import LinAlgWarning, sqrtm
@@ -20,8 +20,16 @@ from scipy.spatial.distance import cdist
 
 from ..errors import UsageError
 
-__all__ = ["wasserstein2", "mmd", "precision", "recall", "point_metrics", "frechet_distance", "gaussian",
-           "DEFAULT_BANDWIDTHS"]
+__all__ = [
+    "wasserstein2",
+    "mmd",
+    "precision",
+    "recall",
+    "point_metrics",
+    "frechet_distance",
+    "gaussian",
+    "DEFAULT_BANDWIDTHS",
+]
 
 DEFAULT_BANDWIDTHS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -108,8 +116,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     sigma1, sigma2 = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
-        raise UsageError(f"frechet_distance needs means (D,) and covariances (D, D) of one D, got {mu1.shape}, "
-                         f"{sigma1.shape}, {mu2.shape}, {sigma2.shape}")
+        raise UsageError(
+            f"frechet_distance needs means (D,) and covariances (D, D) of one D, got {mu1.shape}, "
+            f"{sigma1.shape}, {mu2.shape}, {sigma2.shape}"
+        )
     if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
         raise UsageError("frechet_distance got non-finite means or covariances")
     with warnings.catch_warnings():  # features that never fire make sigma singular: sqrtm warns, yet copes

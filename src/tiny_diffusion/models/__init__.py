@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -13,9 +14,16 @@ from .conditioning import LabelConditioned, guided
 from .images import IMAGE_MODELS
 from .mlp import PointMLP
 
-__all__ = ["PointMLP", "IMAGE_MODELS", "MODELS", "ModelSettings", "LabelConditioned", "build_model", "guided",
-           "parameter_count"]
-
+__all__ = [
+    "PointMLP",
+    "IMAGE_MODELS",
+    "MODELS",
+    "ModelSettings",
+    "LabelConditioned",
+    "build_model",
+    "guided",
+    "parameter_count",
+]
 
 
 class ModelSettings(Protocol):
@@ -41,8 +49,12 @@ def build_model(config: ModelSettings, *, shape: Sequence[int], num_classes: int
 
 def _denoiser(config: ModelSettings, shape: Sequence[int]) -> nn.Module:
     if config.model in IMAGE_MODELS:
-        model = IMAGE_MODELS[config.model](shape[0], channels=config.channels, time_embedding=config.time_embedding,
-                                           embedding_size=config.embedding_size)
+        model = IMAGE_MODELS[config.model](
+            shape[0],
+            channels=config.channels,
+            time_embedding=config.time_embedding,
+            embedding_size=config.embedding_size,
+        )
         # convolutions run about 10% faster on a CPU with the channels last in memory (oneDNN's preferred layout);
         # the values are the same, and so are the weights saved (contiguous) and loaded (copied into this layout)
         return model.to(memory_format=torch.channels_last)

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .embeddings import TIME_EMBEDDINGS, make_embedding
 from ..errors import UsageError
+from .embeddings import TIME_EMBEDDINGS, make_embedding
 
 __all__ = ["SeedCNN", "TimeConditioning", "check_image_size", "parameter_count"]
 

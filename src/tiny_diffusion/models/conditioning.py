@@ -12,7 +12,7 @@ outputs is the same as mixing the noise predictions the samplers use.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -43,8 +43,9 @@ class LabelConditioned(nn.Module):
         return self.denoiser(x, t, cond=self.labels(labels))
 
 
-def guided(model: LabelConditioned, labels: torch.Tensor, scale: float
-           ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def guided(
+    model: LabelConditioned, labels: torch.Tensor, scale: float
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """(x_t, t) -> the network's output for ``labels`` (B,) under guidance ``scale`` (0: plain conditional).
     With guidance the conditional and unconditional predictions come from one batch of 2B."""
 

@@ -6,7 +6,7 @@ Each module maps a tensor of shape (N,) to (N, size_out); ``size_out`` says how 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -11,7 +11,7 @@ One skip per resolution (not one per block, as in DDPM) keeps it fast on a CPU.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -24,12 +24,11 @@ not strings (an optimizer's parameter numbers) are tagged, so they come back as 
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,16 +37,28 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from ..core.distributed import SINGLE, Cluster
+from ..core.training import TrainState
 from ..errors import UsageError
+from .files import write_atomic
 from .integrity import Corrupt, check_file, record, seal, unseal
 from .interrupts import Interrupted, Signals, signal_name
-from .files import write_atomic
 from .policy import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
-from ..core.training import TrainState
 
-__all__ = ["CheckpointPolicy", "DEFAULT_EVERY", "DEFAULT_KEEP", "Checkpointer", "flatten", "unflatten",
-           "rng_states", "set_rng_states", "save_checkpoint", "read_checkpoint", "checkpoint_steps",
-           "load_latest_checkpoint", "resume_state"]
+__all__ = [
+    "CheckpointPolicy",
+    "DEFAULT_EVERY",
+    "DEFAULT_KEEP",
+    "Checkpointer",
+    "flatten",
+    "unflatten",
+    "rng_states",
+    "set_rng_states",
+    "save_checkpoint",
+    "read_checkpoint",
+    "checkpoint_steps",
+    "load_latest_checkpoint",
+    "resume_state",
+]
 
 TENSOR, TUPLE, ITEMS = "__tensor__", "__tuple__", "__items__"
 _NAME = re.compile(r"step-(\d+)\.json")
@@ -92,18 +103,32 @@ def rng_states() -> dict[str, Any]:
     state vectors as tensors, which keeps the JSON record short)."""
     name, keys, position, has_gauss, cached = np.random.get_state()
     version, words, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position,
-                      "has_gauss": has_gauss, "cached": cached},
-            "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss}}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": position,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
+        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+    }
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
     """Restore what ``rng_states`` returned."""
     torch.set_rng_state(states["torch"])
     numpy_state = states["numpy"]
-    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
-                         numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
+    )
     python_state = states["python"]
     random.setstate((python_state["version"], tuple(python_state["words"].tolist()), python_state["gauss"]))
 
@@ -177,8 +202,9 @@ def shared(found: tuple[int, dict[str, Any]] | None, cluster: Cluster) -> tuple[
     return value["step"], unflatten(value["state"], load_safetensors(data))
 
 
-def resume_state(folder: Path, state: TrainState, *, report: Callable[[str], None], cluster: Cluster = SINGLE
-                 ) -> tuple[int, dict[str, Any]]:
+def resume_state(
+    folder: Path, state: TrainState, *, report: Callable[[str], None], cluster: Cluster = SINGLE
+) -> tuple[int, dict[str, Any]]:
     """Load the newest intact checkpoint in ``folder`` into ``state`` and the process's generators; return its step
     and what the caller added to it (``Checkpointer``'s ``extra``), or (0, {}) when there is none. Under torchrun
     rank 0 reads (and reports) and every process takes up what it read."""
@@ -203,9 +229,17 @@ class Checkpointer:
     Under torchrun the processes decide together after every step: all stop at the step where any of them has seen
     a signal, and all check the state whenever any of them finds a checkpoint due; rank 0 writes it."""
 
-    def __init__(self, folder: Path, policy: CheckpointPolicy, *, signals: Signals | None,
-                 extra: Callable[[], dict[str, Any]], saved_step: int = 0, saved_seconds: float = 0.0,
-                 cluster: Cluster = SINGLE) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        policy: CheckpointPolicy,
+        *,
+        signals: Signals | None,
+        extra: Callable[[], dict[str, Any]],
+        saved_step: int = 0,
+        saved_seconds: float = 0.0,
+        cluster: Cluster = SINGLE,
+    ) -> None:
         self.folder, self.policy, self.signals, self.extra = folder, policy, signals, extra
         self.saved_step, self.saved_seconds = saved_step, saved_seconds  # of the newest saved (or resumed from)
         self.cluster = cluster
@@ -219,8 +253,11 @@ class Checkpointer:
         if stop:
             if self.signals is not None:
                 self.signals.received = None  # acted on here
-            raise Interrupted(f"interrupted by {signal_name(stop)} at step {state.step} of {state.total_steps}; "
-                              f"saved a checkpoint of that step", stop)
+            raise Interrupted(
+                f"interrupted by {signal_name(stop)} at step {state.step} of {state.total_steps}; "
+                f"saved a checkpoint of that step",
+                stop,
+            )
 
     def save(self, state: TrainState) -> None:
         """Checkpoint ``state`` unless this step is saved already; a state that is not finite is never saved."""
@@ -228,6 +265,10 @@ class Checkpointer:
             return
         state.check_finite()
         if self.cluster.is_main:
-            save_checkpoint(self.folder, state.step, {"train": state.state_dict(), "rng": rng_states(),
-                                                      "run": self.extra()}, keep=self.policy.keep)
+            save_checkpoint(
+                self.folder,
+                state.step,
+                {"train": state.state_dict(), "rng": rng_states(), "run": self.extra()},
+                keep=self.policy.keep,
+            )
         self.saved_step, self.saved_seconds = state.step, state.seconds

@@ -23,10 +23,11 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,19 +37,45 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ..config import TrainConfig
-from ..errors import UsageError
-from ..diffusion import Diffusion
-from .integrity import check_manifest
-from ..models import build_model
 from ..core.schedule import NoiseSchedule
+from ..diffusion import Diffusion
+from ..errors import UsageError
+from ..models import build_model
+from .integrity import check_manifest
 
-__all__ = ["atomic_path", "write_atomic", "fsync_dir", "save_json", "save_npy", "save_weights", "save_history",
-           "load_run", "read_meta", "read_config", "verify_run", "load_points", "HistoryRow", "read_history",
-           "training_snapshots", "RUN_FILES", "run_files", "load_labels"]
+__all__ = [
+    "atomic_path",
+    "write_atomic",
+    "fsync_dir",
+    "save_json",
+    "save_npy",
+    "save_weights",
+    "save_history",
+    "load_run",
+    "read_meta",
+    "read_config",
+    "verify_run",
+    "load_points",
+    "HistoryRow",
+    "read_history",
+    "training_snapshots",
+    "RUN_FILES",
+    "run_files",
+    "load_labels",
+]
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
-RUN_FILES = (CONFIG, WEIGHTS, "loss.npy", "history.csv", "frames.npy", "samples.npy", "samples.png", "frames.png",
-             "loss.png")  # what a complete run holds, besides its manifest
+RUN_FILES = (
+    CONFIG,
+    WEIGHTS,
+    "loss.npy",
+    "history.csv",
+    "frames.npy",
+    "samples.npy",
+    "samples.png",
+    "frames.png",
+    "loss.png",
+)  # what a complete run holds, besides its manifest
 
 
 def run_files(config: TrainConfig) -> list[str]:
@@ -176,8 +203,9 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Diffusi
     meta = read_meta(run_dir)
     config = _config_of(meta, run_dir)
     try:
-        data_min, data_max, shift, scale = (torch.tensor(meta["data"][key], dtype=torch.float32)
-                                            for key in ("min", "max", "shift", "scale"))
+        data_min, data_max, shift, scale = (
+            torch.tensor(meta["data"][key], dtype=torch.float32) for key in ("min", "max", "shift", "scale")
+        )
         shape = tuple(int(n) for n in meta["data"].get("shape", [len(data_min)]))  # runs before images: points
         classes = tuple(str(name) for name in meta["data"].get("classes", []))
     except (KeyError, TypeError, ValueError) as e:
@@ -196,8 +224,18 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Diffusi
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"{run_dir / WEIGHTS} is corrupt or does not match config.json: {first}") from None
     schedule = NoiseSchedule.from_settings(config, device=device)
-    return Diffusion(config, model.to(device).eval(), schedule, shape, data_min.to(device), data_max.to(device),
-                     shift.to(device), scale.to(device), classes, run_dir=run_dir)
+    return Diffusion(
+        config,
+        model.to(device).eval(),
+        schedule,
+        shape,
+        data_min.to(device),
+        data_max.to(device),
+        shift.to(device),
+        scale.to(device),
+        classes,
+        run_dir=run_dir,
+    )
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -226,11 +264,11 @@ def load_labels(path: str | Path, *, num: int, num_classes: int) -> np.ndarray:
     path = Path(path)
     labels = _read_npy(path)
     if labels.shape != (num,) or not np.issubdtype(labels.dtype, np.integer):
-        raise UsageError(f"{path} must hold ({num},) integer labels, one per sample; got {labels.dtype} "
-                         f"{labels.shape}")
+        raise UsageError(f"{path} must hold ({num},) integer labels, one per sample; got {labels.dtype} {labels.shape}")
     if num and not 0 <= labels.min() <= labels.max() < num_classes:
-        raise UsageError(f"{path} holds labels from {labels.min()} to {labels.max()}; the classes are "
-                         f"0..{num_classes - 1}")
+        raise UsageError(
+            f"{path} holds labels from {labels.min()} to {labels.max()}; the classes are 0..{num_classes - 1}"
+        )
     return labels.astype(np.int64)
 
 
@@ -263,7 +301,8 @@ def read_history(run_dir: str | Path) -> list[HistoryRow]:
 
 
 def training_snapshots(run_dir: str | Path) -> tuple[np.ndarray, list[int]]:
-    """A run's snapshots (K, N, *shape) from frames.npy and their (1-based) epochs from history.csv's snapshot column."""
+    """A run's snapshots (K, N, *shape) from frames.npy and their (1-based) epochs from history.csv's snapshot
+    column."""
     run_dir = Path(run_dir)
     epochs = [row.epoch for row in read_history(run_dir) if row.snapshot]
     try:

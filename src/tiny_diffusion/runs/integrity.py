@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["MANIFEST", "Corrupt", "record", "check_bytes", "check_file", "seal", "unseal", "manifest",
-           "read_manifest", "check_manifest"]
+__all__ = [
+    "MANIFEST",
+    "Corrupt",
+    "record",
+    "check_bytes",
+    "check_file",
+    "seal",
+    "unseal",
+    "manifest",
+    "read_manifest",
+    "check_manifest",
+]
 
 MANIFEST = "manifest.json"
 FORMAT = 1  # of manifests and sealed records; a reader refuses other versions rather than guess
@@ -39,8 +50,9 @@ def record(data: bytes) -> dict[str, Any]:
 def check_bytes(path: Path, data: bytes, expected: dict[str, Any]) -> None:
     """Raise Corrupt unless ``data`` (the content of ``path``) has the recorded size and hash."""
     if len(data) != expected.get("size"):
-        raise Corrupt(f"{path} is corrupt: {len(data)} bytes where {expected.get('size')} were recorded "
-                      "(truncated or changed)")
+        raise Corrupt(
+            f"{path} is corrupt: {len(data)} bytes where {expected.get('size')} were recorded (truncated or changed)"
+        )
     if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
         raise Corrupt(f"{path} is corrupt: its sha256 differs from the one recorded (a changed byte)")
 

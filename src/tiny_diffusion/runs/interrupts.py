@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 __all__ = ["Interrupted", "Signals", "caught_signals"]
 
@@ -46,7 +46,7 @@ class Signals:
     deferring: bool = False
 
     @contextmanager
-    def deferred(self) -> Iterator["Signals"]:
+    def deferred(self) -> Iterator[Signals]:
         """Note a signal instead of stopping; one that arrived after the last look stops on the way out."""
         self.deferring = True
         try:

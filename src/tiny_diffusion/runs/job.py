@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,18 +19,27 @@ from .. import __version__
 from ..config import TrainConfig
 from ..core.distributed import Cluster, joined, resume_command, world_size
 from ..core.precision import check_precision
-from ..core.training import Diverged, TrainResult, TrainState, resolve_device, train
 from ..core.schedule import NoiseSchedule
+from ..core.training import Diverged, TrainResult, TrainState, resolve_device, train
 from ..data.prepare import TrainingData, training_data, with_absolute_dataset
 from ..diffusion import Diffusion, balanced_labels, resolve_sampling
 from ..errors import UsageError
 from ..models import build_model, parameter_count
 from ..viz import figures as viz
-from .checkpoints import CheckpointPolicy, Checkpointer, resume_state
+from .checkpoints import Checkpointer, CheckpointPolicy, resume_state
 from .files import run_files, save_history, save_npy, save_weights
 from .interrupts import Interrupted, Signals, caught_signals
 from .locking import run_lock
-from .staging import CHECKPOINTS, begin, check_fresh, checkpoints_dir, finish, partial_dir, resumable_config, unfinished_meta
+from .staging import (
+    CHECKPOINTS,
+    begin,
+    check_fresh,
+    checkpoints_dir,
+    finish,
+    partial_dir,
+    resumable_config,
+    unfinished_meta,
+)
 
 __all__ = ["TrainSummary", "Snapshot", "train_run"]
 
@@ -56,9 +66,17 @@ class Snapshot:
     samples: np.ndarray  # (N, *shape) drawn now, in the data's units
 
 
-def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
-              progress: bool = True, checkpoints: CheckpointPolicy = CheckpointPolicy(), compile: bool = False,
-              callback: Callable[[Snapshot], None] | None = None) -> TrainSummary | None:
+def train_run(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    checkpoints: CheckpointPolicy | None = None,
+    compile: bool = False,
+    callback: Callable[[Snapshot], None] | None = None,
+) -> TrainSummary | None:
     """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``).
 
     Training goes on in the unfinished run beside ``out`` and checkpoints there (see ``staging``); SIGINT and SIGTERM
@@ -72,14 +90,17 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
     """
     out = Path(out)
     config = with_absolute_dataset(config)
-    checkpoints.validate()
+    checkpoints = (checkpoints or CheckpointPolicy()).validate()
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     if config.train_batch_size % world_size():
-        raise UsageError(f"--train-batch-size is the global batch, shared evenly by the {world_size()} processes: "
-                         f"{config.train_batch_size} does not divide by {world_size()}")
+        raise UsageError(
+            f"--train-batch-size is the global batch, shared evenly by the {world_size()} processes: "
+            f"{config.train_batch_size} does not divide by {world_size()}"
+        )
     train_set = training_data(config)  # a missing or unreadable data file is reported before the run directory
     with joined(device) as cluster, ExitStack() as held, caught_signals() as signals:
+
         def claim() -> None:  # one trainer per run directory, and a run to start there (or to resume)
             held.enter_context(run_lock(out))
             if resume:
@@ -89,8 +110,18 @@ def train_run(config: TrainConfig, out: str | Path, *, overwrite: bool = False, 
 
         cluster.on_main(claim)
         try:
-            return _train_into(out, config, train_set, cluster, resume=resume, progress=progress,
-                               policy=checkpoints, signals=signals, compile=compile, callback=callback)
+            return _train_into(
+                out,
+                config,
+                train_set,
+                cluster,
+                resume=resume,
+                progress=progress,
+                policy=checkpoints,
+                signals=signals,
+                compile=compile,
+                callback=callback,
+            )
         except Interrupted as e:
             if not partial_dir(out).exists():
                 raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
@@ -102,28 +133,47 @@ def _check_resumable(out: Path, config: TrainConfig) -> None:
     they are compared."""
     differing = resumable_config(out).differences(config, ignore=("device",))
     if differing:
-        raise UsageError(f"--resume carries on {out} with the settings it was started with; these differ: "
-                         f"{'; '.join(differing)}")
+        raise UsageError(
+            f"--resume carries on {out} with the settings it was started with; these differ: {'; '.join(differing)}"
+        )
 
 
-def _train_into(out: Path, config: TrainConfig, train_set: TrainingData, cluster: Cluster, *, resume: bool,
-                progress: bool, policy: CheckpointPolicy, signals: Signals, compile: bool,
-                callback: Callable[[Snapshot], None] | None) -> TrainSummary | None:
+def _train_into(
+    out: Path,
+    config: TrainConfig,
+    train_set: TrainingData,
+    cluster: Cluster,
+    *,
+    resume: bool,
+    progress: bool,
+    policy: CheckpointPolicy,
+    signals: Signals,
+    compile: bool,
+    callback: Callable[[Snapshot], None] | None,
+) -> TrainSummary | None:
     device, main = cluster.device, cluster.is_main
     data = torch.tensor(train_set.x, dtype=torch.float32, device=device)  # (N, *shape), the model's coordinates
     torch.manual_seed(config.seed)  # model initialisation
     model = cluster.prepare(build_model(config, shape=train_set.shape, num_classes=len(train_set.classes)).to(device))
     if main and (progress or cluster.distributed):
-        print(f"{config.model}: {parameter_count(model):,} parameters; {len(data):,} training samples of shape "
-              f"{tuple(train_set.shape)}; {_batch_line(config, cluster)}", flush=True)
+        print(
+            f"{config.model}: {parameter_count(model):,} parameters; {len(data):,} training samples of shape "
+            f"{tuple(train_set.shape)}; {_batch_line(config, cluster)}",
+            flush=True,
+        )
     schedule = NoiseSchedule.from_settings(config, device=device)
     channel_axes = [0, *range(2, data.ndim)]  # every axis but the channel's
     data_min, data_max = data.amin(dim=channel_axes), data.amax(dim=channel_axes)  # (C,)
     shift, scale = (torch.tensor(v, dtype=torch.float32, device=device) for v in (train_set.shift, train_set.scale))
     stage = partial_dir(out)
     cluster.on_main(lambda: _stage(out, _run_meta(config, train_set, data_min, data_max), resume=resume))
-    state = TrainState.start(model, config, generator=torch.Generator(device).manual_seed(config.seed),
-                             num_samples=len(data), cluster=cluster)
+    state = TrainState.start(
+        model,
+        config,
+        generator=torch.Generator(device).manual_seed(config.seed),
+        num_samples=len(data),
+        cluster=cluster,
+    )
     frames: list[np.ndarray] = []
     frame_epochs: list[int] = []
     saved = _restore(out, state, frames, frame_epochs) if resume else 0
@@ -134,8 +184,9 @@ def _train_into(out: Path, config: TrainConfig, train_set: TrainingData, cluster
     labels = None if train_set.labels is None else torch.tensor(train_set.labels, device=device)  # (N,)
 
     def diffusion(network: torch.nn.Module) -> Diffusion:
-        return Diffusion(config, network, schedule, train_set.shape, data_min, data_max, shift, scale,
-                         train_set.classes)
+        return Diffusion(
+            config, network, schedule, train_set.shape, data_min, data_max, shift, scale, train_set.classes
+        )
 
     own = resolve_sampling(config)  # the run's own sampler, steps and eta
 
@@ -148,16 +199,34 @@ def _train_into(out: Path, config: TrainConfig, train_set: TrainingData, cluster
     def extra() -> dict[str, Any]:  # what a checkpoint holds besides the training state
         return {"frames": torch.from_numpy(np.stack(frames)) if frames else None, "frame_epochs": frame_epochs}
 
-    checkpointer = Checkpointer(stage / CHECKPOINTS, policy, signals=signals, extra=extra, saved_step=saved,
-                                saved_seconds=state.seconds, cluster=cluster)
+    checkpointer = Checkpointer(
+        stage / CHECKPOINTS,
+        policy,
+        signals=signals,
+        extra=extra,
+        saved_step=saved,
+        saved_seconds=state.seconds,
+        cluster=cluster,
+    )
     try:
         with signals.deferred():
-            result = train(state, schedule, data, config, labels=labels, snapshot=snapshot if main else None,
-                           checkpoint=checkpointer, progress=progress and main)
+            result = train(
+                state,
+                schedule,
+                data,
+                config,
+                labels=labels,
+                snapshot=snapshot if main else None,
+                checkpoint=checkpointer,
+                progress=progress and main,
+            )
             checkpointer.save(state)  # the end of training: an interruption from here on only redoes the sampling
     except Diverged as e:
-        kept = (f"the last good checkpoint, of step {checkpointer.saved_step}, is kept in {stage}"
-                if checkpointer.saved_step else "no checkpoint was written")
+        kept = (
+            f"the last good checkpoint, of step {checkpointer.saved_step}, is kept in {stage}"
+            if checkpointer.saved_step
+            else "no checkpoint was written"
+        )
         raise UsageError(f"{e} (and --overwrite to start again; {kept})") from None
     digest = cluster.check_replicas(state.replicated_tensors())
     if not main:
@@ -179,7 +248,9 @@ def _train_into(out: Path, config: TrainConfig, train_set: TrainingData, cluster
 def _batch_line(config: TrainConfig, cluster: Cluster) -> str:
     """The batch (under torchrun the global one, split evenly), peak learning rate, precision and device."""
     batch, processes = config.train_batch_size, cluster.world_size
-    split = f"global batch {batch} = {processes} processes x {batch // processes}" if processes > 1 else f"batch {batch}"
+    split = (
+        f"global batch {batch} = {processes} processes x {batch // processes}" if processes > 1 else f"batch {batch}"
+    )
     return f"{split}, peak learning rate {config.learning_rate:g}, {config.precision} on {cluster.device}"
 
 
@@ -188,13 +259,19 @@ def _report(line: str) -> None:
     print(f"tiny-diffusion: {line}", file=sys.stderr, flush=True)
 
 
-def _run_meta(config: TrainConfig, train_set: TrainingData, data_min: torch.Tensor, data_max: torch.Tensor
-              ) -> dict[str, Any]:
+def _run_meta(
+    config: TrainConfig, train_set: TrainingData, data_min: torch.Tensor, data_max: torch.Tensor
+) -> dict[str, Any]:
     """config.json: the settings, and the data's shape, range, classes (in a conditional run) and hash (a resumed
     run checks it is the same)."""
     digest = hashlib.sha256(np.ascontiguousarray(train_set.x).tobytes())
-    data = {"shape": list(train_set.shape), "min": data_min.tolist(), "max": data_max.tolist(),
-            "shift": train_set.shift.tolist(), "scale": train_set.scale.tolist()}
+    data = {
+        "shape": list(train_set.shape),
+        "min": data_min.tolist(),
+        "max": data_max.tolist(),
+        "shift": train_set.shift.tolist(),
+        "scale": train_set.scale.tolist(),
+    }
     if train_set.labels is not None:
         digest.update(np.ascontiguousarray(train_set.labels).tobytes())
         data["classes"] = list(train_set.classes)
@@ -206,13 +283,22 @@ def _stage(out: Path, meta: dict[str, Any], *, resume: bool) -> Path:
     if not resume:
         return begin(out, meta)
     if unfinished_meta(out)["data"].get("sha256") != meta["data"]["sha256"]:
-        raise UsageError(f"the training data of {out} differ from when it started ({meta['config']['dataset']} "
-                         "changed?), so it cannot carry on exactly; pass --overwrite to start again")
+        raise UsageError(
+            f"the training data of {out} differ from when it started ({meta['config']['dataset']} "
+            "changed?), so it cannot carry on exactly; pass --overwrite to start again"
+        )
     return partial_dir(out)
 
 
-def _write_run(stage: Path, config: TrainConfig, train_set: TrainingData, result: TrainResult, samples: np.ndarray,
-               frames: list[np.ndarray], frame_epochs: list[int]) -> None:
+def _write_run(
+    stage: Path,
+    config: TrainConfig,
+    train_set: TrainingData,
+    result: TrainResult,
+    samples: np.ndarray,
+    frames: list[np.ndarray],
+    frame_epochs: list[int],
+) -> None:
     """The run's files (``runs.RUN_FILES``) but its config, which is there from the start."""
     save_weights(stage / "model.safetensors", result.model)
     save_npy(stage / "loss.npy", result.losses)
@@ -227,6 +313,7 @@ def _write_run(stage: Path, config: TrainConfig, train_set: TrainingData, result
 def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epochs: list[int]) -> int:
     """Load the newest intact checkpoint of ``out``'s unfinished run into ``state`` and the snapshot lists, saying on
     stderr what is resumed; returns its step (0: none, so training starts from the beginning again)."""
+
     def report(line: str) -> None:
         if state.cluster.is_main:
             _report(line)
@@ -242,8 +329,15 @@ def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epoch
     return step
 
 
-def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData, samples: np.ndarray,
-                       frames: np.ndarray, frame_epochs: list[int], losses: np.ndarray) -> None:
+def _write_run_figures(
+    stage: Path,
+    config: TrainConfig,
+    train_set: TrainingData,
+    samples: np.ndarray,
+    frames: np.ndarray,
+    frame_epochs: list[int],
+    losses: np.ndarray,
+) -> None:
     """samples.png, frames.png (the snapshots) and loss.png."""
     epochs = f"{config.num_epochs} epoch{'s' if config.num_epochs != 1 else ''}"
     title = f"{config.dataset_name}: {len(samples)} samples after {epochs}"
@@ -252,5 +346,3 @@ def _write_run_figures(stage: Path, config: TrainConfig, train_set: TrainingData
     viz.plot_samples(samples, stage / "samples.png", title=title, reference=data)
     viz.plot_frames(frames, captions, stage / "frames.png", title="samples during training", reference=data)
     viz.plot_loss(losses, stage / "loss.png", steps_per_epoch=len(losses) // config.num_epochs)
-
-

@@ -8,9 +8,9 @@ removed when the holder is done; after a crash it stays behind, empty and harmle
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import UsageError
 
@@ -40,7 +40,7 @@ def _try_lock(fd: int) -> bool:
 
 
 def _holder(fd: int) -> str:
-    """" (pid N)" as the holder wrote it, or nothing where it cannot be read."""
+    """ " (pid N)" as the holder wrote it, or nothing where it cannot be read."""
     try:
         pid = os.pread(fd, 32, 0).decode().strip() if hasattr(os, "pread") else ""
     except (OSError, UnicodeDecodeError):
@@ -58,8 +58,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         if not _try_lock(fd):
             holder = _holder(fd)
             os.close(fd)
-            raise UsageError(f"another training process{holder} is writing {run_dir}; wait for it to finish or "
-                             f"stop it (its lock: {path})")
+            raise UsageError(
+                f"another training process{holder} is writing {run_dir}; wait for it to finish or "
+                f"stop it (its lock: {path})"
+            )
         try:  # a holder that finished removes the file: then lock the file now at the path, not the removed one
             current = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:

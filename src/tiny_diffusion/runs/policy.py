@@ -17,6 +17,7 @@ DEFAULT_SECONDS = 30.0
 DEFAULT_EVERY = f"{DEFAULT_SECONDS:g}s"  # as --checkpoint-every takes it
 DEFAULT_KEEP = 2
 
+
 @dataclass(frozen=True)
 class CheckpointPolicy:
     """When to checkpoint: every ``steps`` optimiser steps, or every ``seconds`` of training (0 and 0: only when
@@ -28,18 +29,19 @@ class CheckpointPolicy:
     keep: int = DEFAULT_KEEP  # the newest this many stay on disk
 
     @classmethod
-    def parse(cls, every: str, keep: int = DEFAULT_KEEP) -> "CheckpointPolicy":
+    def parse(cls, every: str, keep: int = DEFAULT_KEEP) -> CheckpointPolicy:
         """From --checkpoint-every STEPS (``200``) or SECONDS followed by s (``30s``), and --keep-checkpoints."""
         text = every.strip().lower()
         try:
             value = float(text[:-1]) if text.endswith("s") else int(text)
         except ValueError:
-            raise UsageError(f"--checkpoint-every takes a number of steps (200) or of seconds (30s), got {every!r}"
-                             ) from None
+            raise UsageError(
+                f"--checkpoint-every takes a number of steps (200) or of seconds (30s), got {every!r}"
+            ) from None
         policy = cls(0, value, keep) if text.endswith("s") else cls(value, 0.0, keep)
         return policy.validate()
 
-    def validate(self) -> "CheckpointPolicy":
+    def validate(self) -> CheckpointPolicy:
         """Refuse a negative or non-finite interval, or keeping none; returns self."""
         if self.steps < 0 or not 0 <= self.seconds < math.inf:
             raise UsageError("--checkpoint-every must be >= 0 (0 = only when interrupted)")

@@ -15,14 +15,24 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .checkpoints import checkpoint_steps, read_checkpoint
 from ..config import TrainConfig
 from ..errors import UsageError
-from .integrity import MANIFEST, Corrupt, manifest
+from .checkpoints import checkpoint_steps, read_checkpoint
 from .files import CONFIG, fsync_dir, read_config, read_meta, save_json, verify_run, write_atomic
+from .integrity import MANIFEST, Corrupt, manifest
 
-__all__ = ["CHECKPOINTS", "partial_dir", "checkpoints_dir", "check_fresh", "begin", "unfinished_meta",
-           "resumable_config", "unfinished_config", "finish", "verify_report"]
+__all__ = [
+    "CHECKPOINTS",
+    "partial_dir",
+    "checkpoints_dir",
+    "check_fresh",
+    "begin",
+    "unfinished_meta",
+    "resumable_config",
+    "unfinished_config",
+    "finish",
+    "verify_report",
+]
 
 CHECKPOINTS = "checkpoints"
 
@@ -48,11 +58,14 @@ def check_fresh(run_dir: Path, *, overwrite: bool) -> None:
     if overwrite:
         return
     if partial_dir(run_dir).exists():
-        raise UsageError(f"{run_dir} has an unfinished run in {partial_dir(run_dir)} ({_progress(run_dir)}); resume "
-                         f"it with `tiny-diffusion train --resume {run_dir}`, or pass --overwrite to start again")
+        raise UsageError(
+            f"{run_dir} has an unfinished run in {partial_dir(run_dir)} ({_progress(run_dir)}); resume "
+            f"it with `tiny-diffusion train --resume {run_dir}`, or pass --overwrite to start again"
+        )
     if run_dir.exists():
-        raise UsageError(f"run directory {run_dir} already exists; pass --overwrite to replace it or choose another "
-                         "--out")
+        raise UsageError(
+            f"run directory {run_dir} already exists; pass --overwrite to replace it or choose another --out"
+        )
 
 
 def begin(run_dir: Path, meta: dict) -> Path:
@@ -116,8 +129,11 @@ def verify_report(run_dir: Path) -> str:
         if not (run_dir / CONFIG).exists():
             raise UsageError(f"{run_dir} is not a run directory (no {CONFIG})")
         names = verify_run(run_dir)
-        lines.append(f"{run_dir}: no {MANIFEST} (a run from before manifests), so its files cannot be checked"
-                     if names is None else f"{run_dir}: all {len(names)} files match {MANIFEST}")
+        lines.append(
+            f"{run_dir}: no {MANIFEST} (a run from before manifests), so its files cannot be checked"
+            if names is None
+            else f"{run_dir}: all {len(names)} files match {MANIFEST}"
+        )
     if stage.is_dir():
         if verify_run(stage) is None:
             raise Corrupt(f"{stage} has no {MANIFEST}: its config cannot be checked")
@@ -127,8 +143,14 @@ def verify_report(run_dir: Path) -> str:
                 read_checkpoint(stage / CHECKPOINTS, step)
             except Corrupt as e:
                 raise Corrupt(f"{e}; `train --resume` would fall back to the checkpoint before it") from None
-        held = (f"the checkpoint{'s' if len(steps) > 1 else ''} of step{'s' if len(steps) > 1 else ''} "
-                f"{', '.join(map(str, steps))}" if steps else "no checkpoint yet")
-        lines.append(f"{stage}: an unfinished run; {CONFIG} and {held} intact; resume it with "
-                     f"`tiny-diffusion train --resume {run_dir}`")
+        held = (
+            f"the checkpoint{'s' if len(steps) > 1 else ''} of step{'s' if len(steps) > 1 else ''} "
+            f"{', '.join(map(str, steps))}"
+            if steps
+            else "no checkpoint yet"
+        )
+        lines.append(
+            f"{stage}: an unfinished run; {CONFIG} and {held} intact; resume it with "
+            f"`tiny-diffusion train --resume {run_dir}`"
+        )
     return "\n".join(lines)

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..viz import figures as viz
 from ..config import TrainConfig, coerce_field
-from ..errors import UsageError
 from ..data.prepare import with_absolute_dataset
+from ..errors import UsageError
 from ..eval.evaluate import evaluate_run_samples
-from ..runs.job import train_run
 from ..runs.files import read_config, read_history, training_snapshots, write_atomic
+from ..runs.job import train_run
 from ..runs.staging import partial_dir, unfinished_config
+from ..viz import figures as viz
 
 __all__ = ["StudyRow", "parse_values", "run_study", "ensure_runs"]
 
@@ -84,8 +85,9 @@ def _resumable(run_dir: Path, config: TrainConfig) -> bool:
     """Whether ``run_dir`` has an unfinished run of ``config``'s settings (one of other settings is refused)."""
     unfinished = unfinished_config(run_dir)
     if unfinished is not None and unfinished.differences(config, ignore=("device",)):
-        raise UsageError(f"{partial_dir(run_dir)} holds an unfinished run with other settings; remove it or choose "
-                         "another --out")
+        raise UsageError(
+            f"{partial_dir(run_dir)} holds an unfinished run with other settings; remove it or choose another --out"
+        )
     return unfinished is not None
 
 
@@ -104,8 +106,9 @@ def ensure_runs(runs: Sequence[tuple[TrainConfig, Path]], *, jobs: int = 1, prog
         if _same_run(run_dir, config):
             continue
         if run_dir.exists():
-            raise UsageError(f"{run_dir} exists but is incomplete or was made with other settings; "
-                             "remove it or choose another --out")
+            raise UsageError(
+                f"{run_dir} exists but is incomplete or was made with other settings; remove it or choose another --out"
+            )
         missing[run_dir] = (config, _resumable(run_dir, config))
     if jobs == 1 or len(missing) <= 1:
         for run_dir, (config, resume) in missing.items():
@@ -121,11 +124,14 @@ def _train_in_processes(missing: dict[Path, tuple[TrainConfig, bool]], *, jobs: 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     # spawn, not fork: a forked copy of a process that has used torch's thread pool can deadlock
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=torch.set_num_threads,
-                               initargs=(threads,))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)
+    )
     try:
-        futures = {pool.submit(train_run, config, run_dir, resume=resume, progress=False): run_dir
-                   for run_dir, (config, resume) in missing.items()}
+        futures = {
+            pool.submit(train_run, config, run_dir, resume=resume, progress=False): run_dir
+            for run_dir, (config, resume) in missing.items()
+        }
         if progress:
             print(f"training {len(futures)} runs, {jobs} at a time", flush=True)
         for done, future in enumerate(as_completed(futures), 1):
@@ -138,8 +144,16 @@ def _train_in_processes(missing: dict[Path, tuple[TrainConfig, bool]], *, jobs: 
     pool.shutdown()
 
 
-def run_study(base: TrainConfig, param: str, values: Sequence[Any], out: str | Path, *,
-              run_dirs: Sequence[Path] | None = None, jobs: int = 1, progress: bool = True) -> list[StudyRow]:
+def run_study(
+    base: TrainConfig,
+    param: str,
+    values: Sequence[Any],
+    out: str | Path,
+    *,
+    run_dirs: Sequence[Path] | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> list[StudyRow]:
     """Train (or reuse) one run per value, then write grid.png, results.csv and results.md into ``out``.
 
     Runs live in ``out/PARAM=VALUE`` unless ``run_dirs`` names one directory per value (studies that share runs).
@@ -175,9 +189,21 @@ def _write_grid(rows: list[StudyRow], param: str, path: Path) -> None:
         viz.plot_grid(grid, row_labels, column_labels, path, title=f"ablation: {param}")
 
 
-METRIC_COLUMNS = ("w2", "w2_floor", "mmd", "mmd_floor", "precision@0.05", "precision@0.1", "recall@0.05",
-                  "recall@0.1",  # points
-                  "confident", "confident_floor", "class_entropy_bits", "frechet", "frechet_floor")  # images
+METRIC_COLUMNS = (
+    "w2",
+    "w2_floor",
+    "mmd",
+    "mmd_floor",
+    "precision@0.05",
+    "precision@0.1",
+    "recall@0.05",
+    "recall@0.1",  # points
+    "confident",
+    "confident_floor",
+    "class_entropy_bits",
+    "frechet",
+    "frechet_floor",
+)  # images
 
 
 def _write_tables(rows: list[StudyRow], param: str, out: Path) -> None:
@@ -185,7 +211,12 @@ def _write_tables(rows: list[StudyRow], param: str, out: Path) -> None:
     header = [param, *columns, "train_s"]
     table = [[str(row.value), *(f"{row.metrics[c]:.4g}" for c in columns), f"{row.seconds:.1f}"] for row in rows]
     csv = "\n".join(",".join(line) for line in [header, *table]) + "\n"
-    markdown = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                         + ["| " + " | ".join(line) + " |" for line in table]) + "\n"
+    markdown = (
+        "\n".join(
+            ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(line) + " |" for line in table]
+        )
+        + "\n"
+    )
     write_atomic(out / "results.csv", csv.encode())
     write_atomic(out / "results.md", markdown.encode())

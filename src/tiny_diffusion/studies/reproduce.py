@@ -9,21 +9,34 @@ sets every study's numbers beside the original's conclusion.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from .ablation import StudyRow, ensure_runs, run_study
 from ..config import TrainConfig
 from ..errors import UsageError
 from ..runs.files import write_atomic
+from .ablation import StudyRow, ensure_runs, run_study
 
 __all__ = ["ORIGINAL", "STUDIES", "Study", "StudyResult", "reproduce", "base_config", "SCORES"]
 
 # the original's training settings; clip_sample=False because it did not clip x0
-ORIGINAL = dict(train_batch_size=32, num_epochs=200, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0,
-                num_timesteps=50, beta_schedule="linear", hidden_size=128, hidden_layers=3, embedding_size=128,
-                time_embedding="sinusoidal", input_embedding="sinusoidal", clip_sample=False)
+ORIGINAL = dict(
+    train_batch_size=32,
+    num_epochs=200,
+    learning_rate=1e-3,
+    lr_schedule="constant",
+    warmup_steps=0,
+    num_timesteps=50,
+    beta_schedule="linear",
+    hidden_size=128,
+    hidden_layers=3,
+    embedding_size=128,
+    time_embedding="sinusoidal",
+    input_embedding="sinusoidal",
+    clip_sample=False,
+)
 QUICK_EPOCHS = 20  # --quick: a tenth of the original's 200 epochs
 COLUMNS = 10  # snapshots per grid row, as in the original's figures
 
@@ -68,38 +81,62 @@ def _similar(scores: Scores, tolerance: float = 1.25) -> bool:
 
 
 STUDIES = (
-    Study("learning_rate", (1e-2, 1e-3, 1e-4, 1e-5),
-          "sensitive to the learning rate; 1e-3 works",
-          "1e-3 beats 1e-2 and 1e-5",
-          lambda s: s[1e-3] > s[1e-2] and s[1e-3] > s[1e-5]),
-    Study("dataset", ("moons", "dino", "line", "circle"),
-          "the line, the simplest shape, comes out worst (fuzzy corners)",
-          "line scores lowest",
-          lambda s: min(s, key=s.get) == "line"),
-    Study("num_timesteps", (5, 10, 25, 50, 100, 250),
-          "a longer diffusion process gives better output",
-          "250 beats 50, and 50 beats 5",
-          lambda s: s[250] > s[50] > s[5]),
-    Study("beta_schedule", ("linear", "quadratic"),
-          "the quadratic schedule is no better",
-          "quadratic does not beat linear",
-          lambda s: s["quadratic"] <= s["linear"]),
-    Study("hidden_size", (16, 32, 64, 128, 256, 512),
-          "capacity is not the bottleneck: similar results for every size",
-          "every size scores at least 0.8 of the best",
-          _similar),
-    Study("hidden_layers", (1, 2, 3, 4, 5),
-          "capacity is not the bottleneck: similar results for every depth",
-          "every depth scores at least 0.8 of the best",
-          _similar),
-    Study("time_embedding", ("learnable", "sinusoidal", "linear", "zero"),
-          "timestep information helps; how it is encoded does not matter",
-          "zero scores lowest; the other three at least 0.8 of the best",
-          lambda s: min(s, key=s.get) == "zero" and _similar({k: v for k, v in s.items() if k != "zero"})),
-    Study("input_embedding", ("learnable", "sinusoidal", "linear", "identity"),
-          "sinusoidal input embeddings help, as for Fourier features",
-          "sinusoidal beats the other three",
-          lambda s: max(s, key=s.get) == "sinusoidal"),
+    Study(
+        "learning_rate",
+        (1e-2, 1e-3, 1e-4, 1e-5),
+        "sensitive to the learning rate; 1e-3 works",
+        "1e-3 beats 1e-2 and 1e-5",
+        lambda s: s[1e-3] > s[1e-2] and s[1e-3] > s[1e-5],
+    ),
+    Study(
+        "dataset",
+        ("moons", "dino", "line", "circle"),
+        "the line, the simplest shape, comes out worst (fuzzy corners)",
+        "line scores lowest",
+        lambda s: min(s, key=s.get) == "line",
+    ),
+    Study(
+        "num_timesteps",
+        (5, 10, 25, 50, 100, 250),
+        "a longer diffusion process gives better output",
+        "250 beats 50, and 50 beats 5",
+        lambda s: s[250] > s[50] > s[5],
+    ),
+    Study(
+        "beta_schedule",
+        ("linear", "quadratic"),
+        "the quadratic schedule is no better",
+        "quadratic does not beat linear",
+        lambda s: s["quadratic"] <= s["linear"],
+    ),
+    Study(
+        "hidden_size",
+        (16, 32, 64, 128, 256, 512),
+        "capacity is not the bottleneck: similar results for every size",
+        "every size scores at least 0.8 of the best",
+        _similar,
+    ),
+    Study(
+        "hidden_layers",
+        (1, 2, 3, 4, 5),
+        "capacity is not the bottleneck: similar results for every depth",
+        "every depth scores at least 0.8 of the best",
+        _similar,
+    ),
+    Study(
+        "time_embedding",
+        ("learnable", "sinusoidal", "linear", "zero"),
+        "timestep information helps; how it is encoded does not matter",
+        "zero scores lowest; the other three at least 0.8 of the best",
+        lambda s: min(s, key=s.get) == "zero" and _similar({k: v for k, v in s.items() if k != "zero"}),
+    ),
+    Study(
+        "input_embedding",
+        ("learnable", "sinusoidal", "linear", "identity"),
+        "sinusoidal input embeddings help, as for Fourier features",
+        "sinusoidal beats the other three",
+        lambda s: max(s, key=s.get) == "sinusoidal",
+    ),
 )
 STUDY_NAMES = tuple(study.param for study in STUDIES)
 
@@ -107,8 +144,15 @@ STUDY_NAMES = tuple(study.param for study in STUDIES)
 def base_config(*, quick: bool, device: str = "auto") -> TrainConfig:
     """The original's configuration; ``quick`` trains a tenth of the epochs. Snapshots give COLUMNS grid columns."""
     epochs = QUICK_EPOCHS if quick else ORIGINAL["num_epochs"]
-    return TrainConfig(**{**ORIGINAL, "num_epochs": epochs, "save_images_step": epochs // COLUMNS,
-                          "device": device, "experiment_name": "reproduce"})
+    return TrainConfig(
+        **{
+            **ORIGINAL,
+            "num_epochs": epochs,
+            "save_images_step": epochs // COLUMNS,
+            "device": device,
+            "experiment_name": "reproduce",
+        }
+    )
 
 
 @dataclass
@@ -131,8 +175,9 @@ def _run_dir(root: Path, base: TrainConfig, param: str, value: Any) -> Path:
     return root / ("original" if getattr(base, param) == value else f"{param}={value}")
 
 
-def reproduce(out: str | Path, base: TrainConfig, *, only: Sequence[str] | None = None, jobs: int = 1,
-              progress: bool = True) -> list[StudyResult]:
+def reproduce(
+    out: str | Path, base: TrainConfig, *, only: Sequence[str] | None = None, jobs: int = 1, progress: bool = True
+) -> list[StudyResult]:
     """Run the studies (all, or those named in ``only``) from ``base`` (normally ``base_config()``); write each
     study's figure and tables, and findings.md."""
     unknown = sorted(set(only or ()) - set(STUDY_NAMES))
@@ -140,26 +185,38 @@ def reproduce(out: str | Path, base: TrainConfig, *, only: Sequence[str] | None 
         raise UsageError(f"unknown study {unknown[0]!r}; choose from {', '.join(STUDY_NAMES)}")
     studies = [s for s in STUDIES if only is None or s.param in only]
     out = Path(out)
-    plan = [(s, [(replace(base, **{s.param: v}), _run_dir(out / "runs", base, s.param, v)) for v in s.values])
-            for s in studies]
+    plan = [
+        (s, [(replace(base, **{s.param: v}), _run_dir(out / "runs", base, s.param, v)) for v in s.values])
+        for s in studies
+    ]
     # every run first, in parallel when asked; then the studies find them complete
     ensure_runs([run for _, runs in plan for run in runs], jobs=jobs, progress=progress)
-    results = [StudyResult(s, run_study(base, s.param, s.values, out / s.param, run_dirs=[d for _, d in runs],
-                                        progress=progress)) for s, runs in plan]
+    results = [
+        StudyResult(
+            s, run_study(base, s.param, s.values, out / s.param, run_dirs=[d for _, d in runs], progress=progress)
+        )
+        for s, runs in plan
+    ]
     write_atomic(out / "findings.md", findings_table(results, epochs=base.num_epochs).encode())
     return results
 
 
 def findings_table(results: Sequence[StudyResult], *, epochs: int) -> str:
     """Markdown: per study, both scores of each value, the original's finding and whether each score agrees."""
-    lines = [f"Original configuration, {epochs} epochs, one seed. Scores are relative to a second draw of the data "
-             "(1.0 = as good as the data; higher is better): *shape* = F1 of precision@0.1 and recall@0.1 "
-             "(sharpness), *fit* = W2 floor / W2 (where the mass is).", "",
-             "| study | shape per value | fit per value | original's finding | checked as | agrees by shape | "
-             "agrees by fit |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Original configuration, {epochs} epochs, one seed. Scores are relative to a second draw of the data "
+        "(1.0 = as good as the data; higher is better): *shape* = F1 of precision@0.1 and recall@0.1 "
+        "(sharpness), *fit* = W2 floor / W2 (where the mass is).",
+        "",
+        "| study | shape per value | fit per value | original's finding | checked as | agrees by shape | "
+        "agrees by fit |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for result in results:
         cells = [", ".join(f"{value}: {score:.2f}" for value, score in result.scores(name).items()) for name in SCORES]
         verdicts = ["yes" if result.agrees(name) else "no" for name in SCORES]
-        lines.append(f"| {result.study.param} | {' | '.join(cells)} | {result.study.finding} | {result.study.claim} | "
-                     f"{' | '.join(verdicts)} |")
+        lines.append(
+            f"| {result.study.param} | {' | '.join(cells)} | {result.study.finding} | {result.study.claim} | "
+            f"{' | '.join(verdicts)} |"
+        )
     return "\n".join(lines) + "\n"

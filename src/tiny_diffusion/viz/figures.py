@@ -4,20 +4,48 @@ everything is written atomically (``output``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from .images import (animate_images, mosaic, plot_denoising, plot_image_grid, plot_image_rows, plot_image_strip,
-                     plot_images)
+from .images import (
+    animate_images,
+    mosaic,
+    plot_denoising,
+    plot_image_grid,
+    plot_image_rows,
+    plot_image_strip,
+    plot_images,
+)
 from .output import mp4_available, plt, save_figure
 from .points import animate_points, axis_limits, axis_names, plot_grid, plot_points, plot_strip, strip_columns
 
-__all__ = ["plot_samples", "plot_frames", "plot_rows", "plot_table", "animate", "pictured", "plot_loss", "save_figure", "plot_points", "plot_strip",
-           "plot_grid", "axis_limits", "axis_names", "strip_columns", "animate_points", "mp4_available", "mosaic",
-           "plot_images", "plot_image_rows", "plot_image_strip", "plot_image_grid", "plot_denoising",
-           "animate_images"]
+__all__ = [
+    "plot_samples",
+    "plot_frames",
+    "plot_rows",
+    "plot_table",
+    "animate",
+    "pictured",
+    "plot_loss",
+    "save_figure",
+    "plot_points",
+    "plot_strip",
+    "plot_grid",
+    "axis_limits",
+    "axis_names",
+    "strip_columns",
+    "animate_points",
+    "mp4_available",
+    "mosaic",
+    "plot_images",
+    "plot_image_rows",
+    "plot_image_strip",
+    "plot_image_grid",
+    "plot_denoising",
+    "animate_images",
+]
 
 PICTURED_IMAGES = 100  # a picture of image samples shows the first 100 (a 10 x 10 grid)
 FRAME_IMAGES = 16  # images in each panel of a strip of snapshots (a 4 x 4 tile)
@@ -28,8 +56,9 @@ def pictured(samples: np.ndarray) -> np.ndarray:
     return samples[:PICTURED_IMAGES] if samples.ndim == 4 else samples
 
 
-def plot_samples(samples: np.ndarray, path: str | Path, *, title: str = "",
-                 reference: np.ndarray | None = None) -> None:
+def plot_samples(
+    samples: np.ndarray, path: str | Path, *, title: str = "", reference: np.ndarray | None = None
+) -> None:
     """A picture of samples: (N, D) points as a scatter plot whose axes fit ``reference`` points (the training data,
     or its box) and the samples; (N, C, H, W) images as an about square grid of the first PICTURED_IMAGES (wide ones,
     a number's digits side by side, in fewer columns)."""
@@ -42,8 +71,9 @@ def plot_samples(samples: np.ndarray, path: str | Path, *, title: str = "",
         plot_points(samples, path, title=title, limits=axis_limits(*sets))
 
 
-def plot_frames(frames: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "",
-                reference: np.ndarray | None = None) -> None:
+def plot_frames(
+    frames: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "", reference: np.ndarray | None = None
+) -> None:
     """A strip of states or snapshots, a labelled panel each: (K, N, D) points on shared axes that fit ``reference``
     (default: every frame), or (K, N, C, H, W) images as tiles of their first FRAME_IMAGES."""
     if frames.ndim == 5:
@@ -52,8 +82,9 @@ def plot_frames(frames: np.ndarray, labels: Sequence[str], path: str | Path, *, 
         plot_strip(frames, labels, path, title=title, limits=None if reference is None else axis_limits(reference))
 
 
-def plot_rows(groups: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "",
-              reference: np.ndarray | None = None) -> None:
+def plot_rows(
+    groups: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = "", reference: np.ndarray | None = None
+) -> None:
     """One labelled group of samples each, (K, N, *shape) (a class each, say): a row of images per group, or a
     panel of points per group on shared axes that fit ``reference`` and every group."""
     if groups.ndim == 5:
@@ -63,8 +94,15 @@ def plot_rows(groups: np.ndarray, labels: Sequence[str], path: str | Path, *, ti
         plot_strip(groups, labels, path, title=title, limits=axis_limits(*sets))
 
 
-def plot_table(grid: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], path: str | Path, *,
-               title: str = "", reference: np.ndarray | None = None) -> None:
+def plot_table(
+    grid: np.ndarray,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "",
+    reference: np.ndarray | None = None,
+) -> None:
     """(R, K, N, *shape): a row per setting (a guidance scale, say), a column per group (a class): for images one row
     of the K groups' images side by side, for points a grid of panels whose axes fit ``reference`` and the first
     row."""
@@ -75,8 +113,16 @@ def plot_table(grid: np.ndarray, row_labels: Sequence[str], column_labels: Seque
         plot_grid(grid, row_labels, column_labels, path, title=title, limits=axis_limits(*sets))
 
 
-def animate(frames: np.ndarray, captions: Sequence[str], path: str | Path, *, fps: float = 20, title: str = "",
-            hold: int = 0, reference: np.ndarray | None = None) -> int:
+def animate(
+    frames: np.ndarray,
+    captions: Sequence[str],
+    path: str | Path,
+    *,
+    fps: float = 20,
+    title: str = "",
+    hold: int = 0,
+    reference: np.ndarray | None = None,
+) -> int:
     """Animate (K, N, *shape) states or snapshots, a captioned frame each, to .gif or .mp4: images as a grid of
     their first FRAME_IMAGES, points on fixed axes that fit ``reference`` and the last frame. Returns the frames
     written."""

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -12,8 +12,15 @@ from ..runs.files import atomic_path
 from .output import animation_writer, plt, save_figure
 from .points import strip_columns
 
-__all__ = ["mosaic", "plot_images", "plot_image_rows", "plot_image_strip", "plot_image_grid", "plot_denoising",
-           "animate_images"]
+__all__ = [
+    "mosaic",
+    "plot_images",
+    "plot_image_rows",
+    "plot_image_strip",
+    "plot_image_grid",
+    "plot_denoising",
+    "animate_images",
+]
 
 
 def mosaic(images: np.ndarray, *, cols: int | None = None, pad: int = 1) -> np.ndarray:
@@ -49,8 +56,9 @@ def plot_images(images: np.ndarray, path: str | Path, *, title: str = "", cols: 
 def plot_image_rows(rows: np.ndarray, row_labels: Sequence[str], path: str | Path, *, title: str = "") -> None:
     """(R, N, C, H, W): one labelled row of N images per entry (a row per digit, or per guidance scale)."""
     count, n, _, h, w = rows.shape
-    fig, axes = plt.subplots(count, 1, figsize=(max(3.0, 0.45 * n * w / h), 0.5 * count + 0.5),
-                             layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        count, 1, figsize=(max(3.0, 0.45 * n * w / h), 0.5 * count + 0.5), layout="constrained", squeeze=False
+    )
     for ax, row, label in zip(axes[:, 0], rows, row_labels):
         _show(ax, row, "", cols=n)
         ax.set_axis_on()  # keep the row label, hide the rest of the frame
@@ -67,7 +75,7 @@ def plot_image_strip(frames: np.ndarray, labels: Sequence[str], path: str | Path
     cols = strip_columns(len(frames))
     rows = -(-len(frames) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), layout="constrained", squeeze=False)
-    for ax in axes.flat[len(frames):]:
+    for ax in axes.flat[len(frames) :]:
         ax.set_axis_off()
     for ax, frame, label in zip(axes.flat, frames, labels):
         _show(ax, frame, label)
@@ -76,8 +84,9 @@ def plot_image_strip(frames: np.ndarray, labels: Sequence[str], path: str | Path
     save_figure(fig, path)
 
 
-def plot_image_grid(grid: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], path: str | Path, *,
-                    title: str = "") -> None:
+def plot_image_grid(
+    grid: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], path: str | Path, *, title: str = ""
+) -> None:
     """(R, K, N, C, H, W): one row of image tiles per setting, one column per checkpoint (an ablation figure)."""
     rows, cols = grid.shape[:2]
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.0 * rows), layout="constrained", squeeze=False)
@@ -93,8 +102,9 @@ def plot_image_grid(grid: np.ndarray, row_labels: Sequence[str], column_labels: 
     save_figure(fig, path)
 
 
-def plot_denoising(states: np.ndarray, predicted_x0: np.ndarray, labels: Sequence[str], path: str | Path, *,
-                   title: str = "") -> None:
+def plot_denoising(
+    states: np.ndarray, predicted_x0: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str = ""
+) -> None:
     """Two rows over K steps of (K, N, C, H, W) images: x_t above, the model's prediction of x_0 from it below."""
     cols = len(states)
     fig, axes = plt.subplots(2, cols, figsize=(1.9 * cols, 4.2), layout="constrained", squeeze=False)
@@ -111,8 +121,17 @@ def plot_denoising(states: np.ndarray, predicted_x0: np.ndarray, labels: Sequenc
     save_figure(fig, path)
 
 
-def animate_images(frames: np.ndarray, captions: Sequence[str], path: str | Path, *, fps: float = 20,
-                   title: str = "", hold: int = 0, size: float = 4.0, dpi: int = 80) -> int:
+def animate_images(
+    frames: np.ndarray,
+    captions: Sequence[str],
+    path: str | Path,
+    *,
+    fps: float = 20,
+    title: str = "",
+    hold: int = 0,
+    size: float = 4.0,
+    dpi: int = 80,
+) -> int:
     """Animate (K, N, C, H, W) images, each frame a square grid of the N images with its caption, to .gif or .mp4
     (written under a temporary name and renamed); ``hold`` repeats the last frame. Returns the frames written."""
     path = Path(path)

@@ -3,16 +3,24 @@ grids of them, and animations. Arrays (N, D) or (K, N, D) in the data's units.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..runs.files import atomic_path
 from .output import animation_writer, plt, save_figure
 
-__all__ = ["axis_limits", "axis_names", "strip_columns", "plot_points", "plot_strip", "plot_grid", "animate_points",
-           "VIEWS_3D"]
+__all__ = [
+    "axis_limits",
+    "axis_names",
+    "strip_columns",
+    "plot_points",
+    "plot_strip",
+    "plot_grid",
+    "animate_points",
+    "VIEWS_3D",
+]
 
 
 def axis_limits(*point_sets: np.ndarray, margin: float = 0.1) -> list[tuple[float, float]]:
@@ -36,8 +44,15 @@ def axis_names(dim: int) -> tuple[str, ...]:
     return ("x", "y", "z")[:dim] if dim <= 3 else ("x0", "x1", "x2")
 
 
-def _scatter(ax: plt.Axes, points: np.ndarray, limits: Sequence[tuple[float, float]], title: str, *,
-             xlabel: bool = True, ylabel: bool = True) -> None:
+def _scatter(
+    ax: plt.Axes,
+    points: np.ndarray,
+    limits: Sequence[tuple[float, float]],
+    title: str,
+    *,
+    xlabel: bool = True,
+    ylabel: bool = True,
+) -> None:
     """Scatter the first two coordinates, or all three on a 3-D axes; fixed limits so panels compare; the axes
     named (a strip names only its outer ones: ``xlabel``, ``ylabel``)."""
     names = axis_names(points.shape[-1])
@@ -106,8 +121,15 @@ def plot_strip(frames: np.ndarray, labels: Sequence[str], path: str | Path, *, t
     save_figure(fig, path)
 
 
-def plot_grid(grid: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], path: str | Path, *,
-              title: str = "", limits=None) -> None:
+def plot_grid(
+    grid: np.ndarray,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "",
+    limits=None,
+) -> None:
     """A grid of panels from (R, C, N, D) points: one row per setting, one column per checkpoint, shared axes."""
     rows, cols = grid.shape[:2]
     limits = limits or axis_limits(*grid[:, -1])  # fit the final samples of every row
@@ -123,9 +145,19 @@ def plot_grid(grid: np.ndarray, row_labels: Sequence[str], column_labels: Sequen
     save_figure(fig, path)
 
 
-def animate_points(frames: np.ndarray, captions: Sequence[str], path: str | Path, *, fps: float = 20,
-                   limits: Sequence[tuple[float, float]] | None = None, title: str = "", hold: int = 0,
-                   spin: float = 90.0, size: float = 4.0, dpi: int = 80) -> int:
+def animate_points(
+    frames: np.ndarray,
+    captions: Sequence[str],
+    path: str | Path,
+    *,
+    fps: float = 20,
+    limits: Sequence[tuple[float, float]] | None = None,
+    title: str = "",
+    hold: int = 0,
+    spin: float = 90.0,
+    size: float = 4.0,
+    dpi: int = 80,
+) -> int:
     """Animate (K, N, D) points, one frame each with its caption, to a .gif (Pillow) or .mp4 (ffmpeg) file.
 
     Axes are fixed across frames (``limits``, default: covering every frame). ``hold`` repeats the last frame that
@@ -144,8 +176,9 @@ def animate_points(frames: np.ndarray, captions: Sequence[str], path: str | Path
     fig = plt.figure(figsize=(size, size), dpi=dpi)
     three_d = frames.shape[-1] >= 3
     # fixed margins rather than constrained layout, so the axes do not shift from frame to frame
-    ax = fig.add_axes((0.08, 0.07, 0.88, 0.8) if not three_d else (0.0, 0.0, 1.0, 0.88),
-                      projection="3d" if three_d else None)
+    ax = fig.add_axes(
+        (0.08, 0.07, 0.88, 0.8) if not three_d else (0.0, 0.0, 1.0, 0.88), projection="3d" if three_d else None
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     try:

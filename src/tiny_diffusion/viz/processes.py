@@ -7,19 +7,26 @@ schedule's zero-based index s - 1 (alphas_cumprod[s - 1]); the reverse process w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..errors import UsageError
 from ..core.samplers import sampler_timesteps
 from ..core.schedule import NoiseSchedule
 from ..diffusion import Diffusion, resolve_sampling
+from ..errors import UsageError
 
-__all__ = ["evenly_spaced", "forward_states", "forward_labels", "ReverseStates", "reverse_states", "predicted_x0",
-           "class_samples"]
+__all__ = [
+    "evenly_spaced",
+    "forward_states",
+    "forward_labels",
+    "ReverseStates",
+    "reverse_states",
+    "predicted_x0",
+    "class_samples",
+]
 
 
 def evenly_spaced(total: int, count: int) -> list[int]:
@@ -29,8 +36,7 @@ def evenly_spaced(total: int, count: int) -> list[int]:
     return [round(i * total / (count - 1)) for i in range(count)]
 
 
-def forward_states(points: np.ndarray, schedule: NoiseSchedule, steps: Sequence[int], *, seed: int = 0
-                   ) -> np.ndarray:
+def forward_states(points: np.ndarray, schedule: NoiseSchedule, steps: Sequence[int], *, seed: int = 0) -> np.ndarray:
     """x_s ~ q(x_s | x_0) of (N, D) points after each of ``steps`` noising steps (0: the points), as (K, N, D).
 
     One noise draw (seeded) serves every step, x_s = sqrt(alpha-bar) x_0 + sqrt(1 - alpha-bar) noise, so each point
@@ -64,16 +70,25 @@ class ReverseStates:
     def labels(self) -> list[str]:
         """Panel titles: "t = 500 (noise)", ..., "t = 0 (samples)"."""
         T = self.num_timesteps
-        return [f"t = {t} (noise)" if t == T else f"t = {t} (samples)" if t == 0 else f"t = {t}"
-                for t in self.timesteps]
+        return [
+            f"t = {t} (noise)" if t == T else f"t = {t} (samples)" if t == 0 else f"t = {t}" for t in self.timesteps
+        ]
 
     def captions(self) -> list[str]:
         """Animation captions: "step 500 / 500", ..., "step 0 / 500"."""
         return [f"step {t} / {self.num_timesteps}" for t in self.timesteps]
 
 
-def reverse_states(model: Diffusion, num: int, count: int, *, sampler: str | None = None, steps: int | None = None,
-                   eta: float | None = None, seed: int = 0) -> ReverseStates:
+def reverse_states(
+    model: Diffusion,
+    num: int,
+    count: int,
+    *,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    seed: int = 0,
+) -> ReverseStates:
     """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first); the
     sampling left out is the run's own."""
     how = resolve_sampling(model.config, sampler, steps, eta)
@@ -88,18 +103,28 @@ def reverse_states(model: Diffusion, num: int, count: int, *, sampler: str | Non
 def predicted_x0(model: Diffusion, result: ReverseStates) -> np.ndarray:
     """The model's estimate of x_0 from each state of a reverse process (the samples themselves at t = 0), clipped
     as the sampler clips it, in the data's units: what the network "sees" through the noise at each step."""
-    return np.stack([state if t == 0 else model.predict_x0(state, t - 1)
-                     for state, t in zip(result.states, result.timesteps)])
+    return np.stack(
+        [state if t == 0 else model.predict_x0(state, t - 1) for state, t in zip(result.states, result.timesteps)]
+    )
 
 
-def class_samples(model: Diffusion, per_class: int, *, guidance: float | None = None, sampler: str | None = None,
-                  steps: int | None = None, eta: float | None = None, seed: int = 0) -> np.ndarray:
+def class_samples(
+    model: Diffusion,
+    per_class: int,
+    *,
+    guidance: float | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """(K, per_class, *shape): ``per_class`` samples of each of a conditional run's K classes, in the data's units,
     under guidance ``guidance`` (default: the run's). The same seed starts every guidance scale from the same noise."""
     if not model.classes:
         raise UsageError("this run is not conditional: it has no classes to draw; train one with --conditional")
     k = len(model.classes)
     labels = np.repeat(np.arange(k), per_class)  # (K * per_class,): class 0 first
-    samples = model.sample(k * per_class, sampler=sampler, steps=steps, eta=eta, seed=seed, labels=labels,
-                           guidance=guidance)
+    samples = model.sample(
+        k * per_class, sampler=sampler, steps=steps, eta=eta, seed=seed, labels=labels, guidance=guidance
+    )
     return samples.reshape(k, per_class, *model.shape)
