@@ -39,3 +39,49 @@ def one_thread():
     """``single_thread`` for a whole test (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
     with single_thread():
         yield
+
+
+# --- tiny runs: the settings most tests train with, as a TrainConfig mapping or as command-line flags -------------
+
+TINY_POINTS = dict(
+    num_samples=256,
+    train_batch_size=64,
+    eval_batch_size=50,
+    num_epochs=2,
+    num_timesteps=20,
+    embedding_size=8,
+    hidden_size=16,
+    hidden_layers=1,
+    save_images_step=1,
+)
+TINY_IMAGES = dict(
+    dataset="digits8",
+    channels=4,
+    num_timesteps=20,
+    num_epochs=2,
+    sample_steps=5,
+    num_samples=256,
+    train_batch_size=32,
+    eval_batch_size=16,
+    save_images_step=1,
+)
+
+
+def tiny(base: dict, **changes) -> dict:
+    """``base`` (TINY_POINTS or TINY_IMAGES) with ``changes``: the settings of one test's runs."""
+    return {**base, **changes}
+
+
+def flags(base: dict, **changes) -> list[str]:
+    """The same as command-line flags: {"num_epochs": 2, "quiet": True, "clip_sample": False} ->
+    ["--num-epochs", "2", "--quiet", "--no-clip-sample"]."""
+    out = []
+    for name, value in tiny(base, **changes).items():
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            out.append(flag)
+        elif value is False:
+            out.append(f"--no-{name.replace('_', '-')}")
+        else:
+            out += [flag, str(value)]
+    return out

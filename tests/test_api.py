@@ -8,12 +8,14 @@ import pytest
 import torch
 
 import tiny_diffusion as td
+from conftest import TINY_POINTS, tiny
 from tiny_diffusion.cli import main
 from tiny_diffusion.diffusion import Sampling, resolve_sampling
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = dict(
+SMALL = tiny(
+    TINY_POINTS,
     num_samples=512,
     train_batch_size=128,
     eval_batch_size=64,
@@ -21,7 +23,6 @@ SMALL = dict(
     num_timesteps=40,
     hidden_size=32,
     embedding_size=16,
-    hidden_layers=1,
     save_images_step=2,
 )
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_IMAGES, TINY_POINTS, flags
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core.schedule import NoiseSchedule
@@ -18,48 +19,8 @@ from tiny_diffusion.models import build_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-POINTS = [
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "64",
-    "--eval-batch-size",
-    "50",
-    "--num-epochs",
-    "2",
-    "--num-timesteps",
-    "20",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
-IMAGES = [
-    "--dataset",
-    "digits8",
-    "--channels",
-    "4",
-    "--num-timesteps",
-    "20",
-    "--num-epochs",
-    "2",
-    "--sample-steps",
-    "5",
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "32",
-    "--eval-batch-size",
-    "16",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
+POINTS = flags(TINY_POINTS, quiet=True)
+IMAGES = flags(TINY_IMAGES, quiet=True)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TINY_IMAGES, tiny
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import IMAGE_DEFAULTS, TrainConfig
 from tiny_diffusion.diffusion import Diffusion
@@ -15,19 +16,7 @@ from tiny_diffusion.runs.files import training_snapshots
 from tiny_diffusion.runs.job import train_run
 from tiny_diffusion.studies.ablation import run_study
 
-TINY = dict(
-    dataset="digits8",
-    num_samples=256,
-    train_batch_size=64,
-    eval_batch_size=24,
-    num_epochs=2,
-    num_timesteps=20,
-    sample_steps=5,
-    channels=8,
-    embedding_size=16,
-    save_images_step=1,
-    device="cpu",
-)
+TINY = tiny(TINY_IMAGES, train_batch_size=64, eval_batch_size=24, channels=8, embedding_size=16, device="cpu")
 
 
 def tiny(**changes) -> TrainConfig:

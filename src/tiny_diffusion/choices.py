@@ -1,6 +1,6 @@
 """The names a setting can take, kept apart from what they name so that the command line (its flags, ``--help``)
 and the settings' validation start without importing torch. Each registry holds exactly these names
-(tests/test_choices.py checks it): the beta schedules, samplers, targets, precisions, embeddings and models."""
+(tests/cli/test_choices.py checks it): the beta schedules, samplers, targets, precisions, embeddings and models."""
 
 BETA_SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # core.schedule.BETA_SCHEDULES
 SAMPLERS = ("ddpm", "ddim")  # core.samplers

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TINY_POINTS, flags
 from tiny_diffusion.cli import pictures as cli_pictures
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.core.schedule import BETA_SCHEDULES, NoiseSchedule, make_betas
@@ -18,27 +19,7 @@ from tiny_diffusion.runs.files import training_snapshots
 from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.viz.processes import evenly_spaced, forward_labels, forward_states, reverse_states
 
-TINY = [
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "64",
-    "--eval-batch-size",
-    "50",
-    "--num-epochs",
-    "3",
-    "--num-timesteps",
-    "20",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
+TINY = flags(TINY_POINTS, num_epochs=3, quiet=True)
 T = 20  # the tiny run's num_timesteps
 SIGNATURES = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF"}
 FAST_FORWARD = ["--num", "200", "--num-timesteps", "50"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TINY_POINTS, tiny
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
@@ -14,18 +15,7 @@ from tiny_diffusion.runs import checkpoints
 from tiny_diffusion.runs.interrupts import Interrupted
 from tiny_diffusion.studies.ablation import parse_values, run_study
 
-TINY = dict(
-    num_samples=256,
-    train_batch_size=64,
-    eval_batch_size=60,
-    num_epochs=3,
-    num_timesteps=20,
-    embedding_size=8,
-    hidden_size=16,
-    hidden_layers=1,
-    save_images_step=1,
-    device="cpu",
-)
+TINY = tiny(TINY_POINTS, eval_batch_size=60, num_epochs=3, device="cpu")
 
 
 def test_a_study_writes_one_run_per_value_a_grid_and_a_table(tmp_path):

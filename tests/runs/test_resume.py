@@ -11,57 +11,15 @@ import time
 
 import pytest
 
-from conftest import single_thread
+from conftest import TINY_IMAGES, TINY_POINTS, flags, single_thread
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
 from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 # 16 steps per epoch, 480 in all: about a second of training
-POINTS = [
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "16",
-    "--eval-batch-size",
-    "50",
-    "--num-epochs",
-    "30",
-    "--num-timesteps",
-    "20",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "5",
-    "--quiet",
-]
+POINTS = flags(TINY_POINTS, train_batch_size=16, num_epochs=30, save_images_step=5, quiet=True)
 # 8 steps per epoch, 48 in all
-IMAGES = [
-    "--dataset",
-    "digits8",
-    "--model",
-    "seed-cnn",
-    "--channels",
-    "4",
-    "--num-timesteps",
-    "20",
-    "--num-epochs",
-    "6",
-    "--sample-steps",
-    "5",
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "32",
-    "--eval-batch-size",
-    "16",
-    "--save-images-step",
-    "2",
-    "--quiet",
-]
+IMAGES = flags(TINY_IMAGES, model="seed-cnn", num_epochs=6, save_images_step=2, quiet=True)
 # a conditional run also draws which labels to drop: one more use of the generator that must carry on exactly
 CONDITIONAL = [*IMAGES, "--conditional", "--guidance", "1"]
 COMPARED = ("model.safetensors", "samples.npy", "loss.npy", "frames.npy")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tiny_diffusion as td
+from conftest import TINY_POINTS, flags
 from tiny_diffusion.api import default_out
 from tiny_diffusion.cli.main import build_parser, main
 from tiny_diffusion.config import FLAG_GROUPS
@@ -17,23 +18,17 @@ from tiny_diffusion.viz import figures as viz
 from tiny_diffusion.viz import images as viz_images
 from tiny_diffusion.viz import points as viz_points
 
-TINY = [
-    "--num-epochs",
-    "1",
-    "--num-samples",
-    "64",
-    "--train-batch-size",
-    "32",
-    "--num-timesteps",
-    "10",
-    "--hidden-size",
-    "16",
-    "--embedding-size",
-    "8",
-    "--eval-batch-size",
-    "16",
-    "--quiet",
-]
+TINY = flags(
+    TINY_POINTS,
+    num_epochs=1,
+    num_samples=64,
+    train_batch_size=32,
+    num_timesteps=10,
+    eval_batch_size=16,
+    quiet=True,
+    hidden_layers=3,
+    save_images_step=100,
+)
 
 
 def _one_line_error(capsys) -> str:

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from conftest import TINY_POINTS, flags
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
@@ -14,25 +15,17 @@ from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # fast on a busy machine
 
-TINY = [
-    "--num-samples",
-    "128",
-    "--train-batch-size",
-    "32",
-    "--eval-batch-size",
-    "20",
-    "--num-epochs",
-    "3",
-    "--num-timesteps",
-    "10",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "8",
-    "--hidden-layers",
-    "1",
-    "--quiet",
-]
+TINY = flags(
+    TINY_POINTS,
+    num_samples=128,
+    train_batch_size=32,
+    eval_batch_size=20,
+    num_epochs=3,
+    num_timesteps=10,
+    hidden_size=8,
+    quiet=True,
+    save_images_step=100,
+)
 
 
 def test_a_second_trainer_on_the_same_run_is_refused_in_one_line(tmp_path, capsys):

@@ -5,30 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from conftest import TINY_POINTS, flags
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.data import DATASETS
 
-TINY = [
-    "--num-samples",
-    "128",
-    "--train-batch-size",
-    "64",
-    "--eval-batch-size",
-    "40",
-    "--num-epochs",
-    "2",
-    "--num-timesteps",
-    "10",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
+TINY = flags(TINY_POINTS, num_samples=128, eval_batch_size=40, num_timesteps=10, quiet=True)
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

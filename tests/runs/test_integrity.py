@@ -7,32 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import TINY_POINTS, flags
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.runs.files import RUN_FILES, load_run
 from tiny_diffusion.runs.integrity import MANIFEST, Corrupt, check_manifest, manifest, seal, unseal
 
-TINY = [
-    "--num-samples",
-    "128",
-    "--train-batch-size",
-    "64",
-    "--eval-batch-size",
-    "20",
-    "--num-epochs",
-    "2",
-    "--num-timesteps",
-    "10",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "8",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
+TINY = flags(TINY_POINTS, num_samples=128, eval_batch_size=20, num_timesteps=10, hidden_size=8, quiet=True)
 
 
 @pytest.fixture(scope="module")

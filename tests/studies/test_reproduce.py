@@ -5,24 +5,14 @@ import csv
 import numpy as np
 import pytest
 
+from conftest import TINY_POINTS, tiny
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.studies.ablation import ensure_runs
 from tiny_diffusion.studies.reproduce import ORIGINAL, STUDIES, base_config, reproduce
 
-TINY = dict(
-    num_samples=256,
-    train_batch_size=64,
-    eval_batch_size=60,
-    num_epochs=2,
-    num_timesteps=20,
-    embedding_size=8,
-    hidden_size=16,
-    hidden_layers=3,
-    save_images_step=1,
-    device="cpu",
-)
+TINY = tiny(TINY_POINTS, eval_batch_size=60, hidden_layers=3, device="cpu")
 BY_PARAM = {study.param: study for study in STUDIES}
 
 

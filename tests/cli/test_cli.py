@@ -8,29 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import TINY_POINTS, flags
 from tiny_diffusion.cli.main import main
 
-TINY = [
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "64",
-    "--eval-batch-size",
-    "50",
-    "--num-epochs",
-    "2",
-    "--num-timesteps",
-    "20",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
+TINY = flags(TINY_POINTS, quiet=True)
 RUN_FILES = {
     "config.json",
     "model.safetensors",

@@ -13,59 +13,16 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import single_thread
+from conftest import TINY_IMAGES, TINY_POINTS, flags, single_thread
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.core.distributed import Cluster, resume_command
 from tiny_diffusion.runs.checkpoints import checkpoint_steps
 from tiny_diffusion.runs.staging import checkpoints_dir
 
 # 16 steps per epoch of a global batch of 16 (8 per process), 160 in all
-POINTS = [
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "16",
-    "--eval-batch-size",
-    "50",
-    "--num-epochs",
-    "10",
-    "--num-timesteps",
-    "20",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "5",
-    "--ema-decay",
-    "0.9",
-    "--quiet",
-]
+POINTS = flags(TINY_POINTS, train_batch_size=16, num_epochs=10, save_images_step=5, ema_decay=0.9, quiet=True)
 # 8 steps per epoch, 24 in all; conditional: the label drops are shared out too
-IMAGES = [
-    "--dataset",
-    "digits8",
-    "--channels",
-    "4",
-    "--num-timesteps",
-    "20",
-    "--num-epochs",
-    "3",
-    "--sample-steps",
-    "5",
-    "--num-samples",
-    "256",
-    "--train-batch-size",
-    "32",
-    "--eval-batch-size",
-    "16",
-    "--save-images-step",
-    "2",
-    "--conditional",
-    "--quiet",
-]
+IMAGES = flags(TINY_IMAGES, num_epochs=3, save_images_step=2, conditional=True, quiet=True)
 AGREE = "all 2 processes end with the same training state"
 
 pytestmark = pytest.mark.usefixtures("one_thread")

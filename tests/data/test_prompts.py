@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_IMAGES, TINY_POINTS, flags
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core.schedule import NoiseSchedule
@@ -17,58 +18,20 @@ from tiny_diffusion.data.prompts import side_by_side
 from tiny_diffusion.diffusion import balanced_labels
 from tiny_diffusion.runs.job import train_run
 
-POINTS = [
-    "--dataset",
-    "random",
-    "--conditional",
-    "--guidance",
-    "1",
-    "--num-samples",
-    "512",
-    "--train-batch-size",
-    "64",
-    "--eval-batch-size",
-    "40",
-    "--num-epochs",
-    "2",
-    "--num-timesteps",
-    "20",
-    "--embedding-size",
-    "8",
-    "--hidden-size",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
-IMAGES = [
-    "--dataset",
-    "digits8",
-    "--conditional",
-    "--guidance",
-    "2",
-    "--model",
-    "seed-cnn",
-    "--channels",
-    "4",
-    "--num-timesteps",
-    "20",
-    "--num-epochs",
-    "1",
-    "--sample-steps",
-    "4",
-    "--num-samples",
-    "128",
-    "--train-batch-size",
-    "32",
-    "--eval-batch-size",
-    "20",
-    "--save-images-step",
-    "1",
-    "--quiet",
-]
+POINTS = flags(
+    TINY_POINTS, dataset="random", conditional=True, guidance=1, num_samples=512, eval_batch_size=40, quiet=True
+)
+IMAGES = flags(
+    TINY_IMAGES,
+    conditional=True,
+    guidance=2,
+    model="seed-cnn",
+    num_epochs=1,
+    sample_steps=4,
+    num_samples=128,
+    eval_batch_size=20,
+    quiet=True,
+)
 
 
 @pytest.fixture(scope="module")
