@@ -77,6 +77,7 @@ def test_ema_keeps_the_live_batch_norm_statistics():
             "model": "seed-cnn",
             "channels": 4,
             "num_timesteps": 20,
+            "sample_steps": 5,  # the image defaults' 50 would exceed T = 20
             "train_batch_size": 32,
             "num_epochs": 1,
             "ema_decay": 0.99,
