@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 import tiny_diffusion as td
+from tiny_diffusion.cli.config_file import load_config_file  # not public: the --config file, as the command reads it
 from tiny_diffusion.cli.main import build_parser  # not public: takes every flag of `train`, as the command does
-from tiny_diffusion.config import load_config_file  # not public: the --config file, as the command reads it
 from tiny_diffusion.runs import checkpoints  # not public: the checkpointer is what this benchmark times
 from tiny_diffusion.runs.checkpoints import CheckpointPolicy
 

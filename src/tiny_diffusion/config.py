@@ -2,57 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .choices import (
-    BETA_SCHEDULES,
-    DEVICES,
-    IMAGE_MODELS,
-    INPUT_EMBEDDINGS,
-    MODELS,
-    PRECISIONS,
-    SAMPLERS,
-    TARGETS,
-    TIME_EMBEDDINGS,
-)
+from . import choices
+from .choices import DEVICES, IMAGE_MODELS
 from .data import DATASETS, POINT_FILE_SUFFIXES
 from .data.images import IMAGE_DATASETS
 from .data.registry import DENSIFY, OPTION_NAMES, check_options
 from .errors import SettingError, UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-__all__ = ["TrainConfig", "load_config_file", "coerce_field", "DEVICES", "IMAGE_DEFAULTS", "PRESETS", "FLAG_GROUPS"]
+__all__ = ["TrainConfig", "coerce_field", "DEVICES", "IMAGE_DEFAULTS", "PRESETS", "FLAG_GROUPS"]
 
 # Where an image dataset differs from the field defaults (which are the dino's). from_dict starts from these when the
 # dataset is an image set; see the README's image section for how they were chosen.
+# fmt: off
 IMAGE_DEFAULTS: dict[str, Any] = dict(
-    model="unet",
-    channels=16,
-    num_samples=0,
-    train_batch_size=64,
-    eval_batch_size=500,
-    num_epochs=100,
-    learning_rate=2e-3,
-    warmup_steps=200,
-    ema_decay=0.999,
-    target="x0",
-    num_timesteps=1000,
-    beta_schedule="cosine",
-    sampler="ddim",
-    sample_steps=50,
-    eta=1.0,
-    save_images_step=20,
+    model="unet", channels=16, num_samples=0, train_batch_size=64, eval_batch_size=500, num_epochs=100,
+    learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, target="x0", num_timesteps=1000,
+    beta_schedule="cosine", sampler="ddim", sample_steps=50, eta=1.0, save_images_step=20,
 )
+# fmt: on
 
 
 SNAPSHOT_IMAGES = 64  # images per training snapshot
@@ -64,29 +37,20 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "study": {
         "points": dict(num_epochs=25, learning_rate=2e-4, hidden_size=128, hidden_layers=5),
         "images": dict(model="seed-cnn", num_epochs=25, learning_rate=2e-4, channels=32),
-    },
+    }
 }
 
 
 # the kinds of setting, in the order `train --help` lists their flags: group key -> heading
-FLAG_GROUPS = {
-    "data": "data",
-    "model": "model",
-    "schedule": "noise schedule",
-    "training": "training",
-    "sampling": "sampling",
-    "run": "run directory and output",
-    "device": "device and precision",
-}
+FLAG_GROUPS = {"data": "data", "model": "model", "schedule": "noise schedule", "training": "training",
+               "sampling": "sampling", "run": "run directory and output", "device": "device and precision"}  # fmt: skip
 
 
-def opt(default: Any, help: str, choices: Iterable[str] | None = None, *, group: str) -> Any:
+def opt(default: Any, help: str, valid: Iterable[str] | None = None, *, group: str) -> Any:
     """A config field with its help text (shown by ``--help``), its kind (a FLAG_GROUPS key, its --help heading)
     and, for names, its valid choices."""
     assert group in FLAG_GROUPS, group
-    return field(
-        default=default, metadata={"help": help, "choices": tuple(choices) if choices else None, "group": group}
-    )
+    return field(default=default, metadata={"help": help, "choices": tuple(valid) if valid else None, "group": group})
 
 
 @dataclass
@@ -152,22 +116,24 @@ class TrainConfig:
         group="training",
     )
     num_timesteps: int = opt(500, "diffusion steps T", group="schedule")
-    beta_schedule: str = opt("linear", "noise schedule", BETA_SCHEDULES, group="schedule")
+    beta_schedule: str = opt("linear", "noise schedule", choices.BETA_SCHEDULES, group="schedule")
     beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)", group="schedule")
     beta_end: float = opt(0.02, "last beta (linear, quadratic, sigmoid)", group="schedule")
-    target: str = opt("noise", "what the network predicts", TARGETS, group="training")
-    model: str = opt("mlp", "the denoiser: mlp for points; seed-cnn or unet for images", MODELS, group="model")
+    target: str = opt("noise", "what the network predicts", choices.TARGETS, group="training")
+    model: str = opt("mlp", "the denoiser: mlp for points; seed-cnn or unet for images", choices.MODELS, group="model")
     embedding_size: int = opt(128, "width of each timestep and input embedding", group="model")
     hidden_size: int = opt(128, "mlp: width of the hidden layers", group="model")
     hidden_layers: int = opt(3, "mlp: number of residual hidden blocks", group="model")
     channels: int = opt(32, "seed-cnn and unet: channels of the first level (deeper levels have more)", group="model")
-    time_embedding: str = opt("sinusoidal", "timestep embedding", TIME_EMBEDDINGS, group="model")
-    input_embedding: str = opt("sinusoidal", "embedding of each input coordinate", INPUT_EMBEDDINGS, group="model")
+    time_embedding: str = opt("sinusoidal", "timestep embedding", choices.TIME_EMBEDDINGS, group="model")
+    input_embedding: str = opt(
+        "sinusoidal", "embedding of each input coordinate", choices.INPUT_EMBEDDINGS, group="model"
+    )
     input_scale: float = opt(25.0, "frequency scale of the sinusoidal and linear input embeddings", group="model")
     save_images_step: int = opt(
         100, "take a snapshot (sample --eval-batch-size points, or 64 images) every this many epochs", group="run"
     )
-    sampler: str = opt("ddpm", "sampler for snapshots and final samples", SAMPLERS, group="sampling")
+    sampler: str = opt("ddpm", "sampler for snapshots and final samples", choices.SAMPLERS, group="sampling")
     sample_steps: Optional[int] = opt(
         None, "denoising steps of the ddim sampler (default: --num-timesteps)", group="sampling"
     )
@@ -183,7 +149,7 @@ class TrainConfig:
         "training arithmetic: fp32, or mixed precision by autocast: bf16 (CPU or GPU; "
         "usually slower than fp32 on CPUs without AMX) or fp16 (CUDA GPUs only, with a gradient "
         "scaler); sampling is always fp32",
-        PRECISIONS,
+        choices.PRECISIONS,
         group="device",
     )
     conditional: bool = opt(
@@ -227,9 +193,9 @@ class TrainConfig:
                 f"or give a {', '.join(POINT_FILE_SUFFIXES)} file"
             )
         for f in fields(self):
-            value, choices = getattr(self, f.name), f.metadata["choices"]
-            if choices and value is not None and value not in choices:
-                raise SettingError(f"unknown {f.name} {value!r}; choose from {', '.join(choices)}", f.name)
+            value, valid = getattr(self, f.name), f.metadata["choices"]
+            if valid and value is not None and value not in valid:
+                raise SettingError(f"unknown {f.name} {value!r}; choose from {', '.join(valid)}", f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingError(f"{f.name} must be a finite number, got {value}", f.name)
             if isinstance(value, str) and "\0" in value:
@@ -393,32 +359,3 @@ def _coerce(name: str, type_name: str, value: Any) -> Any:
     if not ok:
         raise UsageError(f"config key {name!r} must be of type {base}, got {value!r}")
     return float(value) if base == "float" else value
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON mapping of flag names to values."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"config file {path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
-    try:
-        if path.suffix == ".toml":
-            values = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text)
-        elif path.suffix == ".json":
-            values = json.loads(text)
-        else:
-            raise UsageError(f"config file {path} must end in .toml, .yaml, .yml or .json")
-    except UsageError:
-        raise
-    except Exception as e:  # each parser has its own error type; all mean the same to the user
-        raise UsageError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"config file {path} must hold a mapping of option names to values")
-    return values

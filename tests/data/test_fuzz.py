@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from test_image_data import IDX_CODES, idx_bytes
 
+from tiny_diffusion.cli.config_file import load_config_file
 from tiny_diffusion.cli.main import main
-from tiny_diffusion.config import TrainConfig, load_config_file
+from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.data.files import load_point_file
 from tiny_diffusion.data.images import read_idx
 from tiny_diffusion.errors import UsageError

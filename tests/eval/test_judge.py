@@ -8,20 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import tiny_diffusion.eval.judge as judge_module
+import tiny_diffusion.eval.judge_training as judge_training
 from tiny_diffusion.data.images import get_image_dataset
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.eval.image_metrics import class_histogram, image_metrics
-from tiny_diffusion.eval.judge import (
-    CACHE_ENV,
-    Judge,
-    JudgeNet,
-    _random_shift,
-    get_judge,
-    judge_path,
-    load_judge,
-    train_judge,
-)
+from tiny_diffusion.eval.judge import CACHE_ENV, Judge, JudgeNet, get_judge, judge_path, load_judge
+from tiny_diffusion.eval.judge_training import _random_shift, train_judge
 from tiny_diffusion.eval.metrics import frechet_distance
 
 
@@ -312,7 +304,7 @@ def test_get_judge_trains_once_then_loads_from_the_cache(judge, tmp_path, monkey
         calls.append(dataset)
         return judge
 
-    monkeypatch.setattr(judge_module, "train_judge", fake_train)
+    monkeypatch.setattr(judge_training, "train_judge", fake_train)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     first = get_judge("digits8", train_if_missing=True, progress=False)
     assert calls == ["digits8"] and (tmp_path / "judge" / "digits8.safetensors").is_file()

@@ -11,9 +11,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, load_config_file
+from ..config import TrainConfig
 from ..errors import SettingError, UsageError
 from ..runs.interrupts import Interrupted
+from .config_file import load_config_file
 from .parser import PROG, build_parser, one_line
 from .pictures import animate, plot
 
@@ -68,7 +69,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from ..eval.judge import judge_path, make_cache_dir, train_judge
+    from ..eval.judge import judge_path, make_cache_dir
+    from ..eval.judge_training import train_judge
 
     path = judge_path(args.dataset, args.cache_dir)
     make_cache_dir(path)

@@ -9,7 +9,7 @@ from typing import NoReturn
 from ..choices import DEVICES
 from ..runs.policy import DEFAULT_EVERY, DEFAULT_KEEP
 from .flags import add_config_flags, add_flag, flag_groups, parse_float, parse_int
-from .pictures import add_animate_parser, add_plot_parser, add_sampler_flags
+from .picture_flags import add_animate_parser, add_plot_parser, add_sampler_flags
 
 __all__ = ["PROG", "build_parser", "one_line"]
 
@@ -207,7 +207,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _judge_args(judge: argparse.ArgumentParser) -> None:
     from ..data.images import IMAGE_DATASETS
-    from ..eval.judge import DEFAULT_EPOCHS
+    from ..eval.judge_training import DEFAULT_EPOCHS
 
     judge_commands = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
     judge_train = judge_commands.add_parser(

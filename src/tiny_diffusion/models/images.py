@@ -11,7 +11,4 @@ from .unet import UNet
 
 __all__ = ["IMAGE_MODELS"]
 
-IMAGE_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "seed-cnn": SeedCNN,
-    "unet": UNet,
-}
+IMAGE_MODELS: dict[str, Callable[..., nn.Module]] = {"seed-cnn": SeedCNN, "unet": UNet}
