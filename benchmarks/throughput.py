@@ -30,10 +30,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import tiny_diffusion as td
+from tiny_diffusion.core.devices import resolve_device
 
 # not public: this benchmark times the training step and the network alone, without a run around them
 from tiny_diffusion.core.samplers import sampler_timesteps
-from tiny_diffusion.core.training import TrainState, resolve_device, train_step
+from tiny_diffusion.core.training import TrainState, train_step
 from tiny_diffusion.data.prepare import training_data
 from tiny_diffusion.models import build_model
 

@@ -10,4 +10,4 @@ TIME_EMBEDDINGS = ("sinusoidal", "learnable", "linear", "zero")  # models.embedd
 INPUT_EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity")  # models.embeddings.INPUT_EMBEDDINGS
 IMAGE_MODELS = ("seed-cnn", "unet")  # models.images.IMAGE_MODELS
 MODELS = ("mlp", *IMAGE_MODELS)  # models.build_model
-DEVICES = ("auto", "cpu", "cuda", "mps")  # core.training.resolve_device
+DEVICES = ("auto", "cpu", "cuda", "mps")  # core.devices.resolve_device

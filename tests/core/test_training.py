@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from tiny_diffusion.config import TrainConfig
+from tiny_diffusion.core.devices import resolve_device
 from tiny_diffusion.core.schedule import NoiseSchedule
-from tiny_diffusion.core.training import TrainState, _lr_lambda, resolve_device, train
+from tiny_diffusion.core.training import TrainState, _lr_lambda, train
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.models import build_model
 

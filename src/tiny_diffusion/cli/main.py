@@ -160,7 +160,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _device(name: str):
-    from ..core.training import resolve_device
+    from ..core.devices import resolve_device
 
     return resolve_device(name)
 

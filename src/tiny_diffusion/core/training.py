@@ -23,7 +23,7 @@ from .objectives import loss_weights, training_target
 from .precision import autocast, grad_scaler
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainingSettings", "TrainResult", "TrainState", "Diverged", "train", "train_step", "resolve_device"]
+__all__ = ["TrainingSettings", "TrainResult", "TrainState", "Diverged", "train", "train_step"]
 
 
 class TrainingSettings(Protocol):
@@ -56,23 +56,6 @@ class TrainResult:
     seconds: float  # wall time of the loop, snapshots included
     snapshot_seconds: float  # of which spent drawing snapshots
     epoch_seconds: list[float] = field(default_factory=list)  # training time at the end of each epoch
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is not present is refused."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unknown device {name!r}; choose from auto, cpu, cuda, mps")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("--device mps asked for, but MPS is not available")
-    return torch.device(name)
 
 
 def _lr_lambda(config: TrainingSettings, total_steps: int) -> Callable[[int], float]:

@@ -3,7 +3,6 @@ as it goes; under torchrun, every process trains and rank 0 writes."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from collections.abc import Callable
@@ -15,21 +14,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from ..config import TrainConfig
+from ..core.devices import resolve_device
 from ..core.distributed import Cluster, joined, resume_command, world_size
 from ..core.precision import check_precision
 from ..core.schedule import NoiseSchedule
-from ..core.training import Diverged, TrainResult, TrainState, resolve_device, train
+from ..core.training import Diverged, TrainState, train
 from ..data.prepare import TrainingData, training_data, with_absolute_dataset
-from ..diffusion import Diffusion, balanced_labels, resolve_sampling
+from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
 from ..models import build_model, parameter_count
-from ..viz import figures as viz
 from .checkpoints import Checkpointer, CheckpointPolicy, resume_state
-from .files import run_files, save_history, save_npy, save_weights
+from .files import run_files
 from .interrupts import Interrupted, Signals, caught_signals
 from .locking import run_lock
+from .results import run_meta, write_run
 from .staging import (
     CHECKPOINTS,
     begin,
@@ -166,7 +165,7 @@ def _train_into(
     data_min, data_max = data.amin(dim=channel_axes), data.amax(dim=channel_axes)  # (C,)
     shift, scale = (torch.tensor(v, dtype=torch.float32, device=device) for v in (train_set.shift, train_set.scale))
     stage = partial_dir(out)
-    cluster.on_main(lambda: _stage(out, _run_meta(config, train_set, data_min, data_max), resume=resume))
+    cluster.on_main(lambda: _stage(out, run_meta(config, train_set, data_min, data_max), resume=resume))
     state = TrainState.start(
         model,
         config,
@@ -238,7 +237,7 @@ def _train_into(
     model = diffusion(result.model)
     samples = model.draw(config.eval_batch_size, own, seed=config.seed + 2).samples
     sample_seconds = time.perf_counter() - start
-    _write_run(stage, config, train_set, result, samples, frames, frame_epochs)
+    write_run(stage, config, train_set, result, samples, frames, frame_epochs)
     finish(stage, out, run_files(config))
     cluster.barrier()
     model.run_dir = out
@@ -259,25 +258,6 @@ def _report(line: str) -> None:
     print(f"tiny-diffusion: {line}", file=sys.stderr, flush=True)
 
 
-def _run_meta(
-    config: TrainConfig, train_set: TrainingData, data_min: torch.Tensor, data_max: torch.Tensor
-) -> dict[str, Any]:
-    """config.json: the settings, and the data's shape, range, classes (in a conditional run) and hash (a resumed
-    run checks it is the same)."""
-    digest = hashlib.sha256(np.ascontiguousarray(train_set.x).tobytes())
-    data = {
-        "shape": list(train_set.shape),
-        "min": data_min.tolist(),
-        "max": data_max.tolist(),
-        "shift": train_set.shift.tolist(),
-        "scale": train_set.scale.tolist(),
-    }
-    if train_set.labels is not None:
-        digest.update(np.ascontiguousarray(train_set.labels).tobytes())
-        data["classes"] = list(train_set.classes)
-    return {"config": config.to_dict(), "tiny_diffusion": __version__, "data": {**data, "sha256": digest.hexdigest()}}
-
-
 def _stage(out: Path, meta: dict[str, Any], *, resume: bool) -> Path:
     """The unfinished run to train in: a fresh one, or the one to resume (if its training data are the same)."""
     if not resume:
@@ -288,26 +268,6 @@ def _stage(out: Path, meta: dict[str, Any], *, resume: bool) -> Path:
             "changed?), so it cannot carry on exactly; pass --overwrite to start again"
         )
     return partial_dir(out)
-
-
-def _write_run(
-    stage: Path,
-    config: TrainConfig,
-    train_set: TrainingData,
-    result: TrainResult,
-    samples: np.ndarray,
-    frames: list[np.ndarray],
-    frame_epochs: list[int],
-) -> None:
-    """The run's files (``runs.RUN_FILES``) but its config, which is there from the start."""
-    save_weights(stage / "model.safetensors", result.model)
-    save_npy(stage / "loss.npy", result.losses)
-    save_npy(stage / "frames.npy", np.stack(frames))
-    save_npy(stage / "samples.npy", samples)
-    if config.conditional:  # the final samples draw every class in turn
-        save_npy(stage / "labels.npy", balanced_labels(len(samples), len(train_set.classes)).numpy())
-    save_history(stage / "history.csv", result.losses, result.epoch_seconds, frame_epochs)
-    _write_run_figures(stage, config, train_set, samples, np.stack(frames), frame_epochs, result.losses)
 
 
 def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epochs: list[int]) -> int:
@@ -327,22 +287,3 @@ def _restore(out: Path, state: TrainState, frames: list[np.ndarray], frame_epoch
     epoch = min(state.epoch + 1, state.total_steps // state.steps_per_epoch)
     report(f"resuming {out} from its checkpoint of step {step} of {state.total_steps} (epoch {epoch})")
     return step
-
-
-def _write_run_figures(
-    stage: Path,
-    config: TrainConfig,
-    train_set: TrainingData,
-    samples: np.ndarray,
-    frames: np.ndarray,
-    frame_epochs: list[int],
-    losses: np.ndarray,
-) -> None:
-    """samples.png, frames.png (the snapshots) and loss.png."""
-    epochs = f"{config.num_epochs} epoch{'s' if config.num_epochs != 1 else ''}"
-    title = f"{config.dataset_name}: {len(samples)} samples after {epochs}"
-    captions = [f"epoch {e + 1}" for e in frame_epochs]
-    data = train_set.in_data_units()
-    viz.plot_samples(samples, stage / "samples.png", title=title, reference=data)
-    viz.plot_frames(frames, captions, stage / "frames.png", title="samples during training", reference=data)
-    viz.plot_loss(losses, stage / "loss.png", steps_per_epoch=len(losses) // config.num_epochs)
