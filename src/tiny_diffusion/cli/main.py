@@ -15,6 +15,7 @@ from ..config import TrainConfig
 from ..errors import SettingError, UsageError
 from ..runs.interrupts import Interrupted
 from .config_file import load_config_file
+from .models import load_model
 from .parser import PROG, build_parser, one_line
 from .pictures import animate, plot
 
@@ -117,17 +118,17 @@ def _rate(samples, seconds: float) -> str:
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..diffusion import Diffusion, resolve_sampling
+    from ..diffusion import resolve_sampling
     from ..runs.files import save_npy
 
     if args.num < 1:
         raise UsageError(f"--num must be positive, got {args.num}")
     if args.guidance is not None and args.guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {args.guidance}")
-    model = Diffusion.load(args.run_dir, device=_device(args.device))
+    model, home = load_model(args, device=_device(args.device))
     how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
     stem = f"prompt_{_slug(args.prompt)}_" if args.prompt is not None else "sampled_"
-    out = Path(args.out or Path(args.run_dir) / f"{stem}{how.sampler}_seed{args.seed}.npy")
+    out = Path(args.out or home / f"{stem}{how.sampler}_seed{args.seed}.npy")
     if out.suffix != ".npy":
         raise UsageError(f"--out must end in .npy, got {out}")
     picture = out.with_suffix(".png")

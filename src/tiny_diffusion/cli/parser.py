@@ -9,6 +9,7 @@ from typing import NoReturn
 from ..choices import DEVICES
 from ..runs.policy import DEFAULT_EVERY, DEFAULT_KEEP
 from .flags import add_config_flags, add_flag, flag_groups, parse_float, parse_int
+from .models import add_model_args
 from .picture_flags import add_animate_parser, add_plot_parser, add_sampler_flags
 
 __all__ = ["PROG", "build_parser", "one_line"]
@@ -98,10 +99,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample",
         help="draw samples from a trained run",
-        description="Rebuild the model from RUN_DIR alone and write samples as .npy, with "
-        "a picture of them beside it (.png: a scatter plot of points, a grid of images).",
+        description="Rebuild the model from RUN_DIR alone (or take the exact model of a dataset) and write samples "
+        "as .npy, with a picture of them beside it (.png: a scatter plot of points, a grid of images).",
     )
-    sample.add_argument("run_dir", metavar="RUN_DIR")
+    add_model_args(sample)
     sample.add_argument("--num", type=parse_int, default=1000, help="number of samples (default: %(default)s)")
     add_sampler_flags(sample)
     sample.add_argument(

@@ -7,6 +7,7 @@ import argparse
 
 from ..choices import SAMPLERS
 from .flags import add_config_flags, add_flag, parse_float, parse_int
+from .models import add_model_args
 
 __all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "FIGURE_FORMATS", "FORWARD_FIELDS",
            "PANEL_IMAGES", "ANIMATED_IMAGES"]  # fmt: skip
@@ -80,10 +81,10 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
         "reverse",
         parents=[common],
         help="a trained run's noise becoming samples",
-        description="Rebuild the model from RUN_DIR and draw the reverse process: the "
-        "initial noise (t = T) to the samples (t = 0).",
+        description="Rebuild the model from RUN_DIR (or take the exact model of a dataset) and draw the reverse "
+        "process: the initial noise (t = T) to the samples (t = 0).",
     )
-    reverse.add_argument("run_dir", metavar="RUN_DIR")
+    add_model_args(reverse)
     reverse.add_argument("--out", metavar="FILE", help="output (default: RUN_DIR/reverse.FORMAT)")
     add_sampler_flags(reverse)
 
@@ -136,9 +137,10 @@ def add_animate_parser(commands: argparse._SubParsersAction) -> None:
         "animate",
         help="GIFs of a run's reverse process and of its training",
         description="Write RUN_DIR/reverse.gif (noise to samples, evenly spaced steps, "
-        "resting on the samples) and RUN_DIR/training.gif (one frame per snapshot).",
+        "resting on the samples) and RUN_DIR/training.gif (one frame per snapshot); an exact model (--exact) has "
+        "no training, so only its reverse.gif.",
     )
-    animate.add_argument("run_dir", metavar="RUN_DIR")
+    add_model_args(animate)
     animate.add_argument(
         "--num",
         type=parse_int,

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..errors import UsageError
+from .models import load_model
 from .picture_flags import ANIMATED_IMAGES, FIGURE_FORMATS, FORWARD_FIELDS, PANEL_IMAGES
 
 __all__ = ["plot", "animate"]
@@ -64,15 +65,15 @@ def _plot_forward(args: argparse.Namespace) -> int:
 
 
 def _plot_reverse(args: argparse.Namespace) -> int:
-    from ..diffusion import Diffusion, resolve_sampling
+    from ..diffusion import resolve_sampling
     from ..viz import figures as viz
     from ..viz.processes import predicted_x0, reverse_states
 
     _check_counts(args)
-    model = Diffusion.load(args.run_dir)
+    model, home = load_model(args)
     how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
     images = model.config.is_images
-    out = _figure_path(args.out, Path(args.run_dir) / "reverse", args.format, overwrite=args.overwrite)
+    out = _figure_path(args.out, home / "reverse", args.format, overwrite=args.overwrite)
     result = reverse_states(
         model,
         min(args.num, PANEL_IMAGES) if images else args.num,
@@ -184,7 +185,7 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 def animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
     from ..core.samplers import sampler_timesteps
-    from ..diffusion import Diffusion, resolve_sampling
+    from ..diffusion import resolve_sampling
     from ..runs.files import training_snapshots
     from ..viz import figures as viz
     from ..viz.processes import reverse_states
@@ -193,14 +194,15 @@ def animate(args: argparse.Namespace) -> int:
     for name in ("fps", "training_fps"):
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    model = Diffusion.load(args.run_dir)
+    model, home = load_model(args)
     how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
-    run_dir = Path(args.run_dir)
     suffixes = (".gif", ".mp4") if args.mp4 and viz.mp4_available() else (".gif",)
-    outputs = [run_dir / f"{stem}{suffix}" for stem in ("reverse", "training") for suffix in suffixes]
+    trained = args.exact is None  # an exact model has no training to animate
+    outputs = [home / f"{stem}{suffix}" for stem in ("reverse", "training")[: 1 + trained] for suffix in suffixes]
     if not args.overwrite and any(p.exists() for p in outputs):
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
-    frames, epochs = training_snapshots(run_dir)
+    frames, epochs = training_snapshots(home) if trained else (None, [])
+    home.mkdir(parents=True, exist_ok=True)
     total = len(sampler_timesteps(model.config.num_timesteps, how.sampler, how.steps))
     num = min(args.num, ANIMATED_IMAGES) if model.config.is_images else args.num
     result = reverse_states(
@@ -212,21 +214,23 @@ def animate(args: argparse.Namespace) -> int:
         viz.animate(
             result.states,
             result.captions(),
-            run_dir / f"reverse{suffix}",
+            home / f"reverse{suffix}",
             fps=args.fps,
             hold=HOLD_FRAMES,
             title=f"{name}: reverse process ({how.sampler})",
             reference=box,
         )
-        viz.animate(
-            frames,
-            [f"epoch {e}" for e in epochs],
-            run_dir / f"training{suffix}",
-            fps=args.training_fps,
-            title=f"{name}: samples during training",
-            reference=box,
-        )
+        if trained:
+            viz.animate(
+                frames,
+                [f"epoch {e}" for e in epochs],
+                home / f"training{suffix}",
+                fps=args.training_fps,
+                title=f"{name}: samples during training",
+                reference=box,
+            )
     if args.mp4 and ".mp4" not in suffixes:
         print("note: ffmpeg is not installed, so no MP4 was written (GIFs need only Pillow)")
-    print(f"wrote {', '.join(str(p) for p in outputs)} ({len(result.states)} reverse states, {len(frames)} snapshots)")
+    snapshots = f", {len(epochs)} snapshots" if trained else ""
+    print(f"wrote {', '.join(str(p) for p in outputs)} ({len(result.states)} reverse states{snapshots})")
     return 0
