@@ -25,6 +25,7 @@ _LAZY = {
     "evaluate": "api",
     "settings": "api",
     "exact": "api",
+    "diagnose": "api",
     "Diffusion": "diffusion",
     "Trajectory": "diffusion",
     "Sampling": "diffusion",
@@ -42,6 +43,7 @@ __all__ = [
     "evaluate",
     "settings",
     "exact",
+    "diagnose",
     "Diffusion",
     "Trajectory",
     "Sampling",
@@ -57,7 +59,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import evaluate, exact, settings, train, train_summary
+    from .api import diagnose, evaluate, exact, settings, train, train_summary
     from .config import TrainConfig
     from .core.samplers import sample
     from .core.schedule import NoiseSchedule

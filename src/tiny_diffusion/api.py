@@ -17,7 +17,7 @@ from .errors import UsageError
 from .runs.checkpoints import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
 from .runs.job import Snapshot, TrainSummary, train_run
 
-__all__ = ["train", "train_summary", "evaluate", "settings", "default_out", "exact", "EXACT_KINDS"]
+__all__ = ["train", "train_summary", "evaluate", "settings", "default_out", "exact", "EXACT_KINDS", "diagnose"]
 
 ExactKind = Literal["auto", "ideal", "mixture"]
 EXACT_KINDS: tuple[str, ...] = ("auto", "ideal", "mixture")
@@ -202,6 +202,33 @@ def evaluate(
                 f"labels must be ({len(samples)},) integers, one per sample; got {labels.dtype} {labels.shape}"
             )
     return evaluate_run_samples(samples, config, labels=labels, progress=progress)
+
+
+def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 256, seed: int = 0) -> dict[str, Any]:
+    """Where a trained model stands against the exact answer (``eval.diagnostics``): at ``steps`` evenly spaced
+    steps, the error of its x0 prediction against the ideal denoiser of its own training set and its training loss
+    (``per_step`` fresh x_t each); whether the forward process reaches noise (the terminal mismatch); and, for a run
+    of points, the share of its final samples that copy a training point. ``model`` is a model or a run directory."""
+    import torch
+
+    from .data.prepare import training_data
+    from .eval.diagnostics import denoiser_errors, summary, terminal_mismatch
+    from .eval.evaluate import memorized_share
+
+    model = Diffusion.load(model) if isinstance(model, (str, Path)) else model
+    if not 2 <= steps <= len(model.schedule):
+        raise UsageError(f"steps must be between 2 and T = {len(model.schedule)}, got {steps}")
+    if per_step < 1:
+        raise UsageError(f"per_step must be positive, got {per_step}")
+    train_set = training_data(model.config)
+    data = torch.as_tensor(train_set.x, dtype=torch.float32)
+    labels = None if train_set.labels is None else torch.as_tensor(train_set.labels)
+    chosen = np.unique(np.linspace(0, len(model.schedule) - 1, steps).round().astype(int)).tolist()
+    errors = denoiser_errors(model, data, chosen, labels=labels, per_step=per_step, seed=seed)
+    memorized = None
+    if model.run_dir is not None and not model.config.is_images:
+        memorized = memorized_share(np.load(model.run_dir / "samples.npy"), model.config)
+    return summary(errors, terminal_mismatch(model.schedule, train_set.x), memorized)
 
 
 def _run_and_samples(what: Diffusion | str | Path | np.ndarray) -> tuple[Path | None, Path | np.ndarray]:

@@ -200,6 +200,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from ..api import diagnose
+    from ..runs.files import save_json
+    from ..viz import figures as viz
+
+    run_dir = Path(args.run_dir)
+    outputs = [run_dir / "diagnose.json", run_dir / "diagnose.png"]
+    diagnosis = diagnose(run_dir, steps=args.steps, per_step=args.per_step, seed=args.seed)  # checks the run first
+    if not args.overwrite and any(p.exists() for p in outputs):
+        raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
+    terminal = diagnosis["terminal"]
+    kept = f"x_T keeps {terminal['signal_kept']:.0%} of the signal, KL(q(x_T) || N(0, I)) = {terminal['kl_nats']:.3g}"
+    save_json(outputs[0], diagnosis)
+    viz.plot_diagnosis(diagnosis["per_step"], outputs[1], title=f"{run_dir.name}: {kept} nats")
+    if not terminal["reaches_noise"]:
+        print(f"{PROG}: warning: the forward process does not reach noise ({kept} nats): samples start from N(0, I) "
+              "and come out squashed toward the centre; raise --num-timesteps or use the cosine schedule",
+              file=sys.stderr)  # fmt: skip
+    errors = diagnosis["per_step"]["error"]
+    copies = diagnosis["memorized_share"]
+    print(f"{kept} nats; x0 error against the ideal denoiser from {min(errors):.3g} to {max(errors):.3g}"
+          + ("" if copies is None else f"; {copies:.1%} of the samples copy a training point")
+          + f"; wrote {outputs[0]} and {outputs[1]}")  # fmt: skip
+    return 0
+
+
 def _datasets(args: argparse.Namespace) -> int:
     from ..data import DATASETS
 
@@ -233,6 +259,7 @@ COMMANDS = {
     "sample": _sample,
     "evaluate": _evaluate,
     "datasets": _datasets,
+    "diagnose": _diagnose,
     "plot": plot,
     "animate": animate,
     "ablate": _ablate,

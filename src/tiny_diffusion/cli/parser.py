@@ -152,6 +152,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar (when the judge must be trained)")
 
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="a run against the exact answer: denoiser error per step, terminal mismatch, copies",
+        description="Compare a run's denoiser with the ideal denoiser of its own training set at evenly spaced steps "
+        "(the mean squared error of its x0 prediction, and its training loss, on fresh x_t), say whether its forward "
+        "process reaches noise (the share of the signal x_T keeps, KL of q(x_T) from N(0, I)) and, for points, how "
+        "many of its samples copy a training point; write RUN_DIR/diagnose.json and diagnose.png.",
+    )
+    diagnose.add_argument("run_dir", metavar="RUN_DIR")
+    diagnose.add_argument("--steps", type=parse_int, default=20, help="steps compared (default: %(default)s)")
+    diagnose.add_argument("--per-step", type=parse_int, default=256, help="fresh x_t at each (default: %(default)s)")
+    diagnose.add_argument("--seed", type=parse_int, default=0, help="(default: %(default)s)")
+    diagnose.add_argument("--overwrite", action="store_true", help="replace an earlier diagnosis")
+
     datasets = commands.add_parser(
         "datasets",
         help="list the datasets, or draw each one",

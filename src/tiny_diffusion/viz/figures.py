@@ -29,6 +29,7 @@ __all__ = [
     "animate",
     "pictured",
     "plot_loss",
+    "plot_diagnosis",
     "save_figure",
     "plot_points",
     "plot_strip",
@@ -146,4 +147,24 @@ def plot_loss(losses: np.ndarray, path: str | Path, *, steps_per_epoch: int | No
     ax.set_ylabel("MSE loss")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def plot_diagnosis(per_step: dict[str, list[float]], path: str | Path, *, title: str = "") -> None:
+    """Two panels over the steps t: the trained model's x0 error against the ideal denoiser (and the ideal
+    denoiser's own error against the true x0, for scale), and the training loss; log scales."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    t = np.asarray(per_step["t"]) + 1  # steps counted from 1 (t = 1: the first noising step)
+    left.plot(t, per_step["error"], marker="o", label="trained x0 vs ideal denoiser's")
+    left.plot(t, per_step["ideal_error"], linestyle="--", color="gray", label="ideal denoiser's vs the true x0")
+    left.set_ylabel("mean squared error")
+    right.plot(t, per_step["loss"], marker="o", color="tab:orange")
+    right.set_ylabel("training loss (fresh x_t)")
+    for ax in (left, right):
+        ax.set_yscale("log")
+        ax.set_xlabel("step t")
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

@@ -1,0 +1,67 @@
+"""`diagnose`: the trained denoiser against the ideal one, the terminal mismatch, copies of training points."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import tiny_diffusion as td
+from conftest import TINY_POINTS, flags
+from tiny_diffusion.cli import main
+from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.eval.diagnostics import terminal_mismatch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("T,reaches", [(50, False), (500, True)])
+def test_the_terminal_mismatch_of_the_original_and_the_default_schedule(T, reaches):
+    schedule = NoiseSchedule(T, "linear")
+    data = np.random.default_rng(0).normal([1.0, -2.0], [2.0, 0.5], size=(20_000, 2))
+    found = terminal_mismatch(schedule, data)
+    ab = float(schedule.alphas_cumprod[-1])
+    assert found["signal_kept"] == pytest.approx(math.sqrt(ab)) and found["reaches_noise"] is reaches
+    # KL(N(m, S) || N(0, I)) with S diagonal: 1/2 sum(S + m^2 - 1 - log S), the data's moments noised to step T
+    m, s = math.sqrt(ab) * data.mean(0), ab * data.var(0) + 1 - ab
+    assert found["kl_nats"] == pytest.approx(0.5 * float(np.sum(s + m**2 - 1 - np.log(s))), rel=1e-9)
+    if T == 50:
+        assert found["signal_kept"] == pytest.approx(0.78, abs=0.01) and found["kl_nats"] > 0.1
+
+
+def test_the_ideal_denoiser_has_no_error_against_itself():
+    model = td.exact("moons", kind="ideal", num_samples=200, num_timesteps=50)
+    diagnosis = td.diagnose(model, steps=5, per_step=64)
+    rows = diagnosis["per_step"]
+    assert rows["t"] == [0, 12, 24, 37, 49] and max(rows["error"]) < 1e-8
+    assert all(e > 0 for e in rows["ideal_error"][1:])  # what no model can beat: x_t does not determine x_0
+    assert diagnosis["memorized_share"] is None  # no run directory, so no final samples to count
+
+
+def test_diagnose_writes_its_json_and_figure_and_warns_when_noise_is_not_reached(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *flags(TINY_POINTS, quiet=True), "--out", str(run)]) == 0  # T = 20 linear
+    capsys.readouterr()
+    assert main(["diagnose", str(run), "--steps", "4", "--per-step", "32"]) == 0
+    out, err = capsys.readouterr()
+    diagnosis = json.loads((run / "diagnose.json").read_text())
+    assert (run / "diagnose.png").stat().st_size > 0 and "wrote" in out
+    assert diagnosis["per_step"]["t"] == [0, 6, 13, 19] and diagnosis["terminal"]["reaches_noise"] is False
+    assert 0 <= diagnosis["memorized_share"] <= 1
+    assert err.startswith("tiny-diffusion: warning: the forward process does not reach noise") and err.count("\n") == 1
+    assert main(["diagnose", str(run)]) == 2  # an earlier diagnosis is kept
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [(["diagnose", "runs/nope"], "does not exist"), (["diagnose", "RUN", "--steps", "1"], "steps must be between")],
+)
+def test_diagnose_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message):
+    run = tmp_path / "run"
+    if "RUN" in argv:
+        assert main(["train", *flags(TINY_POINTS, quiet=True), "--out", str(run)]) == 0
+        capsys.readouterr()
+    assert main([str(run) if a == "RUN" else a for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
