@@ -91,3 +91,20 @@ def test_variational_bound_of_the_exact_model_matches_its_expectation_and_exceed
     # an upper bound on the exact NLL; not tight with fixed variances beta-tilde (the first steps cost most)
     nll = -stats.multivariate_normal(mu, s**2 * np.eye(dim)).logpdf(x.numpy()).reshape(-1)
     assert 0 < (bound.value - nll).mean() < 0.8 * dim
+
+
+def test_diffusion_log_prob_and_elbo_are_in_the_data_units_and_refuse_bad_points():
+    import tiny_diffusion as td
+    from tiny_diffusion.errors import UsageError
+
+    model = td.exact("blobs", kind="mixture", num_samples=200, standardize=True)
+    x = model.sample(4, seed=0)
+    log_prob = model.log_prob(x, rtol=1e-4, atol=1e-4)
+    bound = model.elbo(x, samples=2)
+    assert log_prob.shape == bound.shape == (4,)
+    assert np.all(bound > -log_prob - 0.1)  # the bound is above the NLL (up to its Monte Carlo noise)
+    assert model.bits_per_dim(bound).shape == (4,)
+    with pytest.raises(UsageError, match="shape"):
+        model.log_prob(np.zeros((3, 5)))
+    with pytest.raises(UsageError, match="non-finite"):
+        model.log_prob(np.full((2, 2), np.nan))
