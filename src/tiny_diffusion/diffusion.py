@@ -261,6 +261,74 @@ class Diffusion:
             )
         return noise_predictor(network, self.schedule, cast(Target, self.config.target))
 
+    # -- likelihoods (the maths in eval/likelihood.py) ---------------------------------------------------------
+
+    def log_prob(
+        self,
+        x: np.ndarray,
+        *,
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        hutchinson: int | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """The natural-log density (N,) of points ``x`` (N, *shape) in the data's units, by the probability-flow ODE
+        (dopri5 with ``rtol`` and ``atol``; Hutchinson's trace with ``hutchinson`` probes, or the exact trace). It is
+        the density of x at the first step, with N(0, I) at the end (see ``eval/likelihood.py``)."""
+        from .eval.likelihood import pf_ode_log_prob
+
+        x0 = self._likelihood_input(x)
+        dtype = torch.float32 if isinstance(self.network, nn.Module) else torch.float64
+        found = pf_ode_log_prob(
+            self.noise_predictor(len(x0)),
+            self.schedule,
+            x0,
+            rtol=rtol,
+            atol=atol,
+            hutchinson=hutchinson,
+            seed=seed,
+            dtype=dtype,
+        )
+        return found.value - self._log_scale()
+
+    def elbo(self, x: np.ndarray, *, samples: int = 1, seed: int = 0) -> np.ndarray:
+        """The variational bound (Ho et al. 2020, eq. 5) on -log p(x) (N,) in nats per point, in the data's units
+        (images: [-1, 1] pixels on 256 levels); ``samples`` draws of the noise per step. See ``bits_per_dim``."""
+        from .eval.likelihood import variational_bound
+
+        x0 = self._likelihood_input(x)
+        dtype = torch.float32 if isinstance(self.network, nn.Module) else torch.float64
+        found = variational_bound(
+            self.noise_predictor(len(x0)),
+            self.schedule,
+            x0,
+            samples=samples,
+            seed=seed,
+            dtype=dtype,
+            discrete=self.config.is_images,
+        )
+        return found.value + self._log_scale()
+
+    def bits_per_dim(self, nats: np.ndarray) -> np.ndarray:
+        """A negative log-likelihood or bound in nats per point as bits per dimension."""
+        return np.asarray(nats) / (math.prod(self.shape) * math.log(2))
+
+    def _likelihood_input(self, x: np.ndarray) -> torch.Tensor:
+        if self.classes:
+            raise UsageError("likelihoods of a conditional model are not supported; use an unconditional run")
+        array = np.asarray(x, dtype=np.float64)
+        if array.ndim != len(self.shape) + 1 or tuple(array.shape[1:]) != self.shape:
+            raise UsageError(f"x must have shape (N, {', '.join(map(str, self.shape))}), got {array.shape}")
+        if not np.isfinite(array).all():
+            raise UsageError("x has non-finite values (NaN or infinity)")
+        x0 = torch.as_tensor(array, device=self.device)
+        return (x0 - self._per_channel(self.shift.double())) / self._per_channel(self.scale.double())
+
+    def _log_scale(self) -> float:
+        """log |d data / d model| of one sample: sum over coordinates of log scale (each channel's over its pixels)."""
+        per_channel = math.prod(self.shape[1:]) if len(self.shape) > 1 else 1
+        return float(self.scale.double().log().sum()) * per_channel
+
     # -- the model's coordinates (private: everything public is in the data's units) ----------------------------
 
     def _resolve(self, sampler: str | None, steps: int | None, eta: float | None) -> Sampling:
