@@ -16,7 +16,7 @@ AB0 = float(SCHEDULE.alphas_cumprod[0].double())  # the ODE's density is that of
 
 def _exact(means, stds, weights):
     """The exact noise predictor of a mixture, and its exact end marginal (to leave out the N(0, I) mismatch)."""
-    means, stds, weights = (torch.tensor(v, dtype=torch.float64) for v in (means, stds, weights))
+    means, stds, weights = (torch.tensor(np.asarray(v), dtype=torch.float64) for v in (means, stds, weights))
     predictor = mixture_noise_predictor(means, stds, weights, SCHEDULE)
     return predictor, lambda x: mixture_log_prob(x, SCHEDULE.alphas_cumprod[-1], means, stds, weights)
 

@@ -226,6 +226,44 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _likelihood(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..runs.files import load_samples, save_npy
+
+    points_path = Path(args.points)
+    model, home = load_model(args)
+    out = Path(args.out or home / f"log_prob_{points_path.stem}.npy")
+    if out.suffix != ".npy":
+        raise UsageError(f"--out must end in .npy, got {out}")
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    points = load_samples(points_path)
+    if points.shape[1:] != model.shape:
+        dims = "x".join(map(str, model.shape))
+        raise UsageError(f"{points_path} holds points of shape {points.shape[1:]}; the model's are ({dims})")
+    if not np.isfinite(points).all():
+        raise UsageError(f"{points_path} holds non-finite values (NaN or infinity)")
+    log_prob = model.log_prob(points, rtol=args.rtol, atol=args.atol, hutchinson=args.hutchinson, seed=args.seed)
+    summary = _mean_and_error("log_prob", log_prob)
+    if args.bound:
+        summary.update(_mean_and_error("bound_nats", model.elbo(points, seed=args.seed)))
+        summary["bound_bits_per_dim"] = float(model.bits_per_dim(summary["bound_nats"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_npy(out, np.asarray(log_prob, dtype=np.float64))
+    print(json.dumps({**summary, "count": len(points), "out": str(out)}, indent=2))
+    return 0
+
+
+def _mean_and_error(name: str, values) -> dict[str, float]:
+    """The mean of per-point values and its standard error."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    error = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return {name: float(values.mean()), f"{name}_stderr": error}
+
+
 def _datasets(args: argparse.Namespace) -> int:
     from ..data import DATASETS
 
@@ -260,6 +298,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "datasets": _datasets,
     "diagnose": _diagnose,
+    "likelihood": _likelihood,
     "plot": plot,
     "animate": animate,
     "ablate": _ablate,
