@@ -68,8 +68,8 @@ def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
 
 
 def training_data(config: TrainConfig) -> TrainingData:
-    """The training set a config describes: drawn points (standardized if asked) or the images of the train split;
-    with their labels in a conditional run."""
+    """The training set a config describes: drawn points (standardized where ``config.standardizes``) or the
+    images of the train split; with their labels in a conditional run."""
     if config.is_images:
         dataset = get_image_dataset(config.dataset)
         images, labels = dataset.images("train", data_dir=config.data_dir)
@@ -85,7 +85,7 @@ def training_data(config: TrainConfig) -> TrainingData:
         points, point_labels = points_set.sample_labelled(config.num_samples, config.data_seed)  # (N, D), (N,)
     else:
         points, point_labels = points_set.sample(config.num_samples, config.data_seed, **options), None
-    shift, scale = standardization(points, config.standardize)
+    shift, scale = standardization(points, config.standardizes)
     return TrainingData(
         (points - shift) / scale,
         shift,
@@ -105,5 +105,5 @@ def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset | ImageDat
         return dataset, images[np.linspace(0, len(images) - 1, min(num, len(images))).astype(int)]
     points_set, options = dataset_for(config)
     points = points_set.sample(num, config.data_seed, **options)
-    shift, scale = standardization(points, config.standardize)
+    shift, scale = standardization(points, config.standardizes)
     return points_set, (points - shift) / scale

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..core.training import Diverged, TrainState, train
 from ..data.prepare import TrainingData, training_data, with_absolute_dataset
 from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
+from ..eval.preflight import setting_warnings
 from ..models import build_model, parameter_count
 from .checkpoints import Checkpointer, CheckpointPolicy, resume_state
 from .files import run_files
@@ -88,7 +90,7 @@ def train_run(
     writes ``out`` and returns the summary; the others return None.
     """
     out = Path(out)
-    config = with_absolute_dataset(config)
+    config = with_absolute_dataset(config).resolved()  # as config.json records it: what was used
     checkpoints = (checkpoints or CheckpointPolicy()).validate()
     device = resolve_device(config.device)
     check_precision(config.precision, device)
@@ -108,6 +110,8 @@ def train_run(
                 check_fresh(out, overwrite=overwrite)
 
         cluster.on_main(claim)
+        for warning in setting_warnings(config, NoiseSchedule.from_settings(config), train_set.x):
+            warnings.warn(warning, stacklevel=2)  # the run will start: say what will make it train badly
         try:
             return _train_into(
                 out,
