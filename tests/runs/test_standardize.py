@@ -48,8 +48,9 @@ def test_a_run_records_whether_it_standardized(csv, tmp_path, dataset, standardi
 
 
 def test_a_file_trained_without_standardize_warns_and_its_samples_are_in_its_units(csv, tmp_path):
-    with pytest.warns(td.SettingWarning, match=r"coordinates reach 100 .* set standardize"):
+    with pytest.warns(td.SettingWarning, match=r"coordinates reach 100 .* set standardize") as caught:
         model = td.train(dataset=str(csv), standardize=False, out=tmp_path / "run", progress=False, **SMALL)
+    assert caught[0].filename == __file__  # the warning names the caller's line, not the library's
     assert _recorded(tmp_path / "run")["config"]["standardize"] is False
     again = td.Diffusion.load(tmp_path / "run")
     assert not again.config.standardizes and (again.scale == 1).all()

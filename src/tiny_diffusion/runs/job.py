@@ -111,7 +111,7 @@ def train_run(
 
         cluster.on_main(claim)
         for warning in setting_warnings(config, NoiseSchedule.from_settings(config), train_set.x):
-            warnings.warn(warning, stacklevel=2)  # the run will start: say what will make it train badly
+            warnings.warn(warning, stacklevel=_callers_level())  # the run will start: say what will train badly
         try:
             return _train_into(
                 out,
@@ -129,6 +129,15 @@ def train_run(
             if not partial_dir(out).exists():
                 raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
             raise Interrupted(f"{e}; resume with: {resume_command(out)}", e.signum) from None
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` at which a warning issued by the calling function names the first line outside this
+    package: the user's ``td.train(...)``, not the library's own frames."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("tiny_diffusion"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_resumable(out: Path, config: TrainConfig) -> None:
