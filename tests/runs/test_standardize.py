@@ -10,6 +10,7 @@ import pytest
 import tiny_diffusion as td
 from conftest import TINY_POINTS, tiny
 from tiny_diffusion.cli.main import main
+from tiny_diffusion.data.prepare import training_data
 from tiny_diffusion.runs.files import read_config
 from tiny_diffusion.runs.staging import partial_dir
 
@@ -76,3 +77,13 @@ def test_an_interrupted_file_run_resumes_with_the_standardization_it_started_wit
             td.train_summary(td.settings(dataset=str(csv), **SMALL), run, resume=True, progress=False)
     assert main(["train", "--resume", str(run), "--quiet"]) == 0  # the command line takes the recorded settings
     assert _recorded(run)["config"]["standardize"] is (standardize is None)
+
+
+def test_a_file_with_a_constant_coordinate_standardizes_the_others(tmp_path):
+    path = tmp_path / "plane.csv"
+    rng = np.random.default_rng(0)
+    path.write_text("x,y,z\n" + "".join(f"{x},{y},7\n" for x, y in rng.uniform(0, 100, (300, 2))))
+    train_set = training_data(td.settings(dataset=str(path), **SMALL))
+    np.testing.assert_allclose(train_set.scale[2], 1.0)
+    np.testing.assert_allclose(train_set.x.std(axis=0), [1, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(train_set.in_data_units()[:, 2], 7, atol=1e-6)

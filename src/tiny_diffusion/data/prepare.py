@@ -41,14 +41,14 @@ class TrainingData:
 
 
 def standardization(points: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(shift, scale) per coordinate that take ``points`` to zero mean and unit variance; (0, 1) when not enabled."""
+    """(shift, scale) per coordinate that take ``points`` to zero mean and unit variance; (0, 1) when not enabled.
+    A constant coordinate (a file's points on a plane) is shifted to zero and keeps scale 1: it has no spread to
+    scale, and a file standardizes by default, so it must not be refused."""
     dim = points.shape[1]
     if not enabled:
         return np.zeros(dim), np.ones(dim)
-    scale = points.std(axis=0)
-    if not (scale > 0).all():
-        raise UsageError("cannot standardize: a coordinate of the data is constant")
-    return points.mean(axis=0), scale
+    spread = points.std(axis=0)
+    return points.mean(axis=0), np.where(spread > 0, spread, 1.0)
 
 
 def with_absolute_dataset(config: TrainConfig) -> TrainConfig:
