@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import SettingWarning, UsageError
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ __all__ = [
     "sample",
     "datasets",
     "UsageError",
+    "SettingWarning",
     "__version__",
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -83,10 +83,11 @@ class TrainConfig:
     data_dir: Optional[str] = opt(
         None, "mnist: the directory holding the IDX files (train-images-idx3-ubyte[.gz], ...)", group="data"
     )
-    standardize: bool = opt(
-        False,
-        "train on data shifted and scaled to zero mean and unit variance per coordinate; "
-        "samples come back in the data's units",
+    standardize: Optional[bool] = opt(
+        None,
+        "train on data shifted and scaled to zero mean and unit variance per coordinate; samples come back in "
+        "the data's units (default: on for a point file, off for the registered datasets, which are made near "
+        "unit scale; a run records which)",
         group="data",
     )
     num_samples: int = opt(
@@ -299,6 +300,19 @@ class TrainConfig:
         """Whether the dataset is an image set (else points)."""
         return self.dataset in IMAGE_DATASETS
 
+    @property
+    def standardizes(self) -> bool:
+        """Whether training standardizes the points: ``standardize`` where set, else (None) for a user's point
+        file, whose units are anyone's, and not for a registered dataset, made near unit scale."""
+        if self.standardize is not None:
+            return self.standardize
+        return not self.is_images and self.dataset not in DATASETS
+
+    def resolved(self) -> TrainConfig:
+        """These settings with the automatic ones made explicit (``standardize``), as a run's config.json records
+        what was used."""
+        return self if self.standardize is not None else replace(self, standardize=self.standardizes)
+
     def dataset_options(self) -> dict[str, Any]:
         """The dataset options that were set (lines, angle, densify, digit, image_index), validated."""
         return check_options({name: getattr(self, name) for name in OPTION_NAMES})
@@ -307,11 +321,13 @@ class TrainConfig:
         return asdict(self)
 
     def differences(self, other: TrainConfig, *, ignore: Sequence[str] = ()) -> list[str]:
-        """The settings (but those in ``ignore``) in which ``other`` differs, as "name: mine -> other's"."""
+        """The settings (but those in ``ignore``) in which ``other`` differs, as "name: mine -> other's"; an
+        automatic setting compares by what it resolves to (standardize None is True for a point file)."""
+        mine, theirs = self.resolved(), other.resolved()
         return [
-            f"{f.name}: {getattr(self, f.name)!r} -> {getattr(other, f.name)!r}"
+            f"{f.name}: {getattr(mine, f.name)!r} -> {getattr(theirs, f.name)!r}"
             for f in fields(self)
-            if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)
+            if f.name not in ignore and getattr(mine, f.name) != getattr(theirs, f.name)
         ]
 
     @classmethod

@@ -24,7 +24,28 @@ class SettingError(UsageError):
 
     def flags(self) -> str:
         """The message with each setting named by its flag: num_epochs -> --num-epochs."""
-        message = str(self)
-        for name in self.names:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", f"--{name.replace('_', '-')}", message)
-        return message
+        return as_flags(str(self), self.names)
+
+
+class SettingWarning(UserWarning):
+    """Settings that will train, but badly (a forward process that does not reach noise, data far from unit
+    scale): issued through ``warnings.warn`` before training starts; the command line prints it in one line on
+    stderr. Like ``SettingError``, the message names settings as Python does and ``flags()`` as the command line."""
+
+    def __init__(self, message: str, *names: str) -> None:
+        super().__init__(message)
+        self.names = names
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), *self.names)
+
+    def flags(self) -> str:
+        """The message with each setting named by its flag: num_timesteps -> --num-timesteps."""
+        return as_flags(str(self), self.names)
+
+
+def as_flags(message: str, names: tuple[str, ...]) -> str:
+    """``message`` with each setting of ``names`` named by its flag: num_epochs -> --num-epochs."""
+    for name in names:
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", f"--{name.replace('_', '-')}", message)
+    return message

@@ -96,3 +96,39 @@ def test_datasets_lists_every_dataset_and_draws_a_gallery(tmp_path, capsys):
     for name, dataset in DATASETS.items():
         assert f"{dataset.dim}-D" in next(line for line in listing.splitlines() if line.startswith(name + " "))
         assert (tmp_path / f"{name}.png").stat().st_size > 0
+
+
+def _lines(err):
+    return [line for line in err.splitlines() if line.startswith("tiny-diffusion: warning: ")]
+
+
+def test_a_forward_process_that_keeps_signal_is_a_one_line_warning_naming_the_flags(tmp_path, capsys):
+    assert main(["train", *TINY, "--num-timesteps", "50", "--out", str(tmp_path / "r")]) == 0  # a warning, not an error
+    (line,) = _lines(capsys.readouterr().err)
+    assert line == (
+        "tiny-diffusion: warning: x_T keeps 78% of the signal: samples will be squashed toward the centre; "
+        "raise --num-timesteps or use --beta-schedule cosine"
+    )
+    assert main(["train", *TINY, "--beta-schedule", "cosine", "--out", str(tmp_path / "c")]) == 0
+    assert _lines(capsys.readouterr().err) == []
+
+
+def test_a_users_file_standardizes_by_default_and_warns_when_told_not_to(tmp_path, capsys):
+    csv = tmp_path / "hundred.csv"
+    csv.write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in np.random.default_rng(0).uniform(0, 100, (300, 2))))
+    cosine = [*TINY, "--beta-schedule", "cosine"]
+    assert main(["train", "--dataset", str(csv), *cosine, "--out", str(tmp_path / "auto")]) == 0
+    assert _lines(capsys.readouterr().err) == []
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["config"]["standardize"] is True
+    assert main(["train", "--dataset", str(csv), *cosine, "--no-standardize", "--out", str(tmp_path / "raw")]) == 0
+    (line,) = _lines(capsys.readouterr().err)
+    assert line.startswith("tiny-diffusion: warning: the data's coordinates reach 99.7 ")
+    assert line.endswith("set --standardize (or rescale the data)")
+    assert json.loads((tmp_path / "raw" / "config.json").read_text())["config"]["standardize"] is False
+
+
+def test_train_help_says_how_standardize_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--standardize, --no-standardize" in help_text and "default: on for a point file" in help_text

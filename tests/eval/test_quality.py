@@ -20,3 +20,19 @@ def test_default_dino_run_meets_the_quality_bar(tmp_path):
     assert m["precision@0.1"] >= 0.95
     assert m["precision@0.05"] >= 0.75
     assert m["recall@0.05"] >= 0.98
+
+
+@pytest.mark.slow
+def test_a_users_file_in_its_own_units_trained_with_the_defaults_covers_its_shape(tmp_path):
+    import numpy as np
+
+    import tiny_diffusion as td
+
+    points = td.datasets.sample("dino", 8000).astype(np.float64)
+    low, high = points.min(axis=0), points.max(axis=0)
+    path = tmp_path / "dino100.csv"  # the dino in coordinates 0-100, as a user's table might hold it
+    np.savetxt(path, (points - low) / (high - low) * 100, delimiter=",", header="x,y", comments="")
+    config = TrainConfig(dataset=str(path), device="cpu", save_images_step=10_000)
+    summary = train_run(config, tmp_path / "dino100", progress=False)
+    m = evaluate_points(summary.samples, *dataset_for(config))  # radii in the file's standard deviations
+    assert m["recall@0.1"] >= 0.95

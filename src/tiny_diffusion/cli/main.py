@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..errors import SettingError, UsageError
+from ..errors import SettingError, SettingWarning, UsageError
 from ..runs.interrupts import Interrupted
 from .config_file import load_config_file
 from .models import load_model
@@ -319,7 +320,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command != "train" and world_size() > 1:
             raise UsageError(f"only `train` runs as several processes (torchrun); run `{args.command}` as one")
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def show(message, category, *where: Any, **kw: Any) -> None:  # a SettingWarning: one line, flags named
+                if not isinstance(message, SettingWarning):
+                    shown(message, category, *where, **kw)
+                elif main_process:
+                    print(f"{PROG}: warning: {one_line(message.flags())}", file=sys.stderr, flush=True)
+
+            warnings.showwarning = show
+            warnings.simplefilter("always", SettingWarning)  # every run that trains badly is told so
+            return COMMANDS[args.command](args)
     except UsageError as e:
         if main_process:  # a bad setting is named as the command line spells it: --num-epochs
             message = e.flags() if isinstance(e, SettingError) else str(e)

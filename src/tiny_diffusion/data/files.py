@@ -260,6 +260,14 @@ def file_dataset(
 
     of = f"{name} (subset {subset!r})" if subset is not None and not labelled else name
     description = f"the {len(points)} {points.shape[1]}-D points of {of}, drawn with replacement, no jitter"
+    spread = points.std(axis=0)  # (D,) the metrics' unit: radii in standard deviations, whatever the file's units
     return PointDataset(
-        name, points.shape[1], make, description, support, labelled=draw if labelled else None, classes=classes
+        name,
+        points.shape[1],
+        make,
+        description,
+        support,
+        labelled=draw if labelled else None,
+        classes=classes,
+        unit=np.where(spread > 0, spread, 1.0),
     )

@@ -41,14 +41,14 @@ class TrainingData:
 
 
 def standardization(points: np.ndarray, enabled: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(shift, scale) per coordinate that take ``points`` to zero mean and unit variance; (0, 1) when not enabled."""
+    """(shift, scale) per coordinate that take ``points`` to zero mean and unit variance; (0, 1) when not enabled.
+    A constant coordinate (a file's points on a plane) is shifted to zero and keeps scale 1: it has no spread to
+    scale, and a file standardizes by default, so it must not be refused."""
     dim = points.shape[1]
     if not enabled:
         return np.zeros(dim), np.ones(dim)
-    scale = points.std(axis=0)
-    if not (scale > 0).all():
-        raise UsageError("cannot standardize: a coordinate of the data is constant")
-    return points.mean(axis=0), scale
+    spread = points.std(axis=0)
+    return points.mean(axis=0), np.where(spread > 0, spread, 1.0)
 
 
 def with_absolute_dataset(config: TrainConfig) -> TrainConfig:
@@ -68,8 +68,8 @@ def dataset_for(config: TrainConfig) -> tuple[PointDataset, dict[str, Any]]:
 
 
 def training_data(config: TrainConfig) -> TrainingData:
-    """The training set a config describes: drawn points (standardized if asked) or the images of the train split;
-    with their labels in a conditional run."""
+    """The training set a config describes: drawn points (standardized where ``config.standardizes``) or the
+    images of the train split; with their labels in a conditional run."""
     if config.is_images:
         dataset = get_image_dataset(config.dataset)
         images, labels = dataset.images("train", data_dir=config.data_dir)
@@ -85,7 +85,7 @@ def training_data(config: TrainConfig) -> TrainingData:
         points, point_labels = points_set.sample_labelled(config.num_samples, config.data_seed)  # (N, D), (N,)
     else:
         points, point_labels = points_set.sample(config.num_samples, config.data_seed, **options), None
-    shift, scale = standardization(points, config.standardize)
+    shift, scale = standardization(points, config.standardizes)
     return TrainingData(
         (points - shift) / scale,
         shift,
@@ -105,5 +105,5 @@ def forward_data(config: TrainConfig, num: int) -> tuple[PointDataset | ImageDat
         return dataset, images[np.linspace(0, len(images) - 1, min(num, len(images))).astype(int)]
     points_set, options = dataset_for(config)
     points = points_set.sample(num, config.data_seed, **options)
-    shift, scale = standardization(points, config.standardize)
+    shift, scale = standardization(points, config.standardizes)
     return points_set, (points - shift) / scale

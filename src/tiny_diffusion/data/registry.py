@@ -112,6 +112,10 @@ class PointDataset:
     A set made of named parts (the shapes of ``random``, the blobs, the sub-datasets of a long table) also has
     ``labelled(n, seed)``: the same draw as ``make`` with the index (n,) of each point's part, named by ``classes``.
     A set drawn from a Gaussian mixture (dino, blobs, 8gaussians) has ``mixture()``, its exact density.
+
+    ``unit`` (dim,) is the length per coordinate that metrics measure in (``in_metric_units``): None for the
+    registered sets, made near unit scale, whose radii are in their own units; a point file's is its points'
+    standard deviation, so a radius means the same on a file in any units.
     """
 
     name: str
@@ -123,6 +127,7 @@ class PointDataset:
     labelled: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
     classes: tuple[str, ...] = ()
     gaussian_mixture: Callable[[], GaussianMixture] | None = None
+    unit: np.ndarray | None = None
 
     def mixture(self) -> GaussianMixture | None:
         """The Gaussian mixture ``make`` draws from (its exact density), or None where the set is not one."""
@@ -149,6 +154,10 @@ class PointDataset:
         self.sample(n, seed)  # validates n
         points, labels = self.labelled(int(n), seed)
         return np.asarray(points, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+
+    def in_metric_units(self, points: np.ndarray) -> np.ndarray:
+        """``points`` (N, dim) in the units that metrics measure in: each coordinate divided by ``unit``, if any."""
+        return points if self.unit is None else points / self.unit
 
     def support_points(self, **options: Any) -> np.ndarray | None:
         """The exact shape for these options as a float64 (M, dim) array, or None where it is not known.

@@ -34,20 +34,26 @@ CLASS_REFERENCE = 20_000  # points of a labelled set drawn to stand for each cla
 def evaluate_points(
     samples: np.ndarray, dataset: PointDataset, options: dict[str, Any] | None = None
 ) -> dict[str, float]:
-    """Metrics of ``samples`` against a fresh draw of the dataset, each beside its data-vs-data floor."""
+    """Metrics of ``samples`` against a fresh draw of the dataset, each beside its data-vs-data floor; in the
+    dataset's metric units (a point file's standard deviations, see ``PointDataset.unit``)."""
     options = options or {}
     n = len(samples)
     reference, second = (dataset.sample(n, seed, **options) for seed in REFERENCE_SEEDS)
-    return point_metrics(samples, reference, floor_reference=second, support=dataset.support_points(**options))
+    support = dataset.support_points(**options)
+    samples, reference, second = (dataset.in_metric_units(a) for a in (samples, reference, second))
+    support = None if support is None else dataset.in_metric_units(support)
+    return point_metrics(samples, reference, floor_reference=second, support=support)
 
 
 def evaluate_points_by_class(
     samples: np.ndarray, labels: np.ndarray, dataset: PointDataset, *, radius: float = 0.1
 ) -> dict[str, float]:
     """For each class (by name) of a labelled point set: ``precision@r`` of the samples drawn for it, the share
-    within ``radius`` of its own points (a dense draw of them), beside its floor: the same for a fresh draw."""
+    within ``radius`` (in the dataset's metric units) of its own points (a dense draw of them), beside its floor:
+    the same for a fresh draw."""
     support, support_labels = dataset.sample_labelled(CLASS_REFERENCE, REFERENCE_SEEDS[0])
     fresh, fresh_labels = dataset.sample_labelled(len(samples), REFERENCE_SEEDS[1])
+    samples, support, fresh = (dataset.in_metric_units(a) for a in (samples, support, fresh))
     metrics = {}
     for k, name in enumerate(dataset.classes):
         if not (labels == k).any():

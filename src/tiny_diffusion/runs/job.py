@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..core.training import Diverged, TrainState, train
 from ..data.prepare import TrainingData, training_data, with_absolute_dataset
 from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
+from ..eval.preflight import setting_warnings
 from ..models import build_model, parameter_count
 from .checkpoints import Checkpointer, CheckpointPolicy, resume_state
 from .files import run_files
@@ -88,7 +90,7 @@ def train_run(
     writes ``out`` and returns the summary; the others return None.
     """
     out = Path(out)
-    config = with_absolute_dataset(config)
+    config = with_absolute_dataset(config).resolved()  # as config.json records it: what was used
     checkpoints = (checkpoints or CheckpointPolicy()).validate()
     device = resolve_device(config.device)
     check_precision(config.precision, device)
@@ -108,6 +110,8 @@ def train_run(
                 check_fresh(out, overwrite=overwrite)
 
         cluster.on_main(claim)
+        for warning in setting_warnings(config, NoiseSchedule.from_settings(config), train_set.x):
+            warnings.warn(warning, stacklevel=_callers_level())  # the run will start: say what will train badly
         try:
             return _train_into(
                 out,
@@ -125,6 +129,15 @@ def train_run(
             if not partial_dir(out).exists():
                 raise Interrupted(f"{e} before training started; earlier results are untouched", e.signum) from None
             raise Interrupted(f"{e}; resume with: {resume_command(out)}", e.signum) from None
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` at which a warning issued by the calling function names the first line outside this
+    package: the user's ``td.train(...)``, not the library's own frames."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("tiny_diffusion"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_resumable(out: Path, config: TrainConfig) -> None:
