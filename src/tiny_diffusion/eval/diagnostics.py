@@ -23,15 +23,12 @@ import torch
 from ..core.exact import ideal_x0
 from ..core.objectives import Target, training_target
 from ..core.schedule import NoiseSchedule
+from .preflight import MAX_TERMINAL_SIGNAL, terminal_signal
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["denoiser_errors", "terminal_mismatch", "REACHES_NOISE"]
-
-# x_T counts as noise when it keeps at most this share of the signal (the default T = 500 linear keeps 0.08, the
-# original's T = 50 keeps 0.78: its samples come out squashed towards the centre)
-REACHES_NOISE = 0.1
+__all__ = ["denoiser_errors", "terminal_mismatch"]
 
 
 def terminal_mismatch(schedule: NoiseSchedule, data: np.ndarray) -> dict[str, float]:
@@ -39,7 +36,7 @@ def terminal_mismatch(schedule: NoiseSchedule, data: np.ndarray) -> dict[str, fl
     coordinates: the share of the signal x_T keeps, that share times the data's scale (RMS distance from the origin),
     and KL(q(x_T) || N(0, I)) in nats through a Gaussian fit of the data (per coordinate: a diagonal fit, so it works
     for images too)."""
-    ab = float(schedule.alphas_cumprod[-1])
+    ab = float(schedule.alphas_cumprod[-1])  # x_T reaches noise when it keeps at most MAX_TERMINAL_SIGNAL of x_0
     x = np.asarray(data, dtype=np.float64).reshape(len(data), -1)
     mean, var = x.mean(axis=0), x.var(axis=0)
     var_t = ab * var + (1 - ab)  # (F,) the variance of each coordinate of x_T
@@ -48,7 +45,7 @@ def terminal_mismatch(schedule: NoiseSchedule, data: np.ndarray) -> dict[str, fl
         "signal_kept": math.sqrt(ab),
         "signal_kept_in_data_scale": math.sqrt(ab) * float(np.sqrt(np.mean(np.sum(x**2, axis=1)))),
         "kl_nats": kl,
-        "reaches_noise": math.sqrt(ab) <= REACHES_NOISE,
+        "reaches_noise": terminal_signal(schedule) <= MAX_TERMINAL_SIGNAL,
     }
 
 
