@@ -85,3 +85,9 @@ def flags(base: dict, **changes) -> list[str]:
         else:
             out += [flag, str(value)]
     return out
+
+
+def without_warnings(err: str) -> str:
+    """stderr without the settings' warning lines (``tiny-diffusion: warning: ...``, printed before training; the
+    tiny runs' T = 20 draws one), so that what is left can be checked to be one line."""
+    return "".join(line for line in err.splitlines(keepends=True) if not line.startswith("tiny-diffusion: warning: "))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_IMAGES, TINY_POINTS, flags
+from conftest import TINY_IMAGES, TINY_POINTS, flags, without_warnings
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.core.schedule import NoiseSchedule
@@ -44,7 +44,7 @@ def runs(tmp_path_factory):
 
 def _error(capsys, argv: list[str]) -> str:
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = without_warnings(capsys.readouterr().err)
     assert err.count("\n") == 1 and err.startswith("tiny-diffusion: error: ")
     return err
 

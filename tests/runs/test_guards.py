@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from conftest import TINY_POINTS, flags
+from conftest import TINY_POINTS, flags, without_warnings
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
@@ -53,7 +53,7 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_only_finite_checkpoints
     out = tmp_path / "run"
     flags = [*TINY, "--learning-rate", "1e30", "--warmup-steps", "0", "--checkpoint-every", "1", "--out", str(out)]
     assert main(["train", *flags]) == 2
-    err = capsys.readouterr().err
+    err = without_warnings(capsys.readouterr().err)
     assert err.count("\n") == 1
     found = re.search(
         r"training diverged at step (\d+) of 12 \(epoch (\d)\): loss .*a lower --learning-rate than "

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import TINY_IMAGES, TINY_POINTS, flags, single_thread
+from conftest import TINY_IMAGES, TINY_POINTS, flags, single_thread, without_warnings
 from tiny_diffusion.cli.main import main
 from tiny_diffusion.runs.checkpoints import checkpoint_steps, read_checkpoint
 from tiny_diffusion.runs.staging import checkpoints_dir, partial_dir
@@ -116,7 +116,7 @@ def test_runs_killed_at_random_steps_resume_to_the_same_bits(seed, reference, tm
 def test_a_signal_saves_a_checkpoint_on_the_way_out_and_says_how_to_resume(signum, code, reference, tmp_path, capsys):
     out = tmp_path / "run"
     proc = _start(POINTS, out, every=50)
-    err = _stop_after(proc, out, 100, signum)
+    err = without_warnings(_stop_after(proc, out, 100, signum))
     assert proc.returncode == code
     assert err.count("\n") == 1 and f"resume with: tiny-diffusion train --resume {out}" in err
     step = checkpoint_steps(checkpoints_dir(out))[0]
