@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -208,12 +209,12 @@ def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 
     """Where a trained model stands against the exact answer (``eval.diagnostics``): at ``steps`` evenly spaced
     steps, the error of its x0 prediction against the ideal denoiser of its own training set and its training loss
     (``per_step`` fresh x_t each); whether the forward process reaches noise (the terminal mismatch); and, for a run
-    of points, the share of its final samples that copy a training point. ``model`` is a model or a run directory."""
-    import torch
-
+    of points, the share of its final samples that copy a training point. ``model`` is a model or a run directory.
+    A forward process that does not reach noise is also warned about (``SettingWarning``), as ``train`` warns."""
     from .data.prepare import training_data
     from .eval.diagnostics import denoiser_errors, summary, terminal_mismatch
     from .eval.evaluate import memorized_share
+    from .eval.preflight import terminal_warning
 
     model = Diffusion.load(model) if isinstance(model, (str, Path)) else model
     if not 2 <= steps <= len(model.schedule):
@@ -223,6 +224,9 @@ def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 
     train_set = training_data(model.config)
     data = torch.as_tensor(train_set.x, dtype=torch.float32)
     labels = None if train_set.labels is None else torch.as_tensor(train_set.labels)
+    warning = terminal_warning(model.schedule)
+    if warning is not None:
+        warnings.warn(warning, stacklevel=2)
     chosen = np.unique(np.linspace(0, len(model.schedule) - 1, steps).round().astype(int)).tolist()
     errors = denoiser_errors(model, data, chosen, labels=labels, per_step=per_step, seed=seed)
     memorized = None

@@ -48,7 +48,8 @@ def test_diagnose_writes_its_json_and_figure_and_warns_when_noise_is_not_reached
     assert (run / "diagnose.png").stat().st_size > 0 and "wrote" in out
     assert diagnosis["per_step"]["t"] == [0, 6, 13, 19] and diagnosis["terminal"]["reaches_noise"] is False
     assert 0 <= diagnosis["memorized_share"] <= 1
-    assert err.startswith("tiny-diffusion: warning: the forward process does not reach noise") and err.count("\n") == 1
+    assert err.startswith("tiny-diffusion: warning: x_T keeps 90% of the signal") and err.count("\n") == 1
+    assert "--num-timesteps" in err  # the same warning as train's, the flags named
     assert main(["diagnose", str(run)]) == 2  # an earlier diagnosis is kept
     assert "--overwrite" in capsys.readouterr().err
 

@@ -208,17 +208,13 @@ def _diagnose(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     outputs = [run_dir / "diagnose.json", run_dir / "diagnose.png"]
-    diagnosis = diagnose(run_dir, steps=args.steps, per_step=args.per_step, seed=args.seed)  # checks the run first
-    if not args.overwrite and any(p.exists() for p in outputs):
+    if not args.overwrite and any(p.exists() for p in outputs):  # before the work, not after it
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
+    diagnosis = diagnose(run_dir, steps=args.steps, per_step=args.per_step, seed=args.seed)  # warns as train does
     terminal = diagnosis["terminal"]
     kept = f"x_T keeps {terminal['signal_kept']:.0%} of the signal, KL(q(x_T) || N(0, I)) = {terminal['kl_nats']:.3g}"
     save_json(outputs[0], diagnosis)
     viz.plot_diagnosis(diagnosis["per_step"], outputs[1], title=f"{run_dir.name}: {kept} nats")
-    if not terminal["reaches_noise"]:
-        print(f"{PROG}: warning: the forward process does not reach noise ({kept} nats): samples start from N(0, I) "
-              "and come out squashed toward the centre; raise --num-timesteps or use the cosine schedule",
-              file=sys.stderr)  # fmt: skip
     errors = diagnosis["per_step"]["error"]
     copies = diagnosis["memorized_share"]
     print(f"{kept} nats; x0 error against the ideal denoiser from {min(errors):.3g} to {max(errors):.3g}"

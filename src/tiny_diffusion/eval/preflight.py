@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from ..config import TrainConfig
     from ..core.schedule import NoiseSchedule
 
-__all__ = ["MAX_TERMINAL_SIGNAL", "MAX_COORDINATE", "MIN_SPREAD", "terminal_signal", "setting_warnings"]
+__all__ = [
+    "MAX_TERMINAL_SIGNAL",
+    "MAX_COORDINATE",
+    "MIN_SPREAD",
+    "terminal_signal",
+    "terminal_warning",
+    "setting_warnings",
+]
 
 # x_T = sqrt(alpha-bar_T) x0 + sqrt(1 - alpha-bar_T) noise. With unit-scale data, a signal of 0.1 is a tenth of the
 # noise's standard deviation (1% of the variance) that the sampler, starting from pure noise, never sees: small
@@ -41,20 +48,24 @@ def terminal_signal(schedule: NoiseSchedule) -> float:
     return float(schedule.sqrt_alphas_cumprod[-1])
 
 
+def terminal_warning(schedule: NoiseSchedule) -> SettingWarning | None:
+    """The warning for a forward process that does not reach noise (x_T keeps more than MAX_TERMINAL_SIGNAL of
+    x0), or None: what training and ``diagnose`` both say."""
+    signal = terminal_signal(schedule)
+    if signal <= MAX_TERMINAL_SIGNAL:
+        return None
+    return SettingWarning(
+        f"x_T keeps {signal:.0%} of the signal: samples will be squashed toward the centre; "
+        "raise num_timesteps or use beta_schedule cosine",
+        "num_timesteps",
+        "beta_schedule",
+    )
+
+
 def setting_warnings(config: TrainConfig, schedule: NoiseSchedule, x: np.ndarray) -> list[SettingWarning]:
     """What is wrong with training ``config`` on ``x`` (N, *shape), the training set in the model's coordinates,
     under ``schedule``: empty for settings that train as they should."""
-    found = []
-    signal = terminal_signal(schedule)
-    if signal > MAX_TERMINAL_SIGNAL:
-        found.append(
-            SettingWarning(
-                f"x_T keeps {signal:.0%} of the signal: samples will be squashed toward the centre; "
-                "raise num_timesteps or use beta_schedule cosine",
-                "num_timesteps",
-                "beta_schedule",
-            )
-        )
+    found = [warning for warning in [terminal_warning(schedule)] if warning is not None]
     if not config.is_images and not config.standardizes:
         reach = float(np.abs(x).max())
         spread = float(np.sqrt(x.var(axis=0).mean()))  # root mean square of the coordinates' standard deviations
