@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,7 +120,7 @@ def exact(
     dataset is one, else the ideal denoiser. The data's range (for ``clip_sample``) and units (``standardize``) are
     the training set's, as in a run.
     """
-    from .core.exact import ideal_noise_predictor, mixture_noise_predictor
+    from .core.exact import ideal_noise_predictor, mixture_noise_predictor, mixture_score
     from .core.schedule import NoiseSchedule
     from .data.images import IMAGE_DATASETS
     from .data.prepare import dataset_for, training_data
@@ -141,15 +142,20 @@ def exact(
     schedule = NoiseSchedule.from_settings(config, device=device)
     x = torch.tensor(train_set.x, dtype=torch.float64, device=device)  # (N, D), the model's coordinates
     shift, scale = (torch.tensor(v, dtype=torch.float64, device=device) for v in (train_set.shift, train_set.scale))
+    score = None
     if kind == "ideal" or mixture is None:
         network = ideal_noise_predictor(x, schedule)
     else:  # the mixture in the model's coordinates: (x - shift) / scale per coordinate
         means, stds, weights = (
             torch.tensor(v, dtype=torch.float64, device=device) for v in (mixture.means, mixture.stds, mixture.weights)
         )
-        network = mixture_noise_predictor((means - shift) / scale, stds / scale, weights, schedule)
+        means, stds = (means - shift) / scale, stds / scale
+        network = mixture_noise_predictor(means, stds, weights, schedule)
+        score = partial(mixture_score, means=means, stds=stds, weights=weights)
     data_min, data_max = x.amin(dim=0).float(), x.amax(dim=0).float()
-    return Diffusion(config, network, schedule, train_set.shape, data_min, data_max, shift.float(), scale.float())
+    return Diffusion(
+        config, network, schedule, train_set.shape, data_min, data_max, shift.float(), scale.float(), exact_score=score
+    )
 
 
 def evaluate(
@@ -159,13 +165,16 @@ def evaluate(
     data_dir: str | None = None,
     labels: np.ndarray | str | Path | None = None,
     progress: bool = True,
+    likelihood: bool = True,
 ) -> dict[str, float]:
     """The metrics ``tiny-diffusion evaluate`` prints: of a model's run (its final samples), a run directory, a
     .npy file of samples or an array of them. Points: W2, MMD, precision and recall against fresh draws of the
     dataset, each beside its data-vs-data floor; images: the judge's numbers (the judge is trained and cached first
     if needed). A conditional run's samples come with the class each was drawn for (``labels``: an array or a .npy
     file; a run's own labels.npy by default), adding how well each class is drawn. ``dataset`` (with ``data_dir``
-    for mnist) says what to compare with; a run's own is the default."""
+    for mnist) says what to compare with; a run's own is the default. ``likelihood``: for a model (or run) of an
+    unconditional point set whose density is known (dino, blobs, 8gaussians), also the negative log-likelihood of
+    1,000 fresh points beside the exact one and the gap (``eval.evaluate.nll_beside_exact``; seconds to a minute)."""
     from .data.images import get_image_dataset
     from .data.prepare import dataset_for
     from .eval.evaluate import evaluate_run_samples
@@ -202,7 +211,32 @@ def evaluate(
             raise UsageError(
                 f"labels must be ({len(samples)},) integers, one per sample; got {labels.dtype} {labels.shape}"
             )
-    return evaluate_run_samples(samples, config, labels=labels, progress=progress)
+    metrics = evaluate_run_samples(samples, config, labels=labels, progress=progress)
+    if likelihood and dataset is None and run_dir is not None and not config.is_images and not config.conditional:
+        metrics.update(_nll_beside_exact(what if isinstance(what, Diffusion) else run_dir, config))
+    return metrics
+
+
+def _nll_beside_exact(model: Diffusion | Path, config: TrainConfig) -> dict[str, float]:
+    """evaluate's likelihood numbers (``eval.evaluate.nll_beside_exact``) where the run's data has a known density
+    and the run its model; else none."""
+    from .data.prepare import dataset_for
+    from .eval.evaluate import nll_beside_exact
+
+    points, options = dataset_for(config)
+    if points.mixture() is None or (isinstance(model, Path) and not (model / "model.safetensors").exists()):
+        return {}
+    model = Diffusion.load(model) if isinstance(model, Path) else model
+    found = nll_beside_exact(
+        model.log_prob,
+        points,
+        options,
+        # the density the model's log_prob gives: of the data after the first step, or of the data itself
+        alpha_bar0=1.0 if model.exact_score is not None else float(model.schedule.alphas_cumprod[0]),
+        shift=model.shift.double().cpu().numpy(),
+        scale=model.scale.double().cpu().numpy(),
+    )
+    return found or {}
 
 
 def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 256, seed: int = 0) -> dict[str, Any]:

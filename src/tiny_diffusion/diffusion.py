@@ -91,6 +91,9 @@ class Diffusion:
     scale: torch.Tensor
     classes: tuple[str, ...] = ()  # a conditional model's class names (label k draws classes[k]); else empty
     run_dir: Path | None = None  # where it was loaded from or trained into
+    # the exact score(x_t, alpha-bar) at any alpha-bar, where known (td.exact's mixtures): likelihoods then start at
+    # the noiseless data rather than at the first step
+    exact_score: Callable[[torch.Tensor, float], torch.Tensor] | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str | torch.device = "cpu") -> Diffusion:
@@ -274,7 +277,8 @@ class Diffusion:
     ) -> np.ndarray:
         """The natural-log density (N,) of points ``x`` (N, *shape) in the data's units, by the probability-flow ODE
         (dopri5 with ``rtol`` and ``atol``; Hutchinson's trace with ``hutchinson`` probes, or the exact trace). It is
-        the density of x at the first step, with N(0, I) at the end (see ``eval/likelihood.py``)."""
+        the density of x at the first step (of x itself for an exact mixture, whose score is known at every noise
+        level), with N(0, I) at the end (see ``eval/likelihood.py``)."""
         from .eval.likelihood import pf_ode_log_prob
 
         x0 = self._likelihood_input(x)
@@ -288,6 +292,7 @@ class Diffusion:
             hutchinson=hutchinson,
             seed=seed,
             dtype=dtype,
+            score=self.exact_score,
         )
         return found.value - self._log_scale()
 

@@ -10,7 +10,9 @@ import tiny_diffusion as td
 from conftest import TINY_POINTS, flags
 from tiny_diffusion.cli import main
 from tiny_diffusion.core.schedule import NoiseSchedule
+from tiny_diffusion.data.prepare import training_data
 from tiny_diffusion.eval.diagnostics import terminal_mismatch
+from tiny_diffusion.eval.evaluate import memorized_share
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,3 +68,19 @@ def test_diagnose_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message)
     assert main([str(run) if a == "RUN" else a for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_the_memorized_share_of_a_file_means_the_same_in_any_units(tmp_path):
+    base = td.datasets.sample("moons", 400, seed=3).astype(np.float64)
+    shares = {}
+    for units in (1.0, 250.0):
+        path = tmp_path / f"moons{units:g}.csv"
+        np.savetxt(path, base * units + units, delimiter=",", header="x,y", comments="")
+        config = td.settings(dataset=str(path), num_samples=400, train_batch_size=100)
+        train_set = training_data(config)
+        train = train_set.x * train_set.scale + train_set.shift  # in the file's units
+        rng = np.random.default_rng(4)
+        copies, fresh = (train + rng.normal(0, spread * units, train.shape) for spread in (1e-5, 0.05))
+        shares[units] = (memorized_share(copies, config), memorized_share(fresh, config))
+    assert shares[1.0] == pytest.approx(shares[250.0])
+    assert shares[250.0][0] == 1.0 and shares[250.0][1] < 0.05

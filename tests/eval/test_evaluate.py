@@ -1,13 +1,17 @@
 """The point metrics of a run's samples: a point file's are measured in its standard deviations, so they read the
 same whatever its units; a registered set's in its own units, as the docs report them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import tiny_diffusion as td
+from conftest import TINY_POINTS
 from tiny_diffusion.data import DATASETS
 from tiny_diffusion.data.files import file_dataset
-from tiny_diffusion.eval.evaluate import evaluate_points, evaluate_points_by_class
+from tiny_diffusion.data.prepare import dataset_for
+from tiny_diffusion.eval.evaluate import evaluate_points, evaluate_points_by_class, nll_beside_exact
 
 
 def _write(path, points, labels=None):
@@ -54,3 +58,42 @@ def test_a_registered_sets_metrics_are_in_its_own_units(name):
     assert dataset.unit is None
     x = dataset.sample(10, 0)
     assert dataset.in_metric_units(x) is x
+
+
+@pytest.mark.parametrize("clean", [False, True])
+def test_the_exact_models_nll_is_the_exact_nll(clean):
+    model = td.exact("8gaussians", kind="mixture")
+    if not clean:  # the ODE then stops at the first step, as it does for a trained network
+        model = dataclasses.replace(model, exact_score=None)
+    points, options = dataset_for(model.config)
+    alpha_bar0 = 1.0 if clean else float(model.schedule.alphas_cumprod[0])
+    found = nll_beside_exact(
+        model.log_prob, points, options, alpha_bar0=alpha_bar0, shift=np.zeros(2), scale=np.ones(2), num=100
+    )
+    assert abs(found["nll_gap"]) < 0.03 and found["nll"] == pytest.approx(found["nll_exact"] + found["nll_gap"])
+    assert found["nll_gap_stderr"] > 0 and found["nll_exact_clean"] == pytest.approx(found["nll_exact"], abs=0.05)
+
+
+def test_a_wrong_density_shows_as_a_gap():
+    model = td.exact("8gaussians", kind="mixture")
+    points, options = dataset_for(model.config)
+    found = nll_beside_exact(
+        lambda x: model.log_prob(x * 1.2) + 2 * np.log(1.2),  # the density of the data shrunk by 1.2, normalised
+        points,
+        options,
+        alpha_bar0=1.0,
+        shift=np.zeros(2),
+        scale=np.ones(2),
+        num=100,
+    )
+    assert found["nll_gap"] > 0.3
+
+
+def test_evaluate_gives_a_runs_nll_where_the_density_is_known(tmp_path):
+    td.train(**TINY_POINTS, out=tmp_path / "dino", progress=False)
+    td.train(**TINY_POINTS, dataset="moons", out=tmp_path / "moons", progress=False)
+    dino = td.evaluate(tmp_path / "dino", progress=False)
+    assert dino["nll"] == pytest.approx(dino["nll_exact"] + dino["nll_gap"]) and np.isfinite(dino["nll"])
+    assert "nll" not in td.evaluate(tmp_path / "dino", progress=False, likelihood=False)
+    assert "nll" not in td.evaluate(tmp_path / "moons", progress=False)  # its density is not known
+    assert "nll" not in td.evaluate(tmp_path / "dino" / "samples.npy", dataset="dino", progress=False)

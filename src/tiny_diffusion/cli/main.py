@@ -193,7 +193,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(
         json.dumps(
             evaluate(
-                args.path, dataset=args.dataset, data_dir=args.data_dir, labels=args.labels, progress=not args.quiet
+                args.path,
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                labels=args.labels,
+                progress=not args.quiet,
+                likelihood=args.likelihood,
             ),
             indent=2,
         )

@@ -139,7 +139,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="metrics of samples against a dataset, as JSON",
         description="Compare samples (a .npy file or a run's samples.npy) with fresh "
         "draws of the dataset; every metric comes with its data-vs-data floor. Image "
-        "samples are scored by the judge (trained and cached first if needed).",
+        "samples are scored by the judge (trained and cached first if needed). A run of a dataset whose density is "
+        "known also gets its NLL beside the exact one.",
     )
     evaluate.add_argument("path", metavar="FILE.npy|RUN_DIR")
     evaluate.add_argument("--dataset", help="dataset to compare with (default: the run's, with its options)")
@@ -149,6 +150,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         metavar="FILE.npy",
         help="the class each sample was drawn for (a conditional "
         "run's labels.npy, the default for its RUN_DIR): adds how well each class is drawn",
+    )
+    evaluate.add_argument(
+        "--no-likelihood",
+        dest="likelihood",
+        action="store_false",
+        help="leave out the run's negative log-likelihood beside the exact one (computed where the data's density "
+        "is known: dino, blobs, 8gaussians)",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar (when the judge must be trained)")
 

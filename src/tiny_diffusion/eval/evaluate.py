@@ -3,6 +3,7 @@ floor, or the judge's numbers for images; for a conditional run, how well each c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,11 +24,14 @@ __all__ = [
     "evaluate_run_samples",
     "MEMORIZED_RADIUS",
     "memorized_share",
+    "NLL_POINTS",
+    "nll_beside_exact",
 ]
 
 # Seeds of the two independent data draws that samples are compared with (the training draw uses config.data_seed).
 REFERENCE_SEEDS = (1, 2)
 MEMORIZED_RADIUS = 1e-3  # a sample this close to a training point is a copy of it
+NLL_POINTS = 1000  # fresh points whose likelihood evaluate measures where the data's density is known
 CLASS_REFERENCE = 20_000  # points of a labelled set drawn to stand for each class's shape (precision's support)
 
 
@@ -98,7 +102,52 @@ def evaluate_run_samples(
 def memorized_share(samples: np.ndarray, config: TrainConfig, *, radius: float = MEMORIZED_RADIUS) -> float:
     """Share of ``samples`` (N, D), in the data's units, within ``radius`` of a point of the training set the
     settings describe (``config.num_samples`` points drawn with ``config.data_seed``): copies rather than new points.
-    The ideal denoiser of a training set draws nothing else (Karras et al. 2022, eq. 57); a model of the density
-    draws almost none."""
+    The radius is in the dataset's metric units, as every other radius (a point file's standard deviations), so the
+    share means the same on a file in any units. The ideal denoiser of a training set draws nothing else (Karras et
+    al. 2022, eq. 57); a model of the density draws almost none."""
     train_set = training_data(config)
-    return precision(samples, train_set.x * train_set.scale + train_set.shift, radius)
+    dataset = dataset_for(config)[0]
+    train_points = train_set.x * train_set.scale + train_set.shift
+    return precision(dataset.in_metric_units(samples), dataset.in_metric_units(train_points), radius)
+
+
+def nll_beside_exact(
+    log_prob: Callable[[np.ndarray], np.ndarray],
+    dataset: PointDataset,
+    options: dict[str, Any],
+    *,
+    alpha_bar0: float,
+    shift: np.ndarray,
+    scale: np.ndarray,
+    num: int = NLL_POINTS,
+) -> dict[str, float] | None:
+    """A model's negative log-likelihood (nats per point, by ``log_prob``: points (N, D) in the data's units ->
+    (N,)) of ``num`` fresh points of a dataset whose density is known (a Gaussian mixture), beside the exact one;
+    None where the density is not known. A trained model's probability-flow ODE gives the density of the data after
+    the first noising step (``eval/likelihood.py``), so the exact NLL it is compared with is that of the same
+    noised data, in closed form: the mixture in the model's coordinates (data = x * scale + shift) noised to
+    ``alpha_bar0``. The noiseless data's own NLL is given beside, as is the standard error of the mean gap."""
+    import torch
+
+    from ..core.exact import mixture_log_prob
+
+    mixture = dataset.mixture()
+    if mixture is None:
+        return None
+    x = dataset.sample(num, REFERENCE_SEEDS[0], **options).astype(np.float64)
+    means, stds, weights, xt, shift_t, scale_t = (
+        torch.as_tensor(np.asarray(v, dtype=np.float64))
+        for v in (mixture.means, mixture.stds, mixture.weights, x, shift, scale)
+    )
+    exact = mixture_log_prob((xt - shift_t) / scale_t, alpha_bar0, (means - shift_t) / scale_t, stds / scale_t, weights)
+    exact = exact.numpy() - float(scale_t.log().sum())
+    clean = mixture_log_prob(xt, 1.0, means, stds, weights).numpy()
+    model = np.asarray(log_prob(x), dtype=np.float64)
+    gap = exact - model  # per point: the model's NLL minus the exact one
+    return {
+        "nll": float(-model.mean()),
+        "nll_exact": float(-exact.mean()),
+        "nll_gap": float(gap.mean()),
+        "nll_gap_stderr": float(gap.std(ddof=1) / np.sqrt(len(gap))),
+        "nll_exact_clean": float(-clean.mean()),
+    }

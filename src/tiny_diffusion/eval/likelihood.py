@@ -20,10 +20,13 @@ Two approximations, both small and both stated: the end of the process is treate
 4e-5 for the default linear schedule, not 0), and the density is that of x at the first step (k = 0: the data scaled
 by sqrt(alpha-bar_0) plus N(0, 1 - alpha-bar_0) noise, a standard deviation of 0.01 by default), where the noise
 predictor is defined, not of the noiseless data: the ODE's score is singular at alpha-bar = 1, and Song et al. likewise
-stop at a small time epsilon. The divergence is the exact trace of the Jacobian (autograd, one backward pass per
-coordinate) up to ``EXACT_TRACE_MAX_DIM`` coordinates, else Hutchinson's estimator with K Rademacher probes held fixed
-along the path (Grathwohl et al. 2019, FFJORD, https://arxiv.org/abs/1810.01367); each probe's integral is kept
-apart, so the standard error of their mean is reported. Integrated by torchdiffeq's dopri5 with rtol and atol.
+stop at a small time epsilon. A model that knows its score at every alpha-bar (an exact Gaussian mixture, whose
+components have a width of their own) is integrated from alpha-bar = 1 instead, and gives the density of x0 itself.
+
+The divergence is the exact trace of the Jacobian (autograd, one backward pass per coordinate) up to
+``EXACT_TRACE_MAX_DIM`` coordinates, else Hutchinson's estimator with K Rademacher probes held fixed along the path
+(Grathwohl et al. 2019, FFJORD, https://arxiv.org/abs/1810.01367); each probe's integral is kept apart, so the
+standard error of their mean is reported. Integrated by torchdiffeq's dopri5 with rtol and atol.
 
 **Variational bound** (Ho et al. 2020, https://arxiv.org/abs/2006.11239, eq. 5): L = L_T + sum_{t>1} L_{t-1} + L_0,
 an upper bound on -log p(x_0) for the reverse process the DDPM sampler walks (variance beta-tilde, no clipping). The
@@ -69,21 +72,27 @@ def bits_per_dim(nats: np.ndarray | float, dim: int) -> np.ndarray | float:
 
 
 class _ContinuousSchedule:
-    """alpha-bar(tau) and beta(tau) on [0, T - 1]: log alpha-bar a cubic spline through the integer steps (float64),
-    so beta is smooth (the adaptive solver need not stop at every step) and the marginals at integer steps are exact."""
+    """alpha-bar(tau) and beta(tau) on [start, T - 1]: log alpha-bar a cubic spline through the integer steps
+    (float64), so beta is smooth (the adaptive solver need not stop at every step) and the marginals at integer steps
+    are exact. ``clean``: the spline starts one step earlier, at tau = -1, where alpha-bar is 1 (the noiseless data)."""
 
-    def __init__(self, schedule: NoiseSchedule) -> None:
+    def __init__(self, schedule: NoiseSchedule, *, clean: bool = False) -> None:
         from scipy.interpolate import CubicSpline
 
         log_ab = schedule.alphas_cumprod.detach().double().cpu().log().numpy()  # (T,)
         self.last = len(log_ab) - 1
-        self.log_ab = CubicSpline(np.arange(len(log_ab)), log_ab)
+        self.start = -1 if clean else 0
+        taus = np.arange(self.start, len(log_ab))
+        self.log_ab = CubicSpline(taus, np.concatenate([[0.0], log_ab]) if clean else log_ab)
         self.beta = self.log_ab.derivative()
 
     def at(self, tau: float) -> tuple[int, float, float]:
         """(k, w, beta) at tau = k + w, 0 <= w <= 1, k < T - 1."""
         k = min(int(math.floor(tau)), self.last - 1)
         return k, tau - k, -float(self.beta(tau))
+
+    def alpha_bar(self, tau: float) -> float:
+        return math.exp(min(0.0, float(self.log_ab(tau))))
 
 
 def _interpolated_score(
@@ -133,12 +142,15 @@ def pf_ode_log_prob(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    score: Callable[[torch.Tensor, float], torch.Tensor] | None = None,
 ) -> Likelihood:
     """log p(x0) (N,) in nats of points x0 (N, ...) in the model's coordinates under the probability-flow ODE of
     ``noise_predictor`` (see the module's docstring for what it is the density of). ``hutchinson``: the number of
     probes of Hutchinson's trace estimator (None: exact trace up to ``EXACT_TRACE_MAX_DIM`` coordinates, else 16).
     The predictor is called with x_t in ``dtype``; the solver's state is float64. ``prior``: log p_{T-1} of the
-    end points (N, F) -> (N,), N(0, I) by default (the exact end marginal, where known, removes that mismatch)."""
+    end points (N, F) -> (N,), N(0, I) by default (the exact end marginal, where known, removes that mismatch).
+    ``score``: the exact score(x_t, alpha-bar) at any alpha-bar, where known (an exact mixture); the ODE then starts
+    at the noiseless data (alpha-bar 1, one step before the first) and the result is the density of x0 itself."""
     from torchdiffeq import odeint  # imported here: only likelihoods need it
 
     if len(schedule) < 2:
@@ -149,7 +161,7 @@ def pf_ode_log_prob(
     num, dim = len(x0), int(np.prod(shape[1:]))
     if hutchinson is None and dim > EXACT_TRACE_MAX_DIM:
         hutchinson = 16
-    continuous = _ContinuousSchedule(schedule)
+    continuous = _ContinuousSchedule(schedule, clean=score is not None)
     sigmas = (1 - schedule.alphas_cumprod.detach().double().cpu()).sqrt()  # (T,)
     generator = torch.Generator(x0.device).manual_seed(seed)
     probes = (
@@ -165,8 +177,11 @@ def pf_ode_log_prob(
         k, w, beta = continuous.at(float(tau))
         with torch.enable_grad():
             x = state[0].detach().requires_grad_(True)  # (N, F) float64
-            score = _interpolated_score(noise_predictor, sigmas, x.to(dtype).reshape(shape), k, w)
-            f = -0.5 * beta * (x + score.reshape(num, dim).double())  # (N, F)
+            if score is None:
+                s_x = _interpolated_score(noise_predictor, sigmas, x.to(dtype).reshape(shape), k, w)
+            else:
+                s_x = score(x.to(dtype).reshape(shape), continuous.alpha_bar(float(tau)))
+            f = -0.5 * beta * (x + s_x.reshape(num, dim).double())  # (N, F)
             if probes is None:
                 div = _divergence_exact(f, x)[:, None]  # (N, 1)
             else:
@@ -175,7 +190,7 @@ def pf_ode_log_prob(
 
     start = (x0.detach().double().reshape(num, dim), torch.zeros(num, hutchinson or 1, dtype=torch.float64))
     start = (start[0], start[1].to(x0.device))
-    taus = torch.tensor([0.0, float(continuous.last)], dtype=torch.float64, device=x0.device)
+    taus = torch.tensor([float(continuous.start), float(continuous.last)], dtype=torch.float64, device=x0.device)
     try:
         x_end, integral = (s[-1] for s in odeint(field, start, taus, rtol=rtol, atol=atol, method="dopri5"))
     except (AssertionError, RuntimeError) as error:  # torchdiffeq: "underflow in dt", non-finite values
