@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tiny_diffusion as td
+from conftest import TINY_IMAGES
 from tiny_diffusion.cli import main
 from tiny_diffusion.core.exact import mixture_log_prob
 
@@ -51,3 +52,29 @@ def test_likelihood_needs_its_points(here, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["likelihood", "--exact", "8gaussians"])
     assert stopped.value.code == 2 and "--points" in capsys.readouterr().err
+
+
+def test_the_bound_of_an_image_runs_test_images(here, capsys):
+    td.train(**TINY_IMAGES, out=here / "digits", progress=False)
+    assert main(["likelihood", "digits", "--test", "3", "--bound-only"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    bound = np.load(here / "digits" / "bound_test.npy")
+    assert bound.shape == (3,) and summary["count"] == 3 and "log_prob" not in summary
+    assert summary["bound_nats"] == pytest.approx(bound.mean())
+    assert 0 < summary["bound_bits_per_dim"] == pytest.approx(bound.mean() / (64 * np.log(2)))  # 8x8 pixels
+
+
+def test_test_points_are_fresh_points_of_the_dataset(here, capsys):
+    assert main(["likelihood", "--exact", "8gaussians", "--test", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 5
+    assert np.load(here / "runs" / "exact_8gaussians" / "log_prob_test.npy").shape == (5,)
+
+
+def test_points_come_from_one_place(here, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["likelihood", "--exact", "8gaussians", "--points", "p.npy", "--test", "3"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "not allowed with" in err and err.count("\n") == 1
+    assert main(["likelihood", "--exact", "8gaussians", "--test", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--test must be a positive" in err and err.count("\n") == 1

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import TrainConfig
 from ..errors import SettingError, SettingWarning, UsageError
@@ -19,6 +19,11 @@ from .config_file import load_config_file
 from .models import load_model
 from .parser import PROG, build_parser, one_line
 from .pictures import animate, plot
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..diffusion import Diffusion
 
 __all__ = ["main", "build_parser"]
 
@@ -231,30 +236,56 @@ def _diagnose(args: argparse.Namespace) -> int:
 def _likelihood(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..runs.files import load_samples, save_npy
+    from ..runs.files import save_npy
 
-    points_path = Path(args.points)
     model, home = load_model(args)
-    out = Path(args.out or home / f"log_prob_{points_path.stem}.npy")
+    points, stem = _likelihood_points(args, model)
+    out = Path(args.out or home / f"{'bound' if args.bound_only else 'log_prob'}_{stem}.npy")
     if out.suffix != ".npy":
         raise UsageError(f"--out must end in .npy, got {out}")
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
-    points = load_samples(points_path)
+    summary: dict[str, float] = {}
+    if not args.bound_only:
+        values = model.log_prob(points, rtol=args.rtol, atol=args.atol, hutchinson=args.hutchinson, seed=args.seed)
+        summary.update(_mean_and_error("log_prob", values))
+    if args.bound or args.bound_only:
+        bound = model.elbo(points, seed=args.seed)
+        summary.update(_mean_and_error("bound_nats", bound))
+        summary["bound_bits_per_dim"] = float(model.bits_per_dim(summary["bound_nats"]))
+        values = bound if args.bound_only else values
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_npy(out, np.asarray(values, dtype=np.float64))
+    print(json.dumps({**summary, "count": len(points), "out": str(out)}, indent=2))
+    return 0
+
+
+def _likelihood_points(args: argparse.Namespace, model: Diffusion) -> tuple[np.ndarray, str]:
+    """The points ``likelihood`` measures and the stem of its output file: --points FILE.npy, checked; or --test N,
+    the first N images of an image run's test split, or N fresh points of a point run's dataset."""
+    import numpy as np
+
+    from ..data.images import get_image_dataset
+    from ..data.prepare import dataset_for
+    from ..eval.evaluate import REFERENCE_SEEDS
+    from ..runs.files import load_samples
+
+    if args.test is not None:
+        if args.test < 1:
+            raise UsageError(f"--test must be a positive number of points, got {args.test}")
+        if model.config.is_images:
+            images, _ = get_image_dataset(model.config.dataset).images("test", data_dir=model.config.data_dir)
+            return images[: args.test], "test"
+        dataset, options = dataset_for(model.config)
+        return dataset.sample(args.test, REFERENCE_SEEDS[0], **options), "test"
+    points_path = Path(args.points)
+    points = load_samples(points_path, shape="(N, C, H, W)" if model.config.is_images else "(N, D)")
     if points.shape[1:] != model.shape:
         dims = "x".join(map(str, model.shape))
         raise UsageError(f"{points_path} holds points of shape {points.shape[1:]}; the model's are ({dims})")
     if not np.isfinite(points).all():
         raise UsageError(f"{points_path} holds non-finite values (NaN or infinity)")
-    log_prob = model.log_prob(points, rtol=args.rtol, atol=args.atol, hutchinson=args.hutchinson, seed=args.seed)
-    summary = _mean_and_error("log_prob", log_prob)
-    if args.bound:
-        summary.update(_mean_and_error("bound_nats", model.elbo(points, seed=args.seed)))
-        summary["bound_bits_per_dim"] = float(model.bits_per_dim(summary["bound_nats"]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_npy(out, np.asarray(log_prob, dtype=np.float64))
-    print(json.dumps({**summary, "count": len(points), "out": str(out)}, indent=2))
-    return 0
+    return points, points_path.stem
 
 
 def _mean_and_error(name: str, values) -> dict[str, float]:

@@ -180,10 +180,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="The natural-log density of each point of FILE.npy (N, D) in the data's units, by the "
         "probability-flow ODE (dopri5; the exact divergence up to 8 dimensions, Hutchinson's estimator above) from "
         "the data after the first noising step to N(0, I) at t = T. Writes the (N,) log-densities as .npy and prints "
-        "their mean, standard error and count as JSON; --bound adds the variational bound (Ho et al. eq. 5).",
+        "their mean, standard error and count as JSON; --bound adds the variational bound (Ho et al. eq. 5) in nats "
+        "and bits per dimension, --bound-only computes the bound alone (the ODE is slow on images).",
     )
     add_model_args(likelihood)
-    likelihood.add_argument("--points", metavar="FILE.npy", required=True, help="the points, (N, D) in data units")
+    points = likelihood.add_mutually_exclusive_group(required=True)
+    points.add_argument("--points", metavar="FILE.npy", help="the points, (N, D) in data units (or images)")
+    points.add_argument(
+        "--test",
+        type=parse_int,
+        metavar="N",
+        help="instead of a file: the first N images of the run's test split, or N fresh points of its dataset",
+    )
     likelihood.add_argument("--out", metavar="FILE.npy", help="output (default: RUN_DIR/log_prob_POINTS.npy)")
     likelihood.add_argument("--rtol", type=parse_float, default=1e-5, help="the solver's (default: %(default)s)")
     likelihood.add_argument("--atol", type=parse_float, default=1e-5, help="the solver's (default: %(default)s)")
@@ -191,7 +199,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--hutchinson", type=parse_int, default=None, metavar="K", help="estimate the divergence with K probes "
         "(default: exact up to 8 dimensions, else 16 probes)"
     )  # fmt: skip
-    likelihood.add_argument("--bound", action="store_true", help="also the variational bound, in nats per point")
+    bound = likelihood.add_mutually_exclusive_group()
+    bound.add_argument("--bound", action="store_true", help="also the variational bound, in nats per point")
+    bound.add_argument(
+        "--bound-only",
+        action="store_true",
+        help="only the variational bound; the output file holds it (nats per point, default RUN_DIR/bound_POINTS.npy)",
+    )
     likelihood.add_argument("--seed", type=parse_int, default=0, help="(default: %(default)s)")
     likelihood.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
