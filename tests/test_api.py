@@ -89,6 +89,8 @@ def test_samples_are_in_the_data_units_and_nothing_scales_them_twice(tmp_path):
         (("ddim", 10, None), Sampling("ddim", 10, 1.0)),
         (("ddim", None, 0.0), Sampling("ddim", 50, 0.0)),
         (("ddpm", None, None), Sampling("ddpm", None, 0.0)),  # another sampler: all steps, eta 0
+        (("dpmpp-2m", None, None), Sampling("dpmpp-2m", 20, 0.0)),  # a probability-flow sampler: 20 steps
+        (("ode", None, None), Sampling("ode", None, 0.0, rtol=1e-3, atol=1e-3)),  # its own steps, stated tolerances
     ],
 )
 def test_the_library_owns_the_sampling_defaults(asked, expected):

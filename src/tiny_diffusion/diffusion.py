@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .core.objectives import Target, noise_predictor
-from .core.samplers import NoisePredictor, SamplerName, sample, sampler_timesteps
+from .core.samplers import ODE_ATOL, ODE_RTOL, SIGMA_SAMPLERS, NoisePredictor, SamplerName, sample, sampler_steps
 from .core.schedule import NoiseSchedule
 from .data.prompts import parse_prompt, side_by_side
 from .errors import UsageError
@@ -27,33 +27,51 @@ if TYPE_CHECKING:
 
 __all__ = ["Diffusion", "Trajectory", "Sampling", "resolve_sampling", "balanced_labels"]
 
-Sampler = Literal["ddpm", "ddim"]
+Sampler = Literal["ddpm", "ddim", "dpmpp-2m", "euler", "heun", "ode"]
+FAST_STEPS = 20  # the probability-flow samplers' steps when none are asked for (and the run's sampler is another)
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to walk the reverse process: the sampler, its number of steps (None: all T) and DDIM's eta."""
+    """How to walk the reverse process: the sampler, its number of steps (None: all T), DDIM's eta and the ode
+    sampler's tolerances."""
 
     sampler: str
     steps: int | None
     eta: float
+    rtol: float = ODE_RTOL
+    atol: float = ODE_ATOL
 
 
 def resolve_sampling(
-    config: TrainConfig, sampler: str | None = None, steps: int | None = None, eta: float | None = None
+    config: TrainConfig,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> Sampling:
     """The sampling asked for, with what was left out (None) filled in from the run: its own sampler; its steps and
-    eta where its sampler is used, else all steps and eta 0. The one place these defaults are decided."""
+    eta where its sampler is used, else all steps (``FAST_STEPS`` for dpmpp-2m, euler and heun, at most T) and eta
+    0; the ode sampler's tolerances ``ODE_RTOL`` and ``ODE_ATOL``. The one place these defaults are decided."""
     sampler = config.sampler if sampler is None else sampler
     own = sampler == config.sampler
     if steps is None and own:
         steps = config.sample_steps
+    if steps is None and sampler in SIGMA_SAMPLERS:
+        steps = min(FAST_STEPS, config.num_timesteps)
     if eta is None:
         eta = config.eta if own else 0.0
     if not eta >= 0 or not math.isfinite(eta):
         raise UsageError(f"eta must be a finite number >= 0, got {eta}")
-    sampler_timesteps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
-    return Sampling(sampler, steps, float(eta))
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"{name} must be a positive number, got {value}")
+    sampler_steps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
+    return Sampling(
+        sampler, steps, float(eta), ODE_RTOL if rtol is None else float(rtol), ODE_ATOL if atol is None else float(atol)
+    )
 
 
 def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -69,6 +87,7 @@ class Trajectory:
     states: np.ndarray  # (K, N, *shape): the recorded states, the initial noise first and the samples last
     timesteps: np.ndarray  # (K,) the step t of each state: T for the noise, 0 for the samples
     num_timesteps: int  # T
+    nfe: int = 0  # network evaluations per sample (under guidance the conditional and unconditional passes count 2)
 
 
 @dataclass(eq=False)
@@ -367,8 +386,10 @@ class Diffusion:
             clip=clip,
             generator=generator,
             record_every=record_every,
+            rtol=how.rtol,
+            atol=how.atol,
         )
-        walked = sampler_timesteps(len(self.schedule), how.sampler, how.steps)
+        walked = drawn.timesteps
         # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
         done = [len(walked) - left for left in drawn.steps_left]
         states = drawn.states if drawn.states is not None else drawn.samples[None]
@@ -378,7 +399,14 @@ class Diffusion:
             self._to_data(states).cpu().numpy(),
             np.array(timesteps),
             len(self.schedule),
+            drawn.nfe * self._passes(guidance),
         )
+
+    def _passes(self, guidance: float | None) -> int:
+        """Network passes per noise prediction: two under classifier-free guidance (``models.guided`` runs the
+        conditional and the unconditional prediction in one batch of 2N), else one."""
+        scale = self.config.guidance if guidance is None else guidance
+        return 2 if self.classes and scale != 0 else 1
 
     def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
         """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""
