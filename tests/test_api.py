@@ -132,6 +132,12 @@ def test_a_run_samples_with_its_own_sampler_steps_and_eta(tmp_path):
 def test_a_conditional_model_draws_what_it_is_asked(tmp_path):
     model = td.train(dataset="blobs", conditional=True, out=tmp_path / "run", progress=False, **SMALL)
     assert model.classes and model.sample(6, prompt=model.classes[1], guidance=1.0).shape == (6, 2)
+    rows = []  # classifier-free guidance runs the network on 2N rows per prediction: the nfe counts both passes
+    model.network.register_forward_hook(lambda module, args, output: rows.append(len(args[0])))
+    for guidance, passes in ((1.0, 2), (0.0, 1)):
+        rows.clear()
+        drawn = model.sample(6, sampler="dpmpp-2m", steps=5, guidance=guidance, trajectory=True)
+        assert drawn.nfe == 5 * passes == sum(rows) // 6
     with pytest.raises(td.UsageError, match="unknown|choose"):
         model.sample(2, prompt="no such class")
     plain = td.train(dataset="moons", out=tmp_path / "plain", progress=False, **SMALL)

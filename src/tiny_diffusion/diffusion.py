@@ -145,6 +145,8 @@ class Diffusion:
         sampler: str | None = ...,
         steps: int | None = ...,
         eta: float | None = ...,
+        rtol: float | None = ...,
+        atol: float | None = ...,
         seed: int = ...,
         prompt: str | None = ...,
         labels: Sequence[int] | np.ndarray | None = ...,
@@ -161,6 +163,8 @@ class Diffusion:
         sampler: str | None = ...,
         steps: int | None = ...,
         eta: float | None = ...,
+        rtol: float | None = ...,
+        atol: float | None = ...,
         seed: int = ...,
         prompt: str | None = ...,
         labels: Sequence[int] | np.ndarray | None = ...,
@@ -176,6 +180,8 @@ class Diffusion:
         sampler: str | None = None,
         steps: int | None = None,
         eta: float | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
         seed: int = 0,
         prompt: str | None = None,
         labels: Sequence[int] | np.ndarray | None = None,
@@ -185,7 +191,8 @@ class Diffusion:
     ) -> np.ndarray | Trajectory:
         """Draw ``num`` samples, (num, *shape), in the data's units.
 
-        ``sampler``, ``steps`` and ``eta`` left out are the run's own (``self.sampling``). A conditional model draws
+        ``sampler``, ``steps`` and ``eta`` left out are the run's own (``self.sampling``); ``rtol`` and ``atol`` are
+        the ode sampler's tolerances. A conditional model draws
         the class ``prompt`` names (a digit, its name, a number drawn digit by digit side by side, a shape's name),
         or the classes ``labels`` (num,), or every class in turn, under classifier-free guidance ``guidance``
         (default: the run's). ``trajectory=True`` returns a ``Trajectory`` with the states after every
@@ -202,7 +209,7 @@ class Diffusion:
             labels = np.tile(glyphs, num)  # (num * k,): each sample's glyphs in turn
         drawn = self.draw(
             num * max(1, len(glyphs)),
-            self._resolve(sampler, steps, eta),
+            resolve_sampling(self.config, sampler, steps, eta, rtol=rtol, atol=atol),
             seed=seed,
             labels=labels,
             guidance=guidance,
@@ -349,9 +356,6 @@ class Diffusion:
         return float(self.scale.double().log().sum()) * per_channel
 
     # -- the model's coordinates (private: everything public is in the data's units) ----------------------------
-
-    def _resolve(self, sampler: str | None, steps: int | None, eta: float | None) -> Sampling:
-        return resolve_sampling(self.config, sampler, steps, eta)
 
     def _prompt(self, prompt: str) -> list[int]:
         if not self.classes:
