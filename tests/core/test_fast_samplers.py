@@ -76,6 +76,21 @@ def test_every_step_matches_diffusers(sampler, spacing, num_timesteps, steps):
     torch.testing.assert_close(ours.states[1:], theirs, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("clip", [None, (-1.0, 0.6)])
+def test_euler_on_trailing_steps_is_ddim_with_eta_0(clip):
+    """DDIM with eta = 0 is Euler's method in x / sqrt(alpha-bar) on the same noise levels (Song et al. 2021, eq. 14;
+    Karras et al. 2022, Table 1), clipped x0 included: the two samplers must agree to float rounding."""
+    schedule = NoiseSchedule(100, "cosine")
+    predict = _fake_predictor(schedule)
+    draws = [
+        samplers.sample(
+            predict, schedule, (32, 2), sampler=s, steps=10, spacing="trailing", clip=clip, generator=torch.Generator()
+        ).samples
+        for s in ("euler", "ddim")
+    ]
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=1e-5)
+
+
 # ---------------------------------------------------------------- a Gaussian: the exact probability-flow solution
 
 MEAN, STD = 0.5, 0.3

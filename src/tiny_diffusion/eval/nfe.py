@@ -87,7 +87,7 @@ def measure_nfe(
 
 
 SHORT = {"precision@0.1": "p@0.1", "precision@0.05": "p@0.05", "recall@0.05": "r@0.05"}
-TABLE_HEADER = f"{'sampler':<9} {'steps':>8} {'nfe':>5}  {'W2 (x floor)':>16}  " + "  ".join(
+TABLE_HEADER = f"{'sampler':<9} {'steps':>10} {'nfe':>5}  {'W2 (x floor)':>16}  " + "  ".join(
     f"{SHORT[name]:>6}" for name in HEADLINE[1:]
 )
 
@@ -98,4 +98,4 @@ def format_row(row: NfeRow) -> str:
     m = row.metrics
     w2 = f"{m['w2']:.4f} ({m['w2'] / m['w2_floor']:.2f}x)" if "w2_floor" in m else f"{m['w2']:.4f}"
     rest = "  ".join(f"{m.get(name, float('nan')):>6.3f}" for name in HEADLINE[1:])
-    return f"{row.sampler:<9} {setting!s:>8} {row.nfe:>5}  {w2:>16}  {rest}"
+    return f"{row.sampler:<9} {setting!s:>10} {row.nfe:>5}  {w2:>16}  {rest}"

@@ -194,6 +194,8 @@ def plot_nfe(rows: Sequence[dict], path: str | Path, *, title: str = "") -> None
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_formatter("{x:g}")  # 1.5, not 1.5 x 10^0
+    axes[0].yaxis.set_minor_formatter("{x:g}")
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
