@@ -1,4 +1,5 @@
-"""`tiny-diffusion nfe`: sample quality against the network evaluations each sampler makes, on a tiny point run."""
+"""The samplers on the command line: `tiny-diffusion nfe` (sample quality against the network evaluations each
+sampler makes) and `sample` / `plot reverse` with the probability-flow samplers, on a tiny point run."""
 
 from __future__ import annotations
 
@@ -71,3 +72,24 @@ def test_nfe_refuses_an_image_run():
 
     with pytest.raises(td.UsageError, match="nfe measures point runs"):
         td.nfe(ImageRun())
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["sample", "RUN", "--sampler", "ode", "--sample-steps", "5"], "the ode sampler chooses its own steps"),
+        (["sample", "RUN", "--sampler", "heun", "--sample-steps", "21"], "between 1 and num_timesteps (20), got 21"),
+        (["plot", "reverse", "RUN", "--sampler", "euler", "--sample-steps", "0"], "got 0"),
+    ],
+)
+def test_sampler_steps_out_of_range_are_one_line(run_dir, argv, message, capsys):
+    assert main([str(run_dir) if a == "RUN" else a for a in argv]) == 2
+    err = without_warnings(capsys.readouterr().err)
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp-2m", "ode"])
+def test_plot_reverse_with_a_probability_flow_sampler(run_dir, sampler, tmp_path, capsys):
+    out = tmp_path / f"reverse_{sampler}.png"
+    assert main(["plot", "reverse", str(run_dir), "--sampler", sampler, "--panels", "3", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and "3 panels" in capsys.readouterr().out
