@@ -39,6 +39,9 @@ __all__ = [
     "sampler_steps",
     "sampler_timesteps",
     "sigma_steps",
+    "schedule_sigmas",
+    "sigma_to_t",
+    "karras_sigmas",
 ]
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,7 +81,8 @@ class Walk:
     atol: float = ODE_ATOL
 
 
-SamplerFn = Callable[[NoisePredictor, NoiseSchedule, torch.Tensor, Walk], Iterator[tuple[int, torch.Tensor]]]
+Steps = Iterator[tuple[int, torch.Tensor]]  # (steps done, the state after them), as a sampler walks
+SamplerFn = Callable[[NoisePredictor, NoiseSchedule, torch.Tensor, Walk], Steps]
 
 
 def _clip(x0: torch.Tensor, clip: Bounds | None) -> torch.Tensor:
@@ -153,13 +157,13 @@ def ddim_step(
     return x_prev
 
 
-def _ddpm(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Iterator:
+def _ddpm(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Steps:
     for d, t in enumerate(walk.timesteps, 1):
         x = ddpm_step(schedule, predict(x, _at(t, x)), x, t, clip=walk.clip, generator=walk.generator)
         yield d, x
 
 
-def _ddim(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Iterator:
+def _ddim(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Steps:
     for d, t in enumerate(walk.timesteps, 1):
         t_prev = walk.timesteps[d] if d < len(walk.timesteps) else -1
         x = ddim_step(
@@ -225,7 +229,7 @@ def _denoised(
     return _clip(x_ve - sigma * noise, clip)
 
 
-def _dpmpp_2m(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Iterator:
+def _dpmpp_2m(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Steps:
     """DPM-Solver++(2M) (Lu et al. 2022, https://arxiv.org/abs/2211.01095, Algorithm 2): exponential integration of
     the data prediction, with the previous step's prediction as a second-order correction; the first step and the
     last (to sigma = 0, diffusers' ``lower_order_final``) are first order."""
@@ -248,7 +252,7 @@ def _dpmpp_2m(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor,
         yield d, x
 
 
-def _euler(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Iterator:
+def _euler(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Steps:
     """Euler's method on the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma (Karras et al. 2022, eq. 3)."""
     s, dtype = [float(v) for v in walk.sigmas], x.dtype
     for d, t in enumerate(walk.timesteps, 1):
@@ -259,7 +263,7 @@ def _euler(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, wa
         yield d, x
 
 
-def _heun(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Iterator:
+def _heun(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Steps:
     """Heun's method (Karras et al. 2022, Algorithm 1 without churn): an Euler step, then the average of the slopes
     at both ends; the last step, to sigma = 0 where the slope is undefined, stays Euler. 2 steps - 1 evaluations."""
     s, dtype = [float(v) for v in walk.sigmas], x.dtype
@@ -291,7 +295,7 @@ def _noise_between(predict: NoisePredictor, x: torch.Tensor, t: float) -> torch.
     return (1 - w) * both[:n] + w * both[n:]
 
 
-def _ode(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Iterator:
+def _ode(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Steps:
     """The probability-flow ODE in u = log sigma: dx/du = x - D(x; sigma) for x in variance-exploding coordinates,
     from sigma_{T-1} to sigma_0 by dopri5 (Dormand-Prince 5(4), adaptive), then x_0 = D(x; sigma_0) as DDPM's last
     step. The states after d of T steps are the solution at sigma of timestep T - 1 - d (odeint's output times)."""
