@@ -98,6 +98,20 @@ def test_the_library_owns_the_sampling_defaults(asked, expected):
     assert resolve_sampling(config, *asked) == expected
 
 
+@pytest.mark.parametrize(
+    "asked,message",
+    [
+        (dict(sampler="euler", steps=10, spacing="even"), "unknown step spacing 'even'; choose from karras, trailing"),
+        (dict(sampler="ode", rtol=-1.0), "rtol must be a positive number"),
+        (dict(sampler="heun", steps=1001), "between 1 and num_timesteps (1000), got 1001"),
+    ],
+)
+def test_resolve_sampling_refuses_in_one_line(asked, message):
+    with pytest.raises(td.UsageError) as info:
+        resolve_sampling(td.settings(num_timesteps=1000), **asked)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
 def test_a_run_samples_with_its_own_sampler_steps_and_eta(tmp_path):
     """The image defaults walk 50 DDIM steps with eta 1: so does sample() on the loaded run, one call per step.
     (The issue's command, with only the final samples cut from 500 to 4 to save time.)"""

@@ -16,7 +16,17 @@ import torch
 from torch import nn
 
 from .core.objectives import Target, noise_predictor
-from .core.samplers import ODE_ATOL, ODE_RTOL, SIGMA_SAMPLERS, NoisePredictor, SamplerName, sample, sampler_steps
+from .core.samplers import (
+    ODE_ATOL,
+    ODE_RTOL,
+    SIGMA_SAMPLERS,
+    STEP_SPACINGS,
+    NoisePredictor,
+    SamplerName,
+    Spacing,
+    sample,
+    sampler_steps,
+)
 from .core.schedule import NoiseSchedule
 from .data.prompts import parse_prompt, side_by_side
 from .errors import UsageError
@@ -33,14 +43,15 @@ FAST_STEPS = 20  # the probability-flow samplers' steps when none are asked for 
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to walk the reverse process: the sampler, its number of steps (None: all T), DDIM's eta and the ode
-    sampler's tolerances."""
+    """How to walk the reverse process: the sampler, its number of steps (None: all T), DDIM's eta, the ode
+    sampler's tolerances and where dpmpp-2m, euler and heun put their noise levels."""
 
     sampler: str
     steps: int | None
     eta: float
     rtol: float = ODE_RTOL
     atol: float = ODE_ATOL
+    spacing: str = "karras"  # core.samplers.STEP_SPACINGS
 
 
 def resolve_sampling(
@@ -51,10 +62,12 @@ def resolve_sampling(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    spacing: str = "karras",
 ) -> Sampling:
     """The sampling asked for, with what was left out (None) filled in from the run: its own sampler; its steps and
     eta where its sampler is used, else all steps (``FAST_STEPS`` for dpmpp-2m, euler and heun, at most T) and eta
-    0; the ode sampler's tolerances ``ODE_RTOL`` and ``ODE_ATOL``. The one place these defaults are decided."""
+    0; the ode sampler's tolerances ``ODE_RTOL`` and ``ODE_ATOL``; Karras noise levels. The one place these defaults
+    are decided."""
     sampler = config.sampler if sampler is None else sampler
     own = sampler == config.sampler
     if steps is None and own:
@@ -68,10 +81,11 @@ def resolve_sampling(
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise UsageError(f"{name} must be a positive number, got {value}")
+    if spacing not in STEP_SPACINGS:
+        raise UsageError(f"unknown step spacing {spacing!r}; choose from {', '.join(STEP_SPACINGS)}")
     sampler_steps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
-    return Sampling(
-        sampler, steps, float(eta), ODE_RTOL if rtol is None else float(rtol), ODE_ATOL if atol is None else float(atol)
-    )
+    rtol = ODE_RTOL if rtol is None else float(rtol)
+    return Sampling(sampler, steps, float(eta), rtol, ODE_ATOL if atol is None else float(atol), spacing)
 
 
 def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -392,6 +406,7 @@ class Diffusion:
             record_every=record_every,
             rtol=how.rtol,
             atol=how.atol,
+            spacing=cast(Spacing, how.spacing),
         )
         walked = drawn.timesteps
         # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
