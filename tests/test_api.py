@@ -89,11 +89,27 @@ def test_samples_are_in_the_data_units_and_nothing_scales_them_twice(tmp_path):
         (("ddim", 10, None), Sampling("ddim", 10, 1.0)),
         (("ddim", None, 0.0), Sampling("ddim", 50, 0.0)),
         (("ddpm", None, None), Sampling("ddpm", None, 0.0)),  # another sampler: all steps, eta 0
+        (("dpmpp-2m", None, None), Sampling("dpmpp-2m", 20, 0.0)),  # a probability-flow sampler: 20 steps
+        (("ode", None, None), Sampling("ode", None, 0.0, rtol=1e-3, atol=1e-3)),  # its own steps, stated tolerances
     ],
 )
 def test_the_library_owns_the_sampling_defaults(asked, expected):
     config = td.settings(dataset="digits8", sampler="ddim", sample_steps=50, eta=1.0)
     assert resolve_sampling(config, *asked) == expected
+
+
+@pytest.mark.parametrize(
+    "asked,message",
+    [
+        (dict(sampler="euler", steps=10, spacing="even"), "unknown step spacing 'even'; choose from karras, trailing"),
+        (dict(sampler="ode", rtol=-1.0), "rtol must be a positive number"),
+        (dict(sampler="heun", steps=1001), "between 1 and num_timesteps (1000), got 1001"),
+    ],
+)
+def test_resolve_sampling_refuses_in_one_line(asked, message):
+    with pytest.raises(td.UsageError) as info:
+        resolve_sampling(td.settings(num_timesteps=1000), **asked)
+    assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_a_run_samples_with_its_own_sampler_steps_and_eta(tmp_path):
@@ -130,6 +146,12 @@ def test_a_run_samples_with_its_own_sampler_steps_and_eta(tmp_path):
 def test_a_conditional_model_draws_what_it_is_asked(tmp_path):
     model = td.train(dataset="blobs", conditional=True, out=tmp_path / "run", progress=False, **SMALL)
     assert model.classes and model.sample(6, prompt=model.classes[1], guidance=1.0).shape == (6, 2)
+    rows = []  # classifier-free guidance runs the network on 2N rows per prediction: the nfe counts both passes
+    model.network.register_forward_hook(lambda module, args, output: rows.append(len(args[0])))
+    for guidance, passes in ((1.0, 2), (0.0, 1)):
+        rows.clear()
+        drawn = model.sample(6, sampler="dpmpp-2m", steps=5, guidance=guidance, trajectory=True)
+        assert drawn.nfe == 5 * passes == sum(rows) // 6
     with pytest.raises(td.UsageError, match="unknown|choose"):
         model.sample(2, prompt="no such class")
     plain = td.train(dataset="moons", out=tmp_path / "plain", progress=False, **SMALL)

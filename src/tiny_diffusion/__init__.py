@@ -26,6 +26,7 @@ _LAZY = {
     "settings": "api",
     "exact": "api",
     "diagnose": "api",
+    "nfe": "api",
     "Diffusion": "diffusion",
     "Trajectory": "diffusion",
     "Sampling": "diffusion",
@@ -44,6 +45,7 @@ __all__ = [
     "settings",
     "exact",
     "diagnose",
+    "nfe",
     "Diffusion",
     "Trajectory",
     "Sampling",
@@ -60,7 +62,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import datasets
-    from .api import diagnose, evaluate, exact, settings, train, train_summary
+    from .api import diagnose, evaluate, exact, nfe, settings, train, train_summary
     from .config import TrainConfig
     from .core.samplers import sample
     from .core.schedule import NoiseSchedule

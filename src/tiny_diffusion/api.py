@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -19,7 +19,10 @@ from .errors import UsageError
 from .runs.checkpoints import DEFAULT_EVERY, DEFAULT_KEEP, CheckpointPolicy
 from .runs.job import Snapshot, TrainSummary, train_run
 
-__all__ = ["train", "train_summary", "evaluate", "settings", "default_out", "exact", "EXACT_KINDS", "diagnose"]
+if TYPE_CHECKING:
+    from .eval.nfe import NfeRow
+
+__all__ = ["train", "train_summary", "evaluate", "settings", "default_out", "exact", "EXACT_KINDS", "diagnose", "nfe"]
 
 ExactKind = Literal["auto", "ideal", "mixture"]
 EXACT_KINDS: tuple[str, ...] = ("auto", "ideal", "mixture")
@@ -267,6 +270,43 @@ def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 
     if model.run_dir is not None and not model.config.is_images:
         memorized = memorized_share(np.load(model.run_dir / "samples.npy"), model.config)
     return summary(errors, terminal_mismatch(model.schedule, train_set.x), memorized)
+
+
+def nfe(
+    model: Diffusion | str | Path,
+    *,
+    samplers: Sequence[str] | None = None,
+    steps: Sequence[int] | None = None,
+    tolerances: Sequence[float] | None = None,
+    num: int | None = None,
+    seed: int = 0,
+    progress: Callable[[NfeRow], None] | None = None,
+) -> list[NfeRow]:
+    """Sample quality against the network evaluations made (``eval.nfe``): each of ``samplers`` (default: ddpm once,
+    ddim with eta 0, dpmpp-2m, euler, heun, ode) at each of ``steps`` (default: 5, 10, 20, 50 up to T), the ode
+    sampler at each rtol = atol of ``tolerances``, ``num`` samples each (default: the run's eval_batch_size, as
+    ``evaluate`` scores) from the same noise ``seed``, scored as ``evaluate`` scores a point run's samples."""
+    from .diffusion import resolve_sampling
+    from .eval.evaluate import evaluate_run_samples
+    from .eval.nfe import NFE_SAMPLERS, NFE_STEPS, ODE_TOLERANCES, measure_nfe, nfe_settings
+
+    model = Diffusion.load(model) if isinstance(model, (str, Path)) else model
+    config = model.config
+    if config.is_images:
+        raise UsageError("nfe measures point runs (W2, precision and recall against the data); this run draws images")
+    num = config.eval_batch_size if num is None else num
+    if num < 2:
+        raise UsageError(f"the number of samples must be at least 2, got {num}")
+    if steps is None:
+        steps = [n for n in NFE_STEPS if n <= config.num_timesteps] or [config.num_timesteps]
+    chosen = nfe_settings(samplers or NFE_SAMPLERS, steps, tolerances or ODE_TOLERANCES)
+    ways = {how: resolve_sampling(config, how[0], how[1], 0.0, rtol=how[2], atol=how[2]) for how in chosen}
+
+    def draw(sampler: str, count: int | None, tolerance: float | None) -> tuple[np.ndarray, int]:
+        drawn = model.draw(num, ways[sampler, count, tolerance], seed=seed)
+        return drawn.samples, drawn.nfe
+
+    return measure_nfe(draw, lambda samples: evaluate_run_samples(samples, config), chosen, progress=progress)
 
 
 def _run_and_samples(what: Diffusion | str | Path | np.ndarray) -> tuple[Path | None, Path | np.ndarray]:

@@ -3,7 +3,7 @@ and the settings' validation start without importing torch. Each registry holds 
 (tests/cli/test_choices.py checks it): the beta schedules, samplers, targets, precisions, embeddings and models."""
 
 BETA_SCHEDULES = ("linear", "quadratic", "cosine", "sigmoid")  # core.schedule.BETA_SCHEDULES
-SAMPLERS = ("ddpm", "ddim")  # core.samplers
+SAMPLERS = ("ddpm", "ddim", "dpmpp-2m", "euler", "heun", "ode")  # core.samplers.SAMPLERS
 TARGETS = ("noise", "x0", "previous", "v")  # core.objectives
 PRECISIONS = ("fp32", "bf16", "fp16")  # core.precision.PRECISIONS
 TIME_EMBEDDINGS = ("sinusoidal", "learnable", "linear", "zero")  # models.embeddings.TIME_EMBEDDINGS

@@ -136,7 +136,9 @@ class TrainConfig:
     )
     sampler: str = opt("ddpm", "sampler for snapshots and final samples", choices.SAMPLERS, group="sampling")
     sample_steps: Optional[int] = opt(
-        None, "denoising steps of the ddim sampler (default: --num-timesteps)", group="sampling"
+        None,
+        "denoising steps of ddim, dpmpp-2m, euler and heun (default: --num-timesteps; 20 for dpmpp-2m, euler, heun)",
+        group="sampling",
     )
     eta: float = opt(0.0, "ddim noise: 0 deterministic, 1 like ddpm", group="sampling")
     clip_sample: bool = opt(
@@ -271,6 +273,8 @@ class TrainConfig:
             )
         if self.sampler == "ddpm" and self.sample_steps not in (None, self.num_timesteps):
             raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
+        if self.sampler == "ode" and self.sample_steps not in (None, self.num_timesteps):
+            raise UsageError("the ode sampler chooses its own steps; leave sample_steps out")
         try:
             self.dataset_options()  # validates the option values
         except UsageError as e:  # its message names the option

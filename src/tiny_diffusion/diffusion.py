@@ -16,7 +16,17 @@ import torch
 from torch import nn
 
 from .core.objectives import Target, noise_predictor
-from .core.samplers import NoisePredictor, SamplerName, sample, sampler_timesteps
+from .core.samplers import (
+    ODE_ATOL,
+    ODE_RTOL,
+    SIGMA_SAMPLERS,
+    STEP_SPACINGS,
+    NoisePredictor,
+    SamplerName,
+    Spacing,
+    sample,
+    sampler_steps,
+)
 from .core.schedule import NoiseSchedule
 from .data.prompts import parse_prompt, side_by_side
 from .errors import UsageError
@@ -27,33 +37,55 @@ if TYPE_CHECKING:
 
 __all__ = ["Diffusion", "Trajectory", "Sampling", "resolve_sampling", "balanced_labels"]
 
-Sampler = Literal["ddpm", "ddim"]
+Sampler = Literal["ddpm", "ddim", "dpmpp-2m", "euler", "heun", "ode"]
+FAST_STEPS = 20  # the probability-flow samplers' steps when none are asked for (and the run's sampler is another)
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to walk the reverse process: the sampler, its number of steps (None: all T) and DDIM's eta."""
+    """How to walk the reverse process: the sampler, its number of steps (None: all T), DDIM's eta, the ode
+    sampler's tolerances and where dpmpp-2m, euler and heun put their noise levels."""
 
     sampler: str
     steps: int | None
     eta: float
+    rtol: float = ODE_RTOL
+    atol: float = ODE_ATOL
+    spacing: str = "karras"  # core.samplers.STEP_SPACINGS
 
 
 def resolve_sampling(
-    config: TrainConfig, sampler: str | None = None, steps: int | None = None, eta: float | None = None
+    config: TrainConfig,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    spacing: str = "karras",
 ) -> Sampling:
     """The sampling asked for, with what was left out (None) filled in from the run: its own sampler; its steps and
-    eta where its sampler is used, else all steps and eta 0. The one place these defaults are decided."""
+    eta where its sampler is used, else all steps (``FAST_STEPS`` for dpmpp-2m, euler and heun, at most T) and eta
+    0; the ode sampler's tolerances ``ODE_RTOL`` and ``ODE_ATOL``; Karras noise levels. The one place these defaults
+    are decided."""
     sampler = config.sampler if sampler is None else sampler
     own = sampler == config.sampler
     if steps is None and own:
         steps = config.sample_steps
+    if steps is None and sampler in SIGMA_SAMPLERS:
+        steps = min(FAST_STEPS, config.num_timesteps)
     if eta is None:
         eta = config.eta if own else 0.0
     if not eta >= 0 or not math.isfinite(eta):
         raise UsageError(f"eta must be a finite number >= 0, got {eta}")
-    sampler_timesteps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
-    return Sampling(sampler, steps, float(eta))
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"{name} must be a positive number, got {value}")
+    if spacing not in STEP_SPACINGS:
+        raise UsageError(f"unknown step spacing {spacing!r}; choose from {', '.join(STEP_SPACINGS)}")
+    sampler_steps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
+    rtol = ODE_RTOL if rtol is None else float(rtol)
+    return Sampling(sampler, steps, float(eta), rtol, ODE_ATOL if atol is None else float(atol), spacing)
 
 
 def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -69,6 +101,7 @@ class Trajectory:
     states: np.ndarray  # (K, N, *shape): the recorded states, the initial noise first and the samples last
     timesteps: np.ndarray  # (K,) the step t of each state: T for the noise, 0 for the samples
     num_timesteps: int  # T
+    nfe: int = 0  # network evaluations per sample (under guidance the conditional and unconditional passes count 2)
 
 
 @dataclass(eq=False)
@@ -129,6 +162,8 @@ class Diffusion:
         sampler: str | None = ...,
         steps: int | None = ...,
         eta: float | None = ...,
+        rtol: float | None = ...,
+        atol: float | None = ...,
         seed: int = ...,
         prompt: str | None = ...,
         labels: Sequence[int] | np.ndarray | None = ...,
@@ -145,6 +180,8 @@ class Diffusion:
         sampler: str | None = ...,
         steps: int | None = ...,
         eta: float | None = ...,
+        rtol: float | None = ...,
+        atol: float | None = ...,
         seed: int = ...,
         prompt: str | None = ...,
         labels: Sequence[int] | np.ndarray | None = ...,
@@ -160,6 +197,8 @@ class Diffusion:
         sampler: str | None = None,
         steps: int | None = None,
         eta: float | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
         seed: int = 0,
         prompt: str | None = None,
         labels: Sequence[int] | np.ndarray | None = None,
@@ -169,7 +208,8 @@ class Diffusion:
     ) -> np.ndarray | Trajectory:
         """Draw ``num`` samples, (num, *shape), in the data's units.
 
-        ``sampler``, ``steps`` and ``eta`` left out are the run's own (``self.sampling``). A conditional model draws
+        ``sampler``, ``steps`` and ``eta`` left out are the run's own (``self.sampling``); ``rtol`` and ``atol`` are
+        the ode sampler's tolerances. A conditional model draws
         the class ``prompt`` names (a digit, its name, a number drawn digit by digit side by side, a shape's name),
         or the classes ``labels`` (num,), or every class in turn, under classifier-free guidance ``guidance``
         (default: the run's). ``trajectory=True`` returns a ``Trajectory`` with the states after every
@@ -186,7 +226,7 @@ class Diffusion:
             labels = np.tile(glyphs, num)  # (num * k,): each sample's glyphs in turn
         drawn = self.draw(
             num * max(1, len(glyphs)),
-            self._resolve(sampler, steps, eta),
+            resolve_sampling(self.config, sampler, steps, eta, rtol=rtol, atol=atol),
             seed=seed,
             labels=labels,
             guidance=guidance,
@@ -336,9 +376,6 @@ class Diffusion:
 
     # -- the model's coordinates (private: everything public is in the data's units) ----------------------------
 
-    def _resolve(self, sampler: str | None, steps: int | None, eta: float | None) -> Sampling:
-        return resolve_sampling(self.config, sampler, steps, eta)
-
     def _prompt(self, prompt: str) -> list[int]:
         if not self.classes:
             raise UsageError(
@@ -372,8 +409,11 @@ class Diffusion:
             clip=clip,
             generator=generator,
             record_every=record_every,
+            rtol=how.rtol,
+            atol=how.atol,
+            spacing=cast(Spacing, how.spacing),
         )
-        walked = sampler_timesteps(len(self.schedule), how.sampler, how.steps)
+        walked = drawn.timesteps
         # after d of the sampler's steps x sits at step walked[d] + 1 (the next step denoises it), or 0 at the end
         done = [len(walked) - left for left in drawn.steps_left]
         states = drawn.states if drawn.states is not None else drawn.samples[None]
@@ -383,7 +423,14 @@ class Diffusion:
             self._to_data(states).cpu().numpy(),
             np.array(timesteps),
             len(self.schedule),
+            drawn.nfe * self._passes(guidance),
         )
+
+    def _passes(self, guidance: float | None) -> int:
+        """Network passes per noise prediction: two under classifier-free guidance (``models.guided`` runs the
+        conditional and the unconditional prediction in one batch of 2N), else one."""
+        scale = self.config.guidance if guidance is None else guidance
+        return 2 if self.classes and scale != 0 else 1
 
     def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
         """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""

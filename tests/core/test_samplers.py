@@ -76,6 +76,10 @@ SAMPLER_CASES = [  # (sampler, steps, eta)
     ("ddim", 10, 0.0),
     ("ddim", T, 1.0),
     ("ddim", 10, 1.0),
+    ("dpmpp-2m", 10, 0.0),  # the probability-flow samplers end with D(x; sigma_0) at t = 0: the point itself
+    ("euler", 10, 0.0),
+    ("heun", 10, 0.0),
+    ("ode", None, 0.0),
 ]
 
 

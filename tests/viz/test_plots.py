@@ -132,6 +132,10 @@ def test_forward_labels():
 # --- reverse ----------------------------------------------------------------------------------------------------
 
 
+# 4 Karras noise levels of the tiny runs' T = 20 fall on steps 19, 7, 2 and 0: t = 20, 8, 3, 1 before each step
+KARRAS_4 = [20, 8, 3, 1, 0]
+
+
 @pytest.mark.parametrize(
     "sampler,steps,count,timesteps",
     [
@@ -140,6 +144,9 @@ def test_forward_labels():
         ("ddpm", None, 4, [20, 13, 7, 0]),  # 20 / 3 is not whole: every step is recorded and 4 chosen
         ("ddim", 5, 6, [20, 16, 12, 8, 4, 0]),
         ("ddim", 10, 3, [20, 10, 0]),
+        ("ode", None, 5, [20, 15, 10, 5, 0]),  # the ode reports on every step's noise level
+        ("dpmpp-2m", 4, 5, KARRAS_4),
+        ("heun", 4, 3, KARRAS_4[::2]),
     ],
 )
 def test_reverse_states_keep_evenly_spaced_labelled_states(run_dir, sampler, steps, count, timesteps):
@@ -316,7 +323,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, own_run, tmp_path, monk
     [
         (["plot", "forward", "--format", "jpg"], "invalid choice: 'jpg'"),
         (["plot", "reverse", "R", "--format", "gif"], "invalid choice: 'gif'"),
-        (["animate", "R", "--sampler", "euler"], "invalid choice: 'euler'"),
+        (["animate", "R", "--sampler", "dpm"], "invalid choice: 'dpm'"),
         (["plot", "sideways"], "invalid choice: 'sideways'"),
         (["plot"], "required: KIND"),
     ],

@@ -233,6 +233,35 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nfe(args: argparse.Namespace) -> int:
+    from ..api import nfe
+    from ..diffusion import Diffusion
+    from ..eval.nfe import TABLE_HEADER, format_row
+    from ..runs.files import save_json
+    from ..viz import figures as viz
+
+    run_dir = Path(args.run_dir)
+    outputs = [run_dir / "nfe.json", run_dir / "nfe.png"]
+    if not args.overwrite and any(p.exists() for p in outputs):  # before the work, not after it
+        raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
+    model = Diffusion.load(run_dir)
+    print(TABLE_HEADER, flush=True)
+    rows = nfe(
+        model,
+        samplers=args.samplers,
+        steps=args.steps,
+        tolerances=args.tolerances,
+        num=args.num_samples,
+        seed=args.seed,
+        progress=lambda row: print(format_row(row), flush=True),
+    )
+    save_json(outputs[0], {"num_samples": int(rows[0].metrics["n"]), "seed": args.seed,
+                           "rows": [row.as_dict() for row in rows]})  # fmt: skip
+    viz.plot_nfe([row.as_dict() for row in rows], outputs[1], title=f"{run_dir.name}: quality against model calls")
+    print(f"wrote {outputs[0]} and {outputs[1]}")
+    return 0
+
+
 def _likelihood(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -332,6 +361,7 @@ COMMANDS = {
     "datasets": _datasets,
     "diagnose": _diagnose,
     "likelihood": _likelihood,
+    "nfe": _nfe,
     "plot": plot,
     "animate": animate,
     "ablate": _ablate,

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import NoReturn
 
-from ..choices import DEVICES
+from ..choices import DEVICES, SAMPLERS
 from ..runs.policy import DEFAULT_EVERY, DEFAULT_KEEP
 from .flags import add_config_flags, add_flag, flag_groups, parse_float, parse_int
 from .models import add_model_args
@@ -173,6 +173,41 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     diagnose.add_argument("--per-step", type=parse_int, default=256, help="fresh x_t at each (default: %(default)s)")
     diagnose.add_argument("--seed", type=parse_int, default=0, help="(default: %(default)s)")
     diagnose.add_argument("--overwrite", action="store_true", help="replace an earlier diagnosis")
+
+    nfe = commands.add_parser(
+        "nfe",
+        help="sample quality against the network evaluations each sampler makes (point runs)",
+        description="Draw a point run's samples with each sampler at each step count (the ode sampler at each "
+        "tolerance), score them as `evaluate` does (W2, precision, recall, beside their floors) and set them against "
+        "the network evaluations actually made; write RUN_DIR/nfe.json and nfe.png and print a table. Image runs are "
+        "refused (their judge is too slow to call this often).",
+    )
+    nfe.add_argument("run_dir", metavar="RUN_DIR")
+    nfe.add_argument(
+        "--samplers",
+        nargs="+",
+        choices=SAMPLERS,
+        default=None,
+        metavar="SAMPLER",
+        help=f"from {', '.join(SAMPLERS)} (default: all; ddpm once, ddim with eta 0)",
+    )
+    nfe.add_argument(
+        "--steps", nargs="+", type=parse_int, default=None, help="step counts (default: 5 10 20 50, those up to T)"
+    )
+    nfe.add_argument(
+        "--tolerances",
+        nargs="+",
+        type=parse_float,
+        default=None,
+        help="the ode sampler's rtol = atol (default: 0.1 0.01 0.001)",
+    )
+    nfe.add_argument(
+        "--num-samples", type=parse_int, default=None, help="per setting (default: the run's eval_batch_size)"
+    )
+    nfe.add_argument(
+        "--seed", type=parse_int, default=0, help="of the initial noise, the same for all (default: %(default)s)"
+    )
+    nfe.add_argument("--overwrite", action="store_true", help="replace an earlier nfe.json and nfe.png")
 
     likelihood = commands.add_parser(
         "likelihood",

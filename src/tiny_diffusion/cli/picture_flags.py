@@ -25,13 +25,20 @@ ANIMATED_IMAGES = 16  # images in each frame of an image animation (4 x 4)
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sampler", choices=SAMPLERS, default=None, help="ancestral ddpm or ddim (default: the run's)")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        help="ancestral ddpm, ddim, the probability-flow ODE's dpmpp-2m (DPM-Solver++ 2M), euler, heun, or ode "
+        "(adaptive dopri5) (default: the run's)",
+    )
     add_flag(
         parser,
         "sample-steps",
         type=parse_int,
         default=None,
-        help="ddim steps (default: the run's when its sampler is used, else all training steps)",
+        help="steps of ddim, dpmpp-2m, euler, heun (default: the run's when its sampler is used, else all training "
+        "steps for ddim and 20 for the others; heun calls the network 2 steps - 1 times)",
     )
     parser.add_argument(
         "--eta",

@@ -184,7 +184,7 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 
 def animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
-    from ..core.samplers import sampler_timesteps
+    from ..core.samplers import sampler_steps
     from ..diffusion import resolve_sampling
     from ..runs.files import training_snapshots
     from ..viz import figures as viz
@@ -203,7 +203,7 @@ def animate(args: argparse.Namespace) -> int:
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     frames, epochs = training_snapshots(home) if trained else (None, [])
     home.mkdir(parents=True, exist_ok=True)
-    total = len(sampler_timesteps(model.config.num_timesteps, how.sampler, how.steps))
+    total = sampler_steps(model.config.num_timesteps, how.sampler, how.steps)
     num = min(args.num, ANIMATED_IMAGES) if model.config.is_images else args.num
     result = reverse_states(
         model, num, min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps, eta=how.eta, seed=args.seed

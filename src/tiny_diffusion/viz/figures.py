@@ -30,6 +30,7 @@ __all__ = [
     "pictured",
     "plot_loss",
     "plot_diagnosis",
+    "plot_nfe",
     "save_figure",
     "plot_points",
     "plot_strip",
@@ -165,6 +166,37 @@ def plot_diagnosis(per_step: dict[str, list[float]], path: str | Path, *, title:
         ax.set_xlabel("step t")
         ax.grid(alpha=0.3)
     left.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_nfe(rows: Sequence[dict], path: str | Path, *, title: str = "") -> None:
+    """Sample quality against network evaluations (log scale), one curve per sampler: W2 as a multiple of its
+    floor, precision at 0.1 and 0.05, recall at 0.05; the floors (data against data) dashed. ``rows``: the dicts of
+    ``eval.nfe.NfeRow``."""
+    panels = [("w2", "W2 / its floor"), ("precision@0.1", "precision@0.1"), ("precision@0.05", "precision@0.05"),
+              ("recall@0.05", "recall@0.05")]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), layout="constrained")
+    for sampler in dict.fromkeys(row["sampler"] for row in rows):
+        mine = sorted((row for row in rows if row["sampler"] == sampler), key=lambda row: row["nfe"])
+        for ax, (name, _) in zip(axes, panels):
+            values = [row["metrics"].get(name, np.nan) for row in mine]
+            if name == "w2":
+                values = [v / row["metrics"]["w2_floor"] for v, row in zip(values, mine)]
+            ax.plot([row["nfe"] for row in mine], values, marker="o", label=sampler)
+    for ax, (name, label) in zip(axes, panels):
+        floor = 1.0 if name == "w2" else np.mean([row["metrics"].get(f"{name}_floor", np.nan) for row in rows])
+        if np.isfinite(floor):
+            ax.axhline(floor, color="gray", linestyle="--", linewidth=1, label="floor (data vs data)")
+        ax.set_xscale("log")
+        ax.set_xlabel("network evaluations per sample")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_formatter("{x:g}")  # 1.5, not 1.5 x 10^0
+    axes[0].yaxis.set_minor_formatter("{x:g}")
+    axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.samplers import sampler_timesteps
+from ..core.samplers import sampler_steps
 from ..core.schedule import NoiseSchedule
 from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
@@ -92,7 +92,7 @@ def reverse_states(
     """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first); the
     sampling left out is the run's own."""
     how = resolve_sampling(model.config, sampler, steps, eta)
-    total = len(sampler_timesteps(len(model.schedule), how.sampler, how.steps))
+    total = sampler_steps(len(model.schedule), how.sampler, how.steps)
     chosen = evenly_spaced(total, count)  # sampler steps done at each kept state
     every = math.gcd(*chosen)  # record this often and every chosen state is among the recorded ones
     trajectory = model.draw(num, how, seed=seed, record_every=every)

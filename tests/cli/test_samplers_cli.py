@@ -1,0 +1,95 @@
+"""The samplers on the command line: `tiny-diffusion nfe` (sample quality against the network evaluations each
+sampler makes) and `sample` / `plot reverse` with the probability-flow samplers, on a tiny point run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tiny_diffusion as td
+from conftest import TINY_POINTS, flags, without_warnings
+from tiny_diffusion.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", *flags(TINY_POINTS, quiet=True), "--out", str(out)]) == 0
+    return out
+
+
+def test_nfe_writes_a_table_json_and_figure(run_dir, capsys):
+    argv = ["nfe", str(run_dir), "--samplers", "ddpm", "dpmpp-2m", "heun", "ode", "--steps", "2", "5"]
+    assert main([*argv, "--tolerances", "0.01", "--num-samples", "40"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((run_dir / "nfe.json").read_text())["rows"]
+    # ddpm walks all T = 20; heun calls the network 2 steps - 1 times; the ode as often as its error control needs
+    assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows[:5]] == [
+        ("ddpm", None, 20),
+        ("dpmpp-2m", 2, 2),
+        ("dpmpp-2m", 5, 5),
+        ("heun", 2, 3),
+        ("heun", 5, 9),
+    ]
+    assert rows[5]["sampler"] == "ode" and rows[5]["tolerance"] == 0.01 and rows[5]["nfe"] > 5
+    assert all(r["metrics"]["n"] == 40 and np.isfinite(r["metrics"]["w2"]) for r in rows)
+    assert (run_dir / "nfe.png").read_bytes()[:4] == b"\x89PNG"
+    assert out.count("dpmpp-2m") == 2 and "x)" in out and "wrote" in out
+    # the same noise and sampler give the same samples as `sample` would draw
+    model = td.Diffusion.load(run_dir)
+    again = td.evaluate(model.sample(40, sampler="dpmpp-2m", steps=5, seed=0), dataset="dino")
+    assert again["w2"] == pytest.approx(rows[2]["metrics"]["w2"])
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err  # refused before any work
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--steps", "21"], "between 1 and num_timesteps (20), got 21"),
+        (["--steps", "0"], "between 1 and num_timesteps (20), got 0"),
+        (["--tolerances", "0"], "tolerances must be positive"),
+        (["--num-samples", "1"], "at least 2"),
+    ],
+)
+def test_nfe_refuses_bad_input_in_one_line(run_dir, argv, message, capsys):
+    assert main(["nfe", str(run_dir), "--samplers", "euler", "ode", *argv, "--overwrite"]) == 2
+    err = without_warnings(capsys.readouterr().err)
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_nfe_unknown_sampler_lists_the_valid_ones(run_dir, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["nfe", str(run_dir), "--samplers", "dpm"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "invalid choice: 'dpm'" in err and "dpmpp-2m" in err and err.count("\n") == 1
+
+
+def test_nfe_refuses_an_image_run():
+    class ImageRun:  # all nfe reads before refusing: the settings
+        config = td.settings(dataset="digits8")
+
+    with pytest.raises(td.UsageError, match="nfe measures point runs"):
+        td.nfe(ImageRun())
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["sample", "RUN", "--sampler", "ode", "--sample-steps", "5"], "the ode sampler chooses its own steps"),
+        (["sample", "RUN", "--sampler", "heun", "--sample-steps", "21"], "between 1 and num_timesteps (20), got 21"),
+        (["plot", "reverse", "RUN", "--sampler", "euler", "--sample-steps", "0"], "got 0"),
+    ],
+)
+def test_sampler_steps_out_of_range_are_one_line(run_dir, argv, message, capsys):
+    assert main([str(run_dir) if a == "RUN" else a for a in argv]) == 2
+    err = without_warnings(capsys.readouterr().err)
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp-2m", "ode"])
+def test_plot_reverse_with_a_probability_flow_sampler(run_dir, sampler, tmp_path, capsys):
+    out = tmp_path / f"reverse_{sampler}.png"
+    assert main(["plot", "reverse", str(run_dir), "--sampler", sampler, "--panels", "3", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and "3 panels" in capsys.readouterr().out
