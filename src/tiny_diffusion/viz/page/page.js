@@ -8,6 +8,8 @@ const slider = $("time");
 const sliderLabel = $("time-label");
 const status = $("status");
 const state = { mode: "reverse", drawn: null, view: null };
+let markReady; // resolves window.tinyDiffusion.ready once the first picture is drawn
+const ready = new Promise((resolve) => (markReady = resolve));
 const PATHS = 12; // points whose trajectories are drawn
 const FIELD_GRID = 21; // arrows per side of the denoiser's field
 
@@ -152,7 +154,8 @@ function setupPoints() {
     // x_T, n rows of N(0, I) numbers, to start from the same noise as a Python draw.
     sample: async (options = {}) => rows(toData((await draw(options)).samples)),
     samplers: Object.keys(SAMPLERS),
-    workers: parallel.workers,
+    workers: parallel.workers, // how many Web Workers share a draw (0: the page's own thread)
+    ready, // a Promise, resolved once the page's first draw is shown
     data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes, default: DATA.default },
   };
 
@@ -250,6 +253,7 @@ function setupPoints() {
       } catch (error) {
         setStatus(error.message, true);
       }
+      markReady();
     });
   }
 
@@ -307,10 +311,13 @@ function setupImages() {
   window.tinyDiffusion = {
     sample: () => Promise.reject(new Error("an image run's page shows a reverse process drawn in Python; it draws no new samples")),
     samplers: [],
+    workers: 0,
+    ready,
     data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes: DATA.classes },
   };
   for (const input of document.querySelectorAll('input[name="mode"]')) input.addEventListener("change", showMode);
   slider.addEventListener("input", redraw);
   window.addEventListener("resize", redraw);
   showMode();
+  markReady();
 }
