@@ -43,7 +43,9 @@ def point_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def image_run(tmp_path_factory):
     """A tiny conditional image run (8x8 digits): a row of digits per class on its page."""
-    return _train(tmp_path_factory.mktemp("page_images") / "digits", **tiny(TINY_IMAGES, conditional=True, device="cpu"))
+    return _train(
+        tmp_path_factory.mktemp("page_images") / "digits", **tiny(TINY_IMAGES, conditional=True, device="cpu")
+    )
 
 
 def page_data(document: str) -> dict:
@@ -68,8 +70,12 @@ def test_the_page_carries_its_scripts_and_the_run_s_own_weights(point_runs):
     model = Diffusion.load(run_dir)
     network = model.network.denoiser
     assert data["kind"] == "points" and data["classes"] == list(model.classes) and data["guidance"] == 2.0
-    np.testing.assert_array_equal(floats(data["network"]["first"]["weight"]), network.joint[0].weight.detach().flatten())
-    np.testing.assert_array_equal(floats(data["network"]["labels"]["weight"]), model.network.labels.weight.detach().flatten())
+    np.testing.assert_array_equal(
+        floats(data["network"]["first"]["weight"]), network.joint[0].weight.detach().flatten()
+    )
+    np.testing.assert_array_equal(
+        floats(data["network"]["labels"]["weight"]), model.network.labels.weight.detach().flatten()
+    )
     np.testing.assert_array_equal(floats(data["schedule"]["alphas_cumprod"]), model.schedule.alphas_cumprod)
     assert data["clip"] is None and data["default"] == {"sampler": "ddim", "steps": 20, "eta": 0.0}
     assert len(data["network"]["blocks"]) == model.config.hidden_layers

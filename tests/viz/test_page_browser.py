@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_page import POINT_RUNS, image_run, point_runs  # noqa: F401  (session fixtures: the runs trained once)
 
 from conftest import single_thread
-from test_page import POINT_RUNS, image_run, point_runs  # noqa: F401  (session fixtures: the runs trained once)
 from tiny_diffusion.diffusion import Diffusion
 from tiny_diffusion.eval.metrics import wasserstein2
 from tiny_diffusion.viz.page import export_html
