@@ -1,7 +1,7 @@
 """The exported page's speed and fidelity: samples drawn in headless Chromium beside Python's.
 
     OMP_NUM_THREADS=1 tiny-diffusion train --out /tmp/page-dino        # the default dino (a minute or two)
-    python benchmarks/page_speed.py /tmp/page-dino [--repeats 3] [--markdown FILE]
+    python benchmarks/page_speed.py /tmp/page-dino [--repeats 3] [--markdown FILE] [--screenshot FILE.png]
 
 Exports the run's page, opens it from file:// in Debian's Chromium (/usr/bin/chromium, driven by playwright) with
 every other request blocked, and times `tinyDiffusion.sample({n: 1000, sampler: "ddim", steps})` at 20 and 50 steps
@@ -34,17 +34,23 @@ CHROMIUM = "/usr/bin/chromium"
 BARS = {20: 1.5, 50: 3.0}  # steps -> seconds for 1,000 points
 
 
-def page_draws(page_path: Path, n: int, repeats: int) -> dict[int, tuple[float, np.ndarray, int]]:
-    """steps -> (median seconds, the last draw's samples, Web Workers used) for each of BARS."""
+def page_draws(
+    page_path: Path, n: int, repeats: int, screenshot: str | None = None
+) -> dict[int, tuple[float, np.ndarray, int]]:
+    """steps -> (median seconds, the last draw's samples, Web Workers used) for each of BARS; with ``screenshot``,
+    also a picture of the page (its first draw, trajectories shown) in that PNG file."""
     from playwright.sync_api import sync_playwright
 
     found = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM)
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://") else r.abort())
         page.goto(page_path.as_uri())
         page.evaluate("() => window.tinyDiffusion.ready")
+        if screenshot:
+            page.check("#paths")
+            page.screenshot(path=screenshot, full_page=True)
         timed = """async o => { const start = performance.now(); const x = await window.tinyDiffusion.sample(o);
                    return [performance.now() - start, x]; }"""
         for steps in BARS:
@@ -63,6 +69,7 @@ def main() -> int:
     parser.add_argument("--num", type=int, default=1000, help="points per draw (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed draws per setting (default: %(default)s)")
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--screenshot", metavar="FILE.png", help="also a picture of the page (docs/page_dino.png)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = Diffusion.load(args.run_dir)
@@ -70,7 +77,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_html(args.run_dir, Path(tmp) / "page.html")
         size = path.stat().st_size
-        drawn = page_draws(path, args.num, args.repeats)
+        drawn = page_draws(path, args.num, args.repeats, args.screenshot)
     lines = [
         f"page: {size / 1e6:.2f} MB; {drawn[20][2]} Web Workers; ddim, eta 0, {args.num} points",
         "",

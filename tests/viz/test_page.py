@@ -14,7 +14,7 @@ from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.diffusion import Diffusion
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.runs.job import train_run
-from tiny_diffusion.viz.page import SCRIPTS, export_html, render_html
+from tiny_diffusion.viz.page import SCRIPTS, _script_safe, export_html, render_html
 
 # tiny point runs the page must draw exactly as Python does: each target, clipping on and off, a conditional run
 # under guidance, and 3-D points
@@ -64,6 +64,7 @@ def test_the_page_carries_its_scripts_and_the_run_s_own_weights(point_runs):
     document = render_html(run_dir)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", document)  # nothing to fetch
     assert document.count("<script") == 2  # the data and one script with every file of the page
+    assert document.count("Tiny Diffusion: blobs") == 2  # the title and the heading
     for name in SCRIPTS:
         assert f"// ---- {name}" in document
     data = page_data(document)
@@ -81,11 +82,11 @@ def test_the_page_carries_its_scripts_and_the_run_s_own_weights(point_runs):
     assert len(data["network"]["blocks"]) == model.config.hidden_layers
 
 
-def test_class_names_cannot_end_the_script(point_runs):
-    """A '<' in the data (a class name, a file's path) is escaped: '</script>' inside JSON would end the page's."""
-    document = render_html(point_runs["noise"])
-    payload = document.split('id="run-data">', 1)[1].split("</script>", 1)[0]
-    assert "<" not in payload and json.loads(payload)["name"] == "dino"
+def test_the_data_cannot_end_its_script():
+    """A '<' in the data (a class name, a file's name) is escaped: '</script>' inside the JSON would end it."""
+    data = {"classes": ["</script><script>alert(1)</script>", "<!--"]}
+    safe = _script_safe(json.dumps(data))
+    assert "<" not in safe and json.loads(safe) == data
 
 
 def test_an_image_run_s_page_holds_a_row_of_digits_per_class_under_the_slider(image_run):
