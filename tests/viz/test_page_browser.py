@@ -46,8 +46,10 @@ def pages(point_runs, image_run, tmp_path_factory):  # noqa: F811
 class Opened:
     """A page opened from file:// with every other request aborted, and what went wrong while it ran."""
 
-    def __init__(self, browser, path: Path):
+    def __init__(self, browser, path: Path, *, init_script: str | None = None):
         self.page = browser.new_page(viewport={"width": 1100, "height": 900})
+        if init_script:
+            self.page.add_init_script(init_script)
         self.errors: list[str] = []
         self.blocked: list[str] = []
         self.page.on("console", lambda m: m.type in ("error", "warning") and self.errors.append(m.text))
@@ -80,8 +82,8 @@ class Opened:
 def opened(browser):
     made = []
 
-    def open_page(path: Path) -> Opened:
-        made.append(Opened(browser, path))
+    def open_page(path: Path, **options) -> Opened:
+        made.append(Opened(browser, path, **options))
         return made[-1]
 
     yield open_page
@@ -216,3 +218,15 @@ def test_draws_split_over_web_workers_are_the_same_bit_for_bit(pages, opened):
     many = page.sample(n=600, sampler="ddim", steps=5, eta=0, noise=noise)
     few = page.sample(n=300, sampler="ddim", steps=5, eta=0, noise=noise[:300])
     np.testing.assert_array_equal(many[:300], few)
+
+
+def test_without_webassembly_the_page_multiplies_in_javascript_to_the_same_samples(pages, opened):
+    """The products run in WebAssembly SIMD where the browser has it; without, in JavaScript: the same samples up to
+    float32 rounding (300 points stay on the page's thread)."""
+    noise = np.random.default_rng(1).standard_normal((300, 2)).tolist()
+    options = dict(n=300, sampler="ddim", steps=8, eta=0, noise=noise)
+    simd = opened(pages["noise"])
+    plain = opened(pages["noise"], init_script="WebAssembly.Module = undefined;")
+    assert simd.page.evaluate("() => window.tinyDiffusion.simd")
+    assert not plain.page.evaluate("() => window.tinyDiffusion.simd")
+    np.testing.assert_allclose(plain.sample(**options), simd.sample(**options), atol=1e-5)

@@ -31,7 +31,7 @@ from ..models import LabelConditioned, PointMLP
 __all__ = ["render_html", "export_html", "page_data", "SCRIPTS", "PAGE_STEPS"]
 
 # the page's files (package data in viz/page/), in the order the scripts are joined into one <script>
-SCRIPTS = ("rng.js", "network.js", "samplers.js", "workers.js", "plot.js", "page.js")
+SCRIPTS = ("rng.js", "simd.js", "network.js", "samplers.js", "workers.js", "plot.js", "page.js")
 PAGE_STEPS = 20  # the page's default number of ddim steps
 LOSS_POINTS = 1000  # the loss curve is averaged down to at most this many points
 FORWARD_POINTS = 1000  # training points the forward process noises

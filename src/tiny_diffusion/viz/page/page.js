@@ -155,6 +155,7 @@ function setupPoints() {
     sample: async (options = {}) => rows(toData((await draw(options)).samples)),
     samplers: Object.keys(SAMPLERS),
     workers: parallel.workers, // how many Web Workers share a draw (0: the page's own thread)
+    simd: network.simd, // whether the products run in WebAssembly SIMD (else in plain JavaScript)
     ready, // a Promise, resolved once the page's first draw is shown
     data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes, default: DATA.default },
   };
