@@ -229,7 +229,8 @@ def _snapshots(model: Diffusion, run_dir: Path) -> dict[str, Any]:
 
     frames, epochs = training_snapshots(run_dir)
     if model.config.is_images:
-        return {"epochs": epochs, "images": _bytes(_to_uint8(frames[:, :SNAPSHOT_IMAGES])), "count": SNAPSHOT_IMAGES}
+        shown = frames[:, :SNAPSHOT_IMAGES]
+        return {"epochs": epochs, "images": _bytes(_to_uint8(shown)), "count": int(shown.shape[1])}
     return {"epochs": epochs, "points": _floats(frames), "count": int(frames.shape[1])}
 
 

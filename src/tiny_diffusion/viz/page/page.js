@@ -293,7 +293,7 @@ function setupImages() {
     const k = Number(slider.value);
     if (currentMode() === "training") {
       const count = snapshots.count;
-      drawImages(plot, snapshotImages, k * count, 2, count / 2, [C, H, W]);
+      drawImages(plot, snapshotImages, k * count, 2, Math.ceil(count / 2), [C, H, W]);
       sliderLabel.textContent = `epoch ${snapshots.epochs[k]} of ${DATA.settings.num_epochs}`;
     } else {
       drawImages(plot, states, k * perState, process.rows, process.cols, [C, H, W], process.rowLabels);
