@@ -14,6 +14,7 @@ import torch
 from test_page import POINT_RUNS, image_run, point_runs  # noqa: F401  (session fixtures: the runs trained once)
 
 from conftest import single_thread
+from tiny_diffusion.choices import SAMPLERS
 from tiny_diffusion.diffusion import Diffusion
 from tiny_diffusion.eval.metrics import wasserstein2
 from tiny_diffusion.viz.page import export_html
@@ -119,6 +120,19 @@ def test_ddim_from_the_same_noise_draws_python_s_samples(point_runs, pages, open
     # target "previous" divides by the posterior's coefficient of x0, about 0.01 at the last steps of a cosine
     # schedule of T = 20: float32 rounding (the summation order of a matrix product) grows a hundredfold there
     assert np.abs(drawn - expected).max() < (3e-3 if model.config.target == "previous" else 1e-4) * spread
+
+
+@pytest.mark.skipif("dpmpp-2m" not in SAMPLERS, reason="Python's dpmpp-2m sampler is not on this branch yet")
+@pytest.mark.parametrize("name", ["noise", "x0"])
+def test_dpmpp_2m_from_the_same_noise_draws_python_s_samples(point_runs, pages, opened, name):  # noqa: F811
+    """The page's dpmpp-2m (Karras noise levels, second order from the second step) is Python's, up to rounding."""
+    model = Diffusion.load(point_runs[name])
+    n, seed = 300, 4
+    noise = torch.randn((n, *model.shape), generator=torch.Generator().manual_seed(seed))
+    with single_thread():
+        expected = model.sample(n, sampler="dpmpp-2m", steps=8, seed=seed)
+    drawn = opened(pages[name]).sample(n=n, sampler="dpmpp-2m", steps=8, noise=noise.tolist())
+    assert np.abs(drawn - expected).max() < 1e-4 * np.abs(expected).max()
 
 
 @pytest.mark.parametrize("sampler,eta", [("ddpm", None), ("ddim", 1.0)])

@@ -78,7 +78,7 @@ function setupPoints() {
   $("steps").max = DATA.T;
   $("eta").value = DATA.default.eta;
   samplerSelect.addEventListener("change", () => {
-    if (samplerSelect.value === "ddpm") $("steps").value = DATA.T;
+    $("steps").value = samplerSelect.value === "ddpm" ? DATA.T : DATA.default.steps;
   });
   if (classes.length) {
     $("label").add(new Option("every class in turn", ""));
@@ -103,7 +103,7 @@ function setupPoints() {
     const sampler = o.sampler ?? DATA.default.sampler;
     if (!(sampler in SAMPLERS)) throw new Error(`unknown sampler ${sampler}; choose from ${Object.keys(SAMPLERS)}`);
     const ownDefault = sampler === DATA.default.sampler;
-    let steps = o.steps ?? (sampler === "ddpm" ? DATA.T : ownDefault ? DATA.default.steps : DATA.T);
+    const steps = o.steps ?? (sampler === "ddpm" ? DATA.T : DATA.default.steps);
     if (!Number.isInteger(steps) || steps < 1 || steps > DATA.T) {
       throw new Error(`steps must be an integer from 1 to T = ${DATA.T}, got ${steps}`);
     }
