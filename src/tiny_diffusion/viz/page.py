@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.samplers import sampler_timesteps
 from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
 from ..models import LabelConditioned, PointMLP
@@ -145,9 +144,7 @@ def page_data(model: Diffusion) -> dict[str, Any]:
 def _default_sampling(model: Diffusion) -> dict[str, Any]:
     """The page's first draw: ddim in PAGE_STEPS steps (fewer when T is smaller), with the run's eta where the run
     samples with ddim (else 0, as ``resolve_sampling`` decides)."""
-    steps = min(PAGE_STEPS, len(model.schedule))
-    how = resolve_sampling(model.config, "ddim", steps)
-    sampler_timesteps(len(model.schedule), how.sampler, how.steps)
+    how = resolve_sampling(model.config, "ddim", min(PAGE_STEPS, len(model.schedule)))
     return {"sampler": how.sampler, "steps": how.steps, "eta": how.eta}
 
 
@@ -246,7 +243,7 @@ def _image_process(model: Diffusion) -> dict[str, Any]:
     from .processes import evenly_spaced
 
     how = model.sampling
-    total = len(sampler_timesteps(len(model.schedule), how.sampler, how.steps))
+    total = how.steps or len(model.schedule)  # the steps the sampler walks (resolve_sampling checked them)
     rows = len(model.classes) or 2
     labels = np.repeat(np.arange(rows), IMAGES_PER_ROW) if model.classes else None
     chosen = evenly_spaced(total, min(IMAGE_STATES, total + 1))
