@@ -2,8 +2,11 @@
 test_page_browser.py (it uses the runs trained here)."""
 
 import base64
+import fnmatch
 import json
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +138,18 @@ def test_bad_input_is_one_line_and_exit_code_2(point_runs, tmp_path, capsys, arg
     assert main(["export-html", *(a.format(**where) for a in args)]) == 2
     err = without_warnings(capsys.readouterr().err)
     assert err.count("\n") == 1 and message in err
+
+
+def test_a_non_editable_install_ships_every_file_of_the_page():
+    """pyproject's package-data for tiny_diffusion.viz covers every file under viz/page/ (the template, the style
+    and the scripts render_html reads)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    folder = root / "src" / "tiny_diffusion" / "viz"
+    files = [p.relative_to(folder).as_posix() for p in (folder / "page").iterdir()]
+    assert {*SCRIPTS, "page.html", "page.css"} <= {Path(f).name for f in files}
+    assert all(any(fnmatch.fnmatch(f, g) for g in patterns["tiny_diffusion.viz"]) for f in files)

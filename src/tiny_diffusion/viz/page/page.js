@@ -113,8 +113,8 @@ function setupPoints() {
     if (!Number.isInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
     let labels = null;
     let guidance = 0;
+    const label = classes.length ? o.label ?? null : null;
     if (classes.length) {
-      const label = o.label ?? null;
       if (label !== null && !(Number.isInteger(label) && label >= 0 && label < classes.length)) {
         throw new Error(`label must be a class from 0 to ${classes.length - 1}, got ${label}`);
       }
@@ -129,7 +129,7 @@ function setupPoints() {
       noise = Float64Array.from(o.noise.flat());
       if (noise.length !== n * dim) throw new Error(`noise must be ${n} x ${dim} numbers, got ${noise.length}`);
     }
-    return { n, sampler, steps, eta, seed, labels, guidance, noise };
+    return { n, sampler, steps, eta, seed, label, labels, guidance, noise };
   }
 
   async function draw(options) {
@@ -164,8 +164,9 @@ function setupPoints() {
   const forwardNoise = makeRng(12345).normals(forwardPoints.length);
   const color = (labels) => (labels ? (i) => CLASS_COLORS[labels[i] % CLASS_COLORS.length] : COLORS.points);
 
-  function fieldAt(t, labels) {
-    // a grid over the view; arrows towards the predicted x0 (clipped as the sampler clips it)
+  // the denoiser's field at zero-based step t: from a grid over the view, arrows towards the predicted x0 (clipped
+  // as the sampler clips it), for the class `label` under `guidance` (a conditional run), else without a label
+  function fieldAt(t, label, guidance) {
     const grid = new Float64Array(FIELD_GRID * FIELD_GRID * 2);
     for (let a = 0; a < FIELD_GRID; a++) {
       for (let b = 0; b < FIELD_GRID; b++) {
@@ -175,8 +176,8 @@ function setupPoints() {
       }
     }
     const n = FIELD_GRID * FIELD_GRID;
-    const label = labels ? Int32Array.from({ length: n }, () => labels[0]) : null;
-    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels: label, guidance: state.guidance });
+    const labels = label === null ? null : new Int32Array(n).fill(label);
+    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels, guidance });
     const x = toModel(grid);
     const x0 = predictX0(schedule, x, predictor(x, n, t), t, DATA.clip, dim);
     return [grid, toData(x0)];
@@ -205,12 +206,11 @@ function setupPoints() {
         drawPaths(ctx, view, drawn.dataStates, Array.from({ length: Math.min(PATHS, drawn.options.n) }, (_, i) => i), k);
       }
       sliderLabel.textContent = t === DATA.T ? `t = ${t} (noise)` : t === 0 ? "t = 0 (samples)" : `t = ${t}`;
-      state.guidance = drawn.options.guidance;
-      state.labels = drawn.options.labels && $("label").value !== "" ? drawn.options.labels : null;
       step = t;
     }
     if ($("field").checked && dim === 2 && step !== null && step > 0) {
-      const [from, to] = fieldAt(step - 1, mode === "reverse" ? state.labels : null);
+      const drawn = mode === "reverse" ? state.drawn.options : { label: null, guidance: 0 };
+      const [from, to] = fieldAt(step - 1, drawn.label, drawn.guidance);
       drawArrows(ctx, view, from, to, (plot.width / FIELD_GRID) * 0.9);
     }
     redrawLoss();
