@@ -1,6 +1,7 @@
 // The run's PointMLP (models/mlp.py) as a batched float32 forward pass over n points at once:
 // embed each coordinate and the timestep, concatenate, Linear + GELU, residual GELU blocks, Linear out.
 // A conditional run adds its class's embedding to the first layer's output (models/conditioning.py).
+// The first layer and the residual blocks multiply in WebAssembly SIMD (simd.js) where the browser has it.
 
 function decodeFloats(base64) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));

@@ -7,7 +7,7 @@ const plot = $("plot");
 const slider = $("time");
 const sliderLabel = $("time-label");
 const status = $("status");
-const state = { mode: "reverse", drawn: null, view: null };
+const state = { drawn: null, view: null }; // the draw shown, and how points are projected
 let markReady; // resolves window.tinyDiffusion.ready once the first picture is drawn
 const ready = new Promise((resolve) => (markReady = resolve));
 const PATHS = 12; // points whose trajectories are drawn
