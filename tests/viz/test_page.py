@@ -153,3 +153,20 @@ def test_a_non_editable_install_ships_every_file_of_the_page():
     files = [p.relative_to(folder).as_posix() for p in (folder / "page").iterdir()]
     assert {*SCRIPTS, "page.html", "page.css"} <= {Path(f).name for f in files}
     assert all(any(fnmatch.fnmatch(f, g) for g in patterns["tiny_diffusion.viz"]) for f in files)
+
+
+def test_where_the_data_cannot_be_drawn_the_forward_process_noises_the_run_s_samples(point_runs, monkeypatch):
+    """A run of a point file that has since moved: the page still exports, its forward process starting from the
+    run's own samples (in the model's coordinates), and says so."""
+    import tiny_diffusion.data.prepare as prepare
+
+    def moved(config):
+        raise UsageError("no such file")
+
+    monkeypatch.setattr(prepare, "training_data", moved)
+    data = page_data(render_html(point_runs["x0"]))  # moons, standardized: model coordinates differ from data units
+    model = Diffusion.load(point_runs["x0"])
+    samples = np.load(point_runs["x0"] / "samples.npy")
+    expected = (samples - model.shift.numpy()) / model.scale.numpy()
+    assert data["forward"]["source"] == "the run's samples"
+    np.testing.assert_allclose(floats(data["forward"]["points"]).reshape(-1, 2), expected, rtol=1e-6)
