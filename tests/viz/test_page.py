@@ -81,7 +81,7 @@ def test_the_page_carries_its_scripts_and_the_run_s_own_weights(point_runs):
         floats(data["network"]["labels"]["weight"]), model.network.labels.weight.detach().flatten()
     )
     np.testing.assert_array_equal(floats(data["schedule"]["alphas_cumprod"]), model.schedule.alphas_cumprod)
-    assert data["clip"] is None and data["default"] == {"sampler": "ddim", "steps": 20, "eta": 0.0}
+    assert data["clip"] is None and data["default"] == {"sampler": "dpmpp-2m", "steps": 20, "eta": 0.0}
     assert len(data["network"]["blocks"]) == model.config.hidden_layers
 
 

@@ -98,7 +98,7 @@ def test_every_page_loads_offline_without_errors(pages, opened, name):
     page = opened(pages[name])
     assert page.page.evaluate("() => window.tinyDiffusion.data.name")
     status = page.page.text_content("#status")
-    assert "images" in status if name == "images" else "points, ddim in 20 steps" in status
+    assert "images" in status if name == "images" else "points, dpmpp-2m in 20 steps" in status
     # the checks that nothing was requested and nothing failed are in `opened`
 
 

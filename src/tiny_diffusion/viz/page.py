@@ -27,11 +27,12 @@ from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
 from ..models import LabelConditioned, PointMLP
 
-__all__ = ["render_html", "export_html", "page_data", "SCRIPTS", "PAGE_STEPS"]
+__all__ = ["render_html", "export_html", "page_data", "SCRIPTS", "PAGE_SAMPLER", "PAGE_STEPS"]
 
 # the page's files (package data in viz/page/), in the order the scripts are joined into one <script>
 SCRIPTS = ("rng.js", "simd.js", "network.js", "samplers.js", "workers.js", "plot.js", "page.js")
-PAGE_STEPS = 20  # the page's default number of ddim steps
+PAGE_SAMPLER = "dpmpp-2m"  # the page's first draw: the best sampler at few calls (docs/concepts.md, `nfe`)
+PAGE_STEPS = 20  # and its number of steps
 LOSS_POINTS = 1000  # the loss curve is averaged down to at most this many points
 FORWARD_POINTS = 1000  # training points the forward process noises
 IMAGE_STATES = 21  # states of an image run's reverse process under the slider
@@ -142,9 +143,9 @@ def page_data(model: Diffusion) -> dict[str, Any]:
 
 
 def _default_sampling(model: Diffusion) -> dict[str, Any]:
-    """The page's first draw: ddim in PAGE_STEPS steps (fewer when T is smaller), with the run's eta where the run
-    samples with ddim (else 0, as ``resolve_sampling`` decides)."""
-    how = resolve_sampling(model.config, "ddim", min(PAGE_STEPS, len(model.schedule)))
+    """The page's first draw: PAGE_SAMPLER in PAGE_STEPS steps (fewer when T is smaller), deterministic (eta is
+    DDIM's alone; ``resolve_sampling`` decides)."""
+    how = resolve_sampling(model.config, PAGE_SAMPLER, min(PAGE_STEPS, len(model.schedule)))
     return {"sampler": how.sampler, "steps": how.steps, "eta": how.eta}
 
 

@@ -92,7 +92,7 @@ function setupPoints() {
     `${dim}-D points, T = ${DATA.T}, target ${DATA.target}` +
     (classes.length ? `, ${classes.length} classes` : "") +
     `; the run samples with ${own.sampler}` +
-    (own.sampler === "ddim" ? ` in ${own.steps ?? DATA.T} steps, eta ${own.eta}` : ` in ${DATA.T} steps`) +
+    (own.sampler === "ddpm" ? ` in ${DATA.T} steps` : ` in ${own.steps ?? DATA.T} steps` + (own.sampler === "ddim" ? `, eta ${own.eta}` : "")) +
     `. Samples below are drawn live, in this browser, by the run's own network.`;
 
   // ---- drawing samples: the hook and the form share `draw`
@@ -285,7 +285,7 @@ function setupImages() {
     `${C} x ${H} x ${W} images, T = ${DATA.T}, target ${DATA.target}` +
     (DATA.classes.length ? `, one row per class` : "") +
     `. The reverse process below was drawn in Python with the run's own sampler (${how.sampler}` +
-    (how.sampler === "ddim" ? `, ${how.steps ?? DATA.T} steps, eta ${how.eta})` : `, ${DATA.T} steps)`) +
+    (how.sampler === "ddpm" ? `, ${DATA.T} steps)` : `, ${how.steps ?? DATA.T} steps` + (how.sampler === "ddim" ? `, eta ${how.eta})` : ")")) +
     `; this page draws no new images.`;
   setStatus(`${perState} images, ${process.timesteps.length} states of their reverse process`);
 
