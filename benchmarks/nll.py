@@ -58,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = {name: nll_row(name, args.runs / name) for name in args.datasets}
     keys = ("nll", "nll_exact", "nll_gap", "nll_gap_stderr", "nll_exact_clean", "w2", "w2_floor", "precision@0.1")
-    print("| dataset | " + " | ".join(keys) + " | train s | evaluate s |")
+    print("| dataset | " + " | ".join(keys) + " | train (or load) s | evaluate s |")
     print("|---" * (len(keys) + 3) + "|")
     for name, row in rows.items():
         cells = [f"{row[k]:.3f}" if k in row else "-" for k in keys]
