@@ -44,11 +44,10 @@ def _one_line(message: str) -> str:
 
 
 def snapshot_event(epoch: int, step: int, losses: np.ndarray, samples: np.ndarray) -> dict[str, Any]:
-    """A snapshot as an event: the loss curve as means of at most LOSS_POINTS runs of consecutive steps (with the
-    last step of each), the samples' first two coordinates rounded to 4 decimals."""
+    """A snapshot as an event's data: the loss curve as means of at most LOSS_POINTS runs of consecutive steps
+    (with the last step of each), the samples' first two coordinates rounded to 4 decimals."""
     bins = np.array_split(np.arange(len(losses)), min(len(losses), LOSS_POINTS)) if len(losses) else []
     return {
-        "kind": "snapshot",
         "epoch": epoch,
         "step": step,
         "loss": {
@@ -59,32 +58,42 @@ def snapshot_event(epoch: int, step: int, losses: np.ndarray, samples: np.ndarra
     }
 
 
-def run_training(values: dict[str, Any], out: str, events: Any) -> None:
-    """The training process: ``td.train`` on ``values`` into ``out``, each step of the way put on ``events``."""
+Send = Callable[..., None]  # send(kind, **data): put an event on the queue to the server
+
+
+def run_training(values: dict[str, Any], out: str, send: Send) -> None:
+    """Train on ``values`` into ``out`` with ``td.train``, sending "started", "warning" and "snapshot" events."""
     from ..api import settings, train
     from ..data.prepare import training_data
-    from ..runs.interrupts import Interrupted
-
-    def send(kind: str, **data: Any) -> None:
-        events.put({"kind": kind, **data})
 
     def show(message: Any, category: Any, *args: Any, **kw: Any) -> None:
         if isinstance(message, SettingWarning):
             send("warning", message=_one_line(str(message)))
 
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        warnings.simplefilter("always", SettingWarning)
+        config = settings(values)
+        data = training_data(config).in_data_units()[:SHOWN_DATA]  # (N, 2)
+        send("started", name=Path(out).name, num_epochs=config.num_epochs, data=np.round(data, 4).tolist())
+        train(
+            config,
+            out=out,
+            progress=False,
+            callback=lambda s: send("snapshot", **snapshot_event(s.epoch, s.step, s.losses, s.samples)),
+        )
+
+
+def _process_main(target: Callable[[dict[str, Any], str, Send], None], values: dict[str, Any], out: str,
+                  events: Any) -> None:  # fmt: skip
+    """The training process: ``target`` (``run_training``), then one final event: done, error or interrupted."""
+    from ..runs.interrupts import Interrupted
+
+    def send(kind: str, **data: Any) -> None:
+        events.put({"kind": kind, **data})
+
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = show
-            warnings.simplefilter("always", SettingWarning)
-            config = settings(values)
-            data = training_data(config).in_data_units()[:SHOWN_DATA]  # (N, 2)
-            send("started", name=Path(out).name, num_epochs=config.num_epochs, data=np.round(data, 4).tolist())
-            train(
-                config,
-                out=out,
-                progress=False,
-                callback=lambda s: events.put(snapshot_event(s.epoch, s.step, s.losses, s.samples)),
-            )
+        target(values, out, send)
     except Interrupted as e:
         send("interrupted", message=_one_line(str(e)))
     except KeyboardInterrupt:  # before training caught the signals
@@ -120,9 +129,9 @@ class Job:
 class Trainer:
     """Starts the playground's trainings, one at a time, and keeps the events of the latest."""
 
-    def __init__(self, runs_dir: Path, *, target: Callable[..., None] = run_training) -> None:
+    def __init__(self, runs_dir: Path, *, target: Callable[[dict[str, Any], str, Send], None] = run_training) -> None:
         self.runs_dir = runs_dir
-        self.target = target  # what the process runs: run_training (a test may give another)
+        self.target = target  # what the process runs, target(values, out, send): run_training
         self.job: Job | None = None
         self._lock = threading.Lock()
         self._context = multiprocessing.get_context("spawn")
@@ -137,7 +146,7 @@ class Trainer:
             queue = self._context.Queue()
             values = request.config_values(self.runs_dir)
             out = str(self.runs_dir / request.name)
-            process = self._context.Process(target=self.target, args=(values, out, queue), daemon=True)
+            process = self._context.Process(target=_process_main, args=(self.target, values, out, queue), daemon=True)
             process.start()
             self.job = Job(request.name, process)
             threading.Thread(target=_pump, args=(self.job, queue), daemon=True).start()
