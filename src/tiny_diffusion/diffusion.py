@@ -227,6 +227,15 @@ class Diffusion:
             x0 = x0.clamp(self._per_channel(self.data_min), self._per_channel(self.data_max))
         return self._to_data(x0).cpu().numpy()
 
+    def export_html(self, path: str | Path | None = None, *, overwrite: bool = False) -> Path:
+        """Write the run's interactive page, one self-contained HTML file (default: RUN_DIR/page.html; see
+        ``viz/page.py``), and return its path."""
+        from .viz.page import export_html
+
+        if self.run_dir is None:
+            raise UsageError("this model has no run directory: the page shows a run's training record too")
+        return export_html(self.run_dir, path, overwrite=overwrite)
+
     def data_range(self) -> np.ndarray:
         """(2, C): the per-channel minimum and maximum of the training data, in the data's units."""
         return torch.stack([self._to_data(self.data_min), self._to_data(self.data_max)]).cpu().numpy()

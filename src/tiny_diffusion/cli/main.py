@@ -261,6 +261,14 @@ def _mean_and_error(name: str, values) -> dict[str, float]:
     return {name: float(values.mean()), f"{name}_stderr": error}
 
 
+def _export_html(args: argparse.Namespace) -> int:
+    from ..viz.page import export_html
+
+    out = export_html(args.run_dir, args.out, overwrite=args.overwrite)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): open it in a browser, no network needed")
+    return 0
+
+
 def _datasets(args: argparse.Namespace) -> int:
     from ..data import DATASETS
 
@@ -314,6 +322,7 @@ COMMANDS = {
     "datasets": _datasets,
     "diagnose": _diagnose,
     "likelihood": _likelihood,
+    "export-html": _export_html,
     "plot": plot,
     "animate": animate,
     "ablate": _ablate,

@@ -187,6 +187,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     likelihood.add_argument("--seed", type=parse_int, default=0, help="(default: %(default)s)")
     likelihood.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
+    export = commands.add_parser(
+        "export-html",
+        help="one self-contained HTML page of a run: samples drawn live in the browser, sliders, training",
+        description="Write a single HTML file that opens from disk or any static host with no network access "
+        "(every script, style and weight inside it). Point runs: samples drawn live in the browser by the run's own "
+        "network (sampler, steps, eta, seed, class, guidance), the reverse and forward processes under a time "
+        "slider, trajectories, the denoiser's field, the training snapshots and the loss. Image runs: the reverse "
+        "process of a grid of digits, drawn here.",
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--out", metavar="FILE.html", help="output (default: RUN_DIR/page.html)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
     datasets = commands.add_parser(
         "datasets",
         help="list the datasets, or draw each one",

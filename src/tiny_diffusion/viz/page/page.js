@@ -1,0 +1,316 @@
+// The page: reads the run's data, draws samples live (point runs) or shows the reverse process drawn in Python
+// (image runs), and offers window.tinyDiffusion.sample({...}) to scripts and tests.
+
+const DATA = JSON.parse(document.getElementById("run-data").textContent);
+const $ = (id) => document.getElementById(id);
+const plot = $("plot");
+const slider = $("time");
+const sliderLabel = $("time-label");
+const status = $("status");
+const state = { mode: "reverse", drawn: null, view: null };
+const PATHS = 12; // points whose trajectories are drawn
+const FIELD_GRID = 21; // arrows per side of the denoiser's field
+
+function setStatus(text, error = false) {
+  status.textContent = text;
+  status.classList.toggle("error", error);
+}
+
+function currentMode() {
+  return document.querySelector('input[name="mode"]:checked').value;
+}
+
+const loss = decodeFloats(DATA.loss.values);
+const snapshots = DATA.snapshots;
+$("settings").textContent = JSON.stringify(DATA.settings, null, 1);
+
+// the optimiser step of a snapshot taken after 1-based `epoch`
+function snapshotStep(epoch) {
+  const epochs = DATA.settings.num_epochs || snapshots.epochs[snapshots.epochs.length - 1] || 1;
+  return Math.round((epoch / epochs) * DATA.loss.steps) - 1;
+}
+
+function setSlider(max, value) {
+  slider.max = String(max);
+  slider.value = String(value);
+}
+
+function redrawLoss() {
+  const mode = currentMode();
+  const k = Number(slider.value);
+  drawLoss($("loss"), loss, DATA.loss.every, mode === "training" ? snapshotStep(snapshots.epochs[k]) : null);
+}
+
+if (DATA.kind === "points") setupPoints();
+else setupImages();
+
+// ---- point runs ------------------------------------------------------------------------------------------------
+
+function setupPoints() {
+  const dim = DATA.shape[0];
+  const network = makeNetwork(DATA.network, dim); // on this thread: the field's arrows
+  const parallel = makeParallelForward(network, DATA.network, dim); // in workers where it can: the draws
+  const schedule = makeSchedule(DATA.schedule, DATA.T);
+  const classes = DATA.classes;
+  const toData = (x) => Float64Array.from(x, (v, i) => v * DATA.scale[i % dim] + DATA.shift[i % dim]);
+  const toModel = (x) => Float64Array.from(x, (v, i) => (v - DATA.shift[i % dim]) / DATA.scale[i % dim]);
+  const forwardPoints = decodeFloats(DATA.forward.points);
+  const frames = decodeFloats(snapshots.points);
+  const frameSize = snapshots.count * dim;
+
+  // limits: the data and N(0, I) noise out to 3 standard deviations, in the data's units
+  const shown = toData(forwardPoints);
+  const limits = Array.from({ length: dim }, (_, d) => {
+    let [lo, hi] = [DATA.shift[d] - 3 * DATA.scale[d], DATA.shift[d] + 3 * DATA.scale[d]];
+    for (let i = d; i < shown.length; i += dim) [lo, hi] = [Math.min(lo, shown[i]), Math.max(hi, shown[i])];
+    return [lo, hi];
+  });
+  state.view = makeView(plot, limits, dim, () => redraw());
+  if (dim !== 2) document.querySelector("[data-field]").hidden = true;
+
+  // ---- the controls: the samplers of the registry, the run's classes
+  const samplerSelect = $("sampler");
+  for (const name of Object.keys(SAMPLERS)) samplerSelect.add(new Option(name, name));
+  samplerSelect.value = DATA.default.sampler;
+  $("steps").value = DATA.default.steps ?? DATA.T;
+  $("steps").max = DATA.T;
+  $("eta").value = DATA.default.eta;
+  samplerSelect.addEventListener("change", () => {
+    if (samplerSelect.value === "ddpm") $("steps").value = DATA.T;
+  });
+  if (classes.length) {
+    $("label").add(new Option("every class in turn", ""));
+    classes.forEach((name, k) => $("label").add(new Option(name, String(k))));
+    $("guidance").value = DATA.guidance;
+  } else {
+    for (const el of document.querySelectorAll("[data-classes]")) el.hidden = true;
+  }
+  const own = DATA.run;
+  $("summary").textContent =
+    `${dim}-D points, T = ${DATA.T}, target ${DATA.target}` +
+    (classes.length ? `, ${classes.length} classes` : "") +
+    `; the run samples with ${own.sampler}` +
+    (own.sampler === "ddim" ? ` in ${own.steps ?? DATA.T} steps, eta ${own.eta}` : ` in ${DATA.T} steps`) +
+    `. Samples below are drawn live, in this browser, by the run's own network.`;
+
+  // ---- drawing samples: the hook and the form share `draw`
+  function resolve(options = {}) {
+    const o = { ...options };
+    const n = o.n ?? 1000;
+    if (!Number.isInteger(n) || n < 1 || n > 100000) throw new Error(`n must be an integer from 1 to 100000, got ${n}`);
+    const sampler = o.sampler ?? DATA.default.sampler;
+    if (!(sampler in SAMPLERS)) throw new Error(`unknown sampler ${sampler}; choose from ${Object.keys(SAMPLERS)}`);
+    const ownDefault = sampler === DATA.default.sampler;
+    let steps = o.steps ?? (sampler === "ddpm" ? DATA.T : ownDefault ? DATA.default.steps : DATA.T);
+    if (!Number.isInteger(steps) || steps < 1 || steps > DATA.T) {
+      throw new Error(`steps must be an integer from 1 to T = ${DATA.T}, got ${steps}`);
+    }
+    const eta = o.eta ?? (ownDefault ? DATA.default.eta : 0);
+    if (!(eta >= 0) || !Number.isFinite(eta)) throw new Error(`eta must be a finite number >= 0, got ${eta}`);
+    const seed = o.seed ?? 0;
+    if (!Number.isInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
+    let labels = null;
+    let guidance = 0;
+    if (classes.length) {
+      const label = o.label ?? null;
+      if (label !== null && !(Number.isInteger(label) && label >= 0 && label < classes.length)) {
+        throw new Error(`label must be a class from 0 to ${classes.length - 1}, got ${label}`);
+      }
+      labels = Int32Array.from({ length: n }, (_, i) => (label === null ? i % classes.length : label));
+      guidance = o.guidance ?? DATA.guidance;
+      if (!(guidance >= 0)) throw new Error(`guidance must be >= 0, got ${guidance}`);
+    } else if ((o.label ?? null) !== null || (o.guidance ?? null) !== null) {
+      throw new Error("this run is not conditional: it takes no label or guidance");
+    }
+    let noise = null;
+    if (o.noise !== undefined) {
+      noise = Float64Array.from(o.noise.flat());
+      if (noise.length !== n * dim) throw new Error(`noise must be ${n} x ${dim} numbers, got ${noise.length}`);
+    }
+    return { n, sampler, steps, eta, seed, labels, guidance, noise };
+  }
+
+  async function draw(options) {
+    const o = resolve(options);
+    const rng = makeRng(o.seed);
+    const initial = o.noise ?? rng.normals(o.n * dim);
+    const predictor = makeNoisePredictor(parallel, schedule, DATA.target, { labels: o.labels, guidance: o.guidance });
+    const steps = o.sampler === "ddpm" ? null : o.steps;
+    const result = await runSampler(o.sampler, {
+      predictor, schedule, n: o.n, dim, steps, eta: o.eta, clip: DATA.clip, rng, initial,
+    });
+    return { ...result, options: o };
+  }
+
+  function rows(flat) {
+    return Array.from({ length: flat.length / dim }, (_, i) => Array.from(flat.subarray(i * dim, (i + 1) * dim)));
+  }
+
+  window.tinyDiffusion = {
+    // Draw samples with the run's network: a Promise of [[x, y], ...] in the data's units. Options (all optional):
+    // n, sampler ("ddpm", "ddim", ...), steps, eta, seed, label (a class index), guidance, and noise: the initial
+    // x_T, n rows of N(0, I) numbers, to start from the same noise as a Python draw.
+    sample: async (options = {}) => rows(toData((await draw(options)).samples)),
+    samplers: Object.keys(SAMPLERS),
+    workers: parallel.workers,
+    data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes, default: DATA.default },
+  };
+
+  // ---- the picture
+  const forwardNoise = makeRng(12345).normals(forwardPoints.length);
+  const color = (labels) => (labels ? (i) => CLASS_COLORS[labels[i] % CLASS_COLORS.length] : COLORS.points);
+
+  function fieldAt(t, labels) {
+    // a grid over the view; arrows towards the predicted x0 (clipped as the sampler clips it)
+    const grid = new Float64Array(FIELD_GRID * FIELD_GRID * 2);
+    for (let a = 0; a < FIELD_GRID; a++) {
+      for (let b = 0; b < FIELD_GRID; b++) {
+        const k = 2 * (a * FIELD_GRID + b);
+        grid[k] = limits[0][0] + ((b + 0.5) / FIELD_GRID) * (limits[0][1] - limits[0][0]);
+        grid[k + 1] = limits[1][0] + ((a + 0.5) / FIELD_GRID) * (limits[1][1] - limits[1][0]);
+      }
+    }
+    const n = FIELD_GRID * FIELD_GRID;
+    const label = labels ? Int32Array.from({ length: n }, () => labels[0]) : null;
+    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels: label, guidance: state.guidance });
+    const x = toModel(grid);
+    const x0 = predictX0(schedule, x, predictor(x, n, t), t, DATA.clip, dim);
+    return [grid, toData(x0)];
+  }
+
+  function redraw() {
+    const ctx = sizeCanvas(plot);
+    const view = state.view;
+    drawFrame(ctx, view);
+    const mode = currentMode();
+    const k = Number(slider.value);
+    let step = null; // the step t of what is shown, for the field
+    if (mode === "training") {
+      const epoch = snapshots.epochs[k];
+      drawPoints(ctx, view, frames.subarray(k * frameSize, (k + 1) * frameSize), COLORS.points);
+      sliderLabel.textContent = `epoch ${epoch} of ${DATA.settings.num_epochs}`;
+    } else if (mode === "forward") {
+      drawPoints(ctx, view, toData(addNoise(schedule, forwardPoints, forwardNoise, k)), COLORS.points);
+      sliderLabel.textContent = k === 0 ? "t = 0 (data)" : `t = ${k} of ${DATA.T}`;
+      step = k;
+    } else if (state.drawn) {
+      const drawn = state.drawn;
+      const t = drawn.timesteps[k];
+      drawPoints(ctx, view, toData(drawn.states[k]), color(drawn.options.labels));
+      if ($("paths").checked) {
+        drawPaths(ctx, view, drawn.dataStates, Array.from({ length: Math.min(PATHS, drawn.options.n) }, (_, i) => i), k);
+      }
+      sliderLabel.textContent = t === DATA.T ? `t = ${t} (noise)` : t === 0 ? "t = 0 (samples)" : `t = ${t}`;
+      state.guidance = drawn.options.guidance;
+      state.labels = drawn.options.labels && $("label").value !== "" ? drawn.options.labels : null;
+      step = t;
+    }
+    if ($("field").checked && dim === 2 && step !== null && step > 0) {
+      const [from, to] = fieldAt(step - 1, mode === "reverse" ? state.labels : null);
+      drawArrows(ctx, view, from, to, (plot.width / FIELD_GRID) * 0.9);
+    }
+    redrawLoss();
+  }
+
+  function showMode() {
+    const mode = currentMode();
+    if (mode === "training") setSlider(snapshots.epochs.length - 1, snapshots.epochs.length - 1);
+    else if (mode === "forward") setSlider(DATA.T, 0);
+    else setSlider(state.drawn ? state.drawn.states.length - 1 : 0, state.drawn ? state.drawn.states.length - 1 : 0);
+    redraw();
+  }
+
+  function formOptions() {
+    const number = (id) => ($(id).value === "" ? undefined : Number($(id).value));
+    const options = {
+      n: number("num"), sampler: samplerSelect.value, steps: number("steps"), eta: number("eta"), seed: number("seed"),
+    };
+    if (classes.length) {
+      options.label = $("label").value === "" ? null : Number($("label").value);
+      options.guidance = number("guidance");
+    }
+    return options;
+  }
+
+  function drawFromForm() {
+    setStatus("drawing...");
+    // let the status show before the work starts
+    setTimeout(async () => {
+      try {
+        const start = performance.now();
+        const drawn = await draw(formOptions());
+        const seconds = (performance.now() - start) / 1000;
+        drawn.dataStates = drawn.states.map(toData);
+        state.drawn = drawn;
+        const o = drawn.options;
+        const steps = drawn.states.length - 1;
+        setStatus(`${o.n} points, ${o.sampler} in ${steps} steps (eta ${o.eta}, seed ${o.seed}): ${seconds.toFixed(2)} s`);
+        document.querySelector('input[name="mode"][value="reverse"]').checked = true;
+        showMode();
+      } catch (error) {
+        setStatus(error.message, true);
+      }
+    });
+  }
+
+  $("controls").addEventListener("submit", (e) => {
+    e.preventDefault();
+    drawFromForm();
+  });
+  for (const input of document.querySelectorAll('input[name="mode"]')) input.addEventListener("change", showMode);
+  slider.addEventListener("input", redraw);
+  $("paths").addEventListener("change", redraw);
+  $("field").addEventListener("change", redraw);
+  window.addEventListener("resize", redraw);
+  showMode();
+  drawFromForm();
+}
+
+// ---- image runs: the reverse process drawn in Python ----------------------------------------------------------
+
+function setupImages() {
+  for (const el of document.querySelectorAll("[data-points]")) el.hidden = true;
+  const [C, H, W] = DATA.shape;
+  const process = DATA.images;
+  const states = Uint8Array.from(atob(process.states), (c) => c.charCodeAt(0));
+  const snapshotImages = Uint8Array.from(atob(snapshots.images), (c) => c.charCodeAt(0));
+  const perState = process.rows * process.cols;
+  const how = process.sampling;
+  $("summary").textContent =
+    `${C} x ${H} x ${W} images, T = ${DATA.T}, target ${DATA.target}` +
+    (DATA.classes.length ? `, one row per class` : "") +
+    `. The reverse process below was drawn in Python with the run's own sampler (${how.sampler}` +
+    (how.sampler === "ddim" ? `, ${how.steps ?? DATA.T} steps, eta ${how.eta})` : `, ${DATA.T} steps)`) +
+    `; this page draws no new images.`;
+  setStatus(`${perState} images, ${process.timesteps.length} states of their reverse process`);
+
+  function redraw() {
+    const k = Number(slider.value);
+    if (currentMode() === "training") {
+      const count = snapshots.count;
+      drawImages(plot, snapshotImages, k * count, 2, count / 2, [C, H, W]);
+      sliderLabel.textContent = `epoch ${snapshots.epochs[k]} of ${DATA.settings.num_epochs}`;
+    } else {
+      drawImages(plot, states, k * perState, process.rows, process.cols, [C, H, W], process.rowLabels);
+      const t = process.timesteps[k];
+      sliderLabel.textContent = t === DATA.T ? `t = ${t} (noise)` : t === 0 ? "t = 0 (samples)" : `t = ${t}`;
+    }
+    redrawLoss();
+  }
+
+  function showMode() {
+    const last = currentMode() === "training" ? snapshots.epochs.length - 1 : process.timesteps.length - 1;
+    setSlider(last, last);
+    redraw();
+  }
+
+  window.tinyDiffusion = {
+    sample: () => Promise.reject(new Error("an image run's page shows a reverse process drawn in Python; it draws no new samples")),
+    samplers: [],
+    data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes: DATA.classes },
+  };
+  for (const input of document.querySelectorAll('input[name="mode"]')) input.addEventListener("change", showMode);
+  slider.addEventListener("input", redraw);
+  window.addEventListener("resize", redraw);
+  showMode();
+}

@@ -1,0 +1,149 @@
+// The reverse process, as core/samplers.py walks it: the same timesteps, the same clipping of the predicted x0,
+// the same float32 schedule coefficients (exported from the run's NoiseSchedule). States live in the model's
+// coordinates; the page converts to the data's units only to show or return them.
+
+function makeSchedule(spec, T) {
+  const schedule = { T };
+  for (const [name, base64] of Object.entries(spec)) schedule[name] = decodeFloats(base64);
+  return schedule;
+}
+
+// The network's output as predicted noise (core/objectives.py, output_to_noise), in place, for one step t.
+const TARGETS = {
+  noise(s, out, x, t) {},
+  x0(s, out, x, t) {
+    for (let i = 0; i < out.length; i++) {
+      out[i] = (s.sqrt_recip_alphas_cumprod[t] * x[i] - out[i]) / s.sqrt_recipm1_alphas_cumprod[t];
+    }
+  },
+  previous(s, out, x, t) {
+    // mean = c1 x0 + c2 x_t, and c1 > 0 at every t
+    for (let i = 0; i < out.length; i++) {
+      const x0 = (out[i] - s.posterior_mean_coef2[t] * x[i]) / s.posterior_mean_coef1[t];
+      out[i] = (s.sqrt_recip_alphas_cumprod[t] * x[i] - x0) / s.sqrt_recipm1_alphas_cumprod[t];
+    }
+  },
+  v(s, out, x, t) {
+    for (let i = 0; i < out.length; i++) {
+      out[i] = s.sqrt_one_minus_alphas_cumprod[t] * x[i] + s.sqrt_alphas_cumprod[t] * out[i];
+    }
+  },
+};
+
+// noise(x_t, t) for a batch of n (Diffusion.noise_predictor): the network's output for the classes `labels`
+// under classifier-free guidance w, cond + w (cond - uncond), turned into predicted noise
+function makeNoisePredictor(network, schedule, target, { labels = null, guidance = 0 } = {}) {
+  if (!(target in TARGETS)) throw new Error(`unknown target ${target}`);
+  // network.forward may return the output or a Promise of it (workers): the predictor is async when it is
+  const finish = (out, uncond, x, t) => {
+    out = Float64Array.from(out);
+    if (uncond) for (let i = 0; i < out.length; i++) out[i] += guidance * (out[i] - uncond[i]);
+    TARGETS[target](schedule, out, x, t);
+    return out;
+  };
+  return (x, n, t) => {
+    // a conditional network asked for no class is told "no label", as LabelConditioned does
+    const nulls = () => new Int32Array(n).fill(network.nullLabel);
+    const out = network.forward(x, n, t, labels === null && network.nullLabel !== null ? nulls() : labels);
+    const uncond = labels !== null && guidance !== 0 ? network.forward(x, n, t, nulls()) : null;
+    if (out instanceof Promise) return Promise.all([out, uncond]).then(([o, u]) => finish(o, u, x, t));
+    return finish(out, uncond, x, t);
+  };
+}
+
+// x0 = (x_t - sqrt(1 - alpha-bar) noise) / sqrt(alpha-bar) (eq. 15), clipped per coordinate to the data's range
+function predictX0(s, x, noise, t, clip, dim) {
+  const x0 = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    let v = s.sqrt_recip_alphas_cumprod[t] * x[i] - s.sqrt_recipm1_alphas_cumprod[t] * noise[i];
+    if (clip) {
+      const d = i % dim;
+      v = Math.max(Math.min(v, clip[1][d]), clip[0][d]);
+    }
+    x0[i] = v;
+  }
+  return x0;
+}
+
+function ddimTimesteps(T, steps) {
+  if (!(steps >= 1 && steps <= T)) throw new Error(`steps must be between 1 and T = ${T}, got ${steps}`);
+  const ratio = T / steps;
+  // Python's round(): halves to even, as ddim_timesteps in core/samplers.py
+  const round = (v) => {
+    const r = Math.round(v);
+    return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  };
+  return Array.from({ length: steps }, (_, i) => round(T - i * ratio) - 1);
+}
+
+// The registry: each sampler says which steps it visits and how it takes one. `step` gets the current state and
+// the predicted noise at timesteps[i] and returns the next state; `memory` persists across one draw's steps, for
+// multistep samplers that reuse earlier predictions.
+const SAMPLERS = {
+  ddpm: {
+    timesteps(T, steps) {
+      if (steps !== null && steps !== T) throw new Error(`the ddpm sampler walks all ${T} steps; use ddim for fewer`);
+      return Array.from({ length: T }, (_, i) => T - 1 - i);
+    },
+    // Ho et al. 2020, Algorithm 2: the posterior q(x_{t-1} | x_t, x0) of the predicted x0, then sigma_t z
+    step({ schedule: s, x, noise, timesteps, i, clip, dim, rng }) {
+      const t = timesteps[i];
+      const x0 = predictX0(s, x, noise, t, clip, dim);
+      const next = new Float64Array(x.length);
+      const sigma = Math.sqrt(s.posterior_variance[t]);
+      for (let k = 0; k < x.length; k++) {
+        next[k] = s.posterior_mean_coef1[t] * x0[k] + s.posterior_mean_coef2[t] * x[k];
+        if (t > 0) next[k] += sigma * rng.normal();
+      }
+      return next;
+    },
+  },
+  ddim: {
+    timesteps: (T, steps) => ddimTimesteps(T, steps === null ? T : steps),
+    // Song et al. 2021, eq. 12; sigma_t(eta) from eq. 16; t_prev = -1 is the data, where alpha-bar is 1
+    step({ schedule: s, x, noise, timesteps, i, clip, dim, eta, rng }) {
+      const t = timesteps[i];
+      const tPrev = i + 1 < timesteps.length ? timesteps[i + 1] : -1;
+      const aT = s.alphas_cumprod[t];
+      const aPrev = tPrev >= 0 ? s.alphas_cumprod[tPrev] : 1;
+      const x0 = predictX0(s, x, noise, t, clip, dim);
+      const std = eta * Math.sqrt(((1 - aPrev) / (1 - aT)) * (1 - aT / aPrev));
+      const direction = Math.sqrt(Math.max(1 - aPrev - std * std, 0));
+      const next = new Float64Array(x.length);
+      for (let k = 0; k < x.length; k++) {
+        // with clipping, the noise is re-derived to match the clipped x0
+        const e = clip ? (x[k] - Math.sqrt(aT) * x0[k]) / Math.sqrt(1 - aT) : noise[k];
+        next[k] = Math.sqrt(aPrev) * x0[k] + direction * e;
+        if (eta > 0) next[k] += std * rng.normal();
+      }
+      return next;
+    },
+  },
+};
+
+// Walk the reverse process from `initial` (n, dim) noise. Returns the samples and every state on the way (the
+// noise first), each with the step t it sits at: T for the noise, timesteps[i] + 1 after i steps, 0 at the end.
+async function runSampler(name, { predictor, schedule, n, dim, steps, eta, clip, rng, initial }) {
+  if (!(name in SAMPLERS)) throw new Error(`unknown sampler ${name}; choose from ${Object.keys(SAMPLERS).join(", ")}`);
+  const sampler = SAMPLERS[name];
+  const timesteps = sampler.timesteps(schedule.T, steps);
+  let x = Float64Array.from(initial);
+  const states = [Float32Array.from(x)];
+  const at = [schedule.T];
+  const memory = {};
+  for (let i = 0; i < timesteps.length; i++) {
+    const noise = await predictor(x, n, timesteps[i]);
+    x = sampler.step({ schedule, x, noise, timesteps, i, clip, dim, eta, rng, memory });
+    states.push(Float32Array.from(x));
+    at.push(i + 1 < timesteps.length ? timesteps[i + 1] + 1 : 0);
+  }
+  return { samples: x, states, timesteps: at };
+}
+
+// x_t ~ q(x_t | x0) after s noising steps (s = 0: x0 itself), one fixed noise draw per point as viz/processes.py
+function addNoise(schedule, x0, noise, s) {
+  if (s === 0) return Float64Array.from(x0);
+  const a = schedule.sqrt_alphas_cumprod[s - 1];
+  const b = schedule.sqrt_one_minus_alphas_cumprod[s - 1];
+  return x0.map((v, i) => a * v + b * noise[i]);
+}
