@@ -70,6 +70,13 @@ def test_the_list_shows_the_runs_their_figures_and_metrics(client, folder):
     assert "outside-run" not in page.text and SECRET not in page.text
 
 
+def test_a_runs_interactive_page_is_served(client):
+    page = client.get("/runs/moons/page")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text.lstrip().lower().startswith("<!doctype html") and "Tiny Diffusion: moons" in page.text
+    assert '<a class="page" href="/runs/moons/page">' in client.get("/").text
+
+
 @pytest.mark.parametrize("name", ["samples.png", "frames.png", "loss.png", "config.json", "history.csv"])
 def test_a_runs_files_are_served_as_they_are(client, folder, name):
     response = client.get(f"/runs/moons/files/{name}")
@@ -104,6 +111,10 @@ REFUSED = [
     "/runs/notes.txt/files/samples.png",
     "/runs/nothing/files/samples.png",
     "/runs/moons/page/../../secret.txt",
+    "/runs/linked/page",  # its page would read files outside
+    "/runs/outside-run/page",
+    "/runs/%2e%2e/page",
+    "/runs/..%2fruns%2fmoons/page",
     "/static/..%2fapp.py",
     "/static/%2e%2e%2f__init__.py",
     "/static/../web/app.py",

@@ -1,10 +1,10 @@
-"""The web app (FastAPI): the list of runs, their files, the playground and its live training.
+"""The web app (FastAPI): the list of runs, their pages and files, the playground and its live training.
 
-Pages and files:  GET /  (the runs, with figures and metrics), /runs/NAME/files/FILE (a run's figures and small
-text files: ``runs.SERVED``), /playground, /static/FILE (the app's own CSS and JS).
-The playground's API: GET /api/playground (datasets, settings, limits), POST /api/training (start; 409 while one
-runs), GET /api/training/events (server-sent events of the latest training), POST /api/training/stop.
-Every error is a JSON object {"error": one line}, never a traceback.
+Pages and files: GET / (the runs, with figures and metrics), /runs/NAME/page (the run's interactive page,
+``viz.page``), /runs/NAME/files/FILE (its figures and small text files: ``runs.SERVED``), /playground, and
+/static/FILE (the app's own CSS and JS). The playground's API: GET /api/playground (datasets, settings, limits),
+POST /api/training (start; 409 while one runs), GET /api/training/events (server-sent events of the latest
+training), POST /api/training/stop. Every error is a JSON object {"error": one line}, never a traceback.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..choices import BETA_SCHEDULES
 from ..errors import UsageError
+from ..viz.page import render_html
 from .listing import render_runs
 from .playground import DATASET_NAMES, DEFAULTS, MAX_POINTS, MIN_POINTS, SETTINGS, Taken, parse_request
-from .runs import SERVED, list_runs, run_file
+from .runs import SERVED, find_run, list_runs, run_file, self_contained
 from .training import Busy, Job, Trainer
 
 __all__ = ["create_app", "MAX_BODY_BYTES"]
@@ -74,7 +75,7 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
 
     @app.get("/", response_class=HTMLResponse)
     def runs_page() -> HTMLResponse:
-        return HTMLResponse(render_runs(root, list_runs(root), page=_has_page()))
+        return HTMLResponse(render_runs(root, list_runs(root)))
 
     @app.get("/api/runs")
     def runs_json() -> list[dict[str, Any]]:
@@ -86,6 +87,13 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
         if path is None:
             raise HTTPException(404, f"no file {filename[:60]!r} in a run {name[:60]!r} here")
         return FileResponse(path, media_type=SERVED[filename])
+
+    @app.get("/runs/{name}/page", response_class=HTMLResponse)
+    def run_page(name: str) -> HTMLResponse:
+        run = find_run(root, name)
+        if run is None or not self_contained(run):  # the page reads every file of the run
+            raise HTTPException(404, f"no run {name[:60]!r} here (or one with links to files outside it)")
+        return HTMLResponse(render_html(run))
 
     @app.get("/playground", response_class=HTMLResponse)
     def playground() -> FileResponse:
@@ -151,10 +159,6 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
         )
 
     return app
-
-
-def _has_page() -> bool:
-    return False
 
 
 async def _read_body(request: Request) -> bytes:

@@ -23,9 +23,9 @@ def page_head(title: str) -> str:
     )
 
 
-def render_runs(root: Path, runs: list[RunInfo], *, page: bool) -> str:
-    """The page listing ``runs`` of the folder ``root``; ``page``: link each run's interactive page."""
-    cards = "\n".join(_card(run, page=page) for run in runs)
+def render_runs(root: Path, runs: list[RunInfo]) -> str:
+    """The page listing ``runs`` of the folder ``root``, each linked to its interactive page."""
+    cards = "\n".join(_card(run) for run in runs)
     if not runs:
         cards = (
             f'<p class="empty">No runs in {escape(str(root))} yet: train one with <code>tiny-diffusion train --out '
@@ -40,10 +40,10 @@ def _number(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _card(run: RunInfo, *, page: bool) -> str:
+def _card(run: RunInfo) -> str:
     base = f"/runs/{quote(run.name, safe='')}"
     title = escape(run.name)
-    link = f' <a class="page" href="{base}/page">interactive page</a>' if page else ""
+    link = f' <a class="page" href="{base}/page">interactive page</a>'
     facts = (
         f"<dl><dt>dataset</dt><dd>{escape(run.dataset)}</dd><dt>epochs</dt><dd>{_number(run.epochs, 'd')}</dd>"
         f"<dt>final loss</dt><dd>{_number(run.final_loss, '.4g')}</dd>"

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..runs.files import CONFIG, WEIGHTS, HistoryRow, read_history
 
-__all__ = ["SERVED", "METRICS", "RunInfo", "list_runs", "find_run", "run_file", "is_run_dir"]
+__all__ = ["SERVED", "METRICS", "RunInfo", "list_runs", "find_run", "run_file", "is_run_dir", "self_contained"]
 
 # The files a browser may fetch from a run, by name, with their media type: its figures and its small text files.
 # Weights, arrays and checkpoints are not served.
@@ -87,6 +87,12 @@ def run_file(root: Path, name: str, filename: str) -> Path | None:
         return None
     path = run / filename
     return path if path.is_file() and _inside(path, run) else None
+
+
+def self_contained(run: Path) -> bool:
+    """Whether every entry of the run directory really lies inside it (no link to a file elsewhere): what must hold
+    before the server reads the whole run (its interactive page loads the model)."""
+    return all(_inside(entry, run) for entry in run.iterdir())
 
 
 def list_runs(root: Path) -> list[RunInfo]:
