@@ -1,21 +1,17 @@
 """`tiny-diffusion serve` as a command: without the web extra, on a port in use, on another interface, and
 stopped by Ctrl-C (SIGINT to its process group, as a terminal sends it), also in the middle of a training."""
 
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
+from serving import SRC, servers
 
 from conftest import TINY_POINTS
 from tiny_diffusion.cli import main
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def test_without_the_web_extra_it_says_how_to_install_it(monkeypatch, capsys, tmp_path):
@@ -29,53 +25,10 @@ pytest.importorskip("fastapi", reason="the web app needs the web extra: pip inst
 pytest.importorskip("uvicorn", reason="the web app needs the web extra: pip install 'tiny-diffusion[web]'")
 
 
-class Server:
-    """`python -m tiny_diffusion serve RUNS_DIR --port 0 ...` in its own process group; ``url`` from its first line."""
-
-    def __init__(self, runs: Path, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-        command = [sys.executable, "-m", "tiny_diffusion", "serve", str(runs), "--port", "0", *args]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
-        )
-        line = self.process.stdout.readline()
-        assert line.startswith("serving "), line + self.process.stderr.read()
-        self.url = line.split(" at ")[1].split()[0].rstrip("/")
-
-    def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
-            return response.read()
-
-    def post(self, path: str, body: dict) -> dict:
-        request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def interrupt(self) -> tuple[int, str]:
-        """Ctrl-C: SIGINT to the server and its training process; the exit code and stderr."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        _, err = self.process.communicate(timeout=90)
-        return self.process.returncode, err
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.communicate()
-
-
 @pytest.fixture
 def server_of(tmp_path):
-    started = []
-
-    def start(*args: str) -> Server:
-        started.append(Server(tmp_path / "runs", *args))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
+    with servers(tmp_path / "runs") as start:
+        yield start
 
 
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
