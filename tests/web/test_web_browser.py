@@ -98,9 +98,8 @@ def test_draw_train_and_watch_it_learn_live(browser, tmp_path):
 
         page.click("#result a")
         page.wait_for_selector("#run-drawn")
-        page.wait_for_load_state("load")
-        loaded = page.eval_on_selector_all("#run-drawn img", "images => images.map(i => i.naturalWidth > 0)")
-        assert loaded == [True, True, True]  # samples, frames and loss figures
+        assert page.locator("#run-drawn img").count() == 3  # samples, frames and loss figures, which all load
+        page.wait_for_function("[...document.querySelectorAll('#run-drawn img')].every(i => i.naturalWidth > 0)")
         page.goto(server.url + "/runs/drawn/page")
         page.wait_for_load_state("load")
         assert page.title() == "Tiny Diffusion: drawn"  # the page of the run's dataset: the drawing

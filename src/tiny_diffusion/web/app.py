@@ -37,7 +37,10 @@ __all__ = ["create_app", "MAX_BODY_BYTES"]
 
 MAX_BODY_BYTES = 1_000_000  # a request body: 20,000 drawn points take about 800 kB of JSON
 KEEP_ALIVE_SECONDS = 15.0  # an event stream sends a comment this often, so proxies and browsers keep it open
-STATIC = {path.name: path for path in resources.files(__package__).joinpath("static").iterdir() if path.is_file()}
+# the app's own files (package data, a few kB), read once
+STATIC = {
+    path.name: path.read_bytes() for path in resources.files(__package__).joinpath("static").iterdir() if path.is_file()
+}
 MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".html": "text/html", ".png": "image/png"}
 
 
@@ -96,14 +99,14 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
         return HTMLResponse(render_html(run))
 
     @app.get("/playground", response_class=HTMLResponse)
-    def playground() -> FileResponse:
-        return FileResponse(STATIC["playground.html"], media_type="text/html")
+    def playground() -> Response:
+        return Response(STATIC["playground.html"], media_type="text/html")
 
     @app.get("/static/{filename}")
-    def static(filename: str) -> FileResponse:
+    def static(filename: str) -> Response:
         if filename not in STATIC:
             raise HTTPException(404, f"no file {filename[:60]!r} here")
-        return FileResponse(STATIC[filename], media_type=MEDIA_TYPES.get(Path(filename).suffix, "text/plain"))
+        return Response(STATIC[filename], media_type=MEDIA_TYPES.get(Path(filename).suffix, "text/plain"))
 
     @app.get("/api/playground")
     def playground_settings() -> dict[str, Any]:

@@ -56,8 +56,8 @@ def _card(run: RunInfo) -> str:
     )
     metrics = ""
     if run.metrics:
-        rows = "".join(f"<tr><th>{escape(k)}</th><td>{v:.4g}</td></tr>" for k, v in run.metrics.items())
-        metrics = f'<table class="metrics"><caption>metrics.json</caption>{rows}</table>'
+        items = "".join(f"<dt>{escape(k)}</dt><dd>{v:.4g}</dd>" for k, v in run.metrics.items())
+        metrics = f'<dl class="metrics" title="metrics.json"><dt class="source">metrics.json</dt>{items}</dl>'
     return (
         f'<section class="run" id="run-{title}"><h2>{title}{link}</h2>{facts}'
         f'<div class="figures">{figures}</div>{metrics}</section>'

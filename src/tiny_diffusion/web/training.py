@@ -114,6 +114,7 @@ class Job:
     name: str
     process: BaseProcess
     events: list[dict[str, Any]] = field(default_factory=list)
+    pump: threading.Thread | None = None  # moves the process's events here (``_pump``)
 
     @property
     def state(self) -> str:
@@ -149,7 +150,8 @@ class Trainer:
             process = self._context.Process(target=_process_main, args=(self.target, values, out, queue), daemon=True)
             process.start()
             self.job = Job(request.name, process)
-            threading.Thread(target=_pump, args=(self.job, queue), daemon=True).start()
+            self.job.pump = threading.Thread(target=_pump, args=(self.job, queue), daemon=True)
+            self.job.pump.start()
             return self.job
 
     def stop(self, signum: int = signal.SIGINT) -> bool:
@@ -170,11 +172,20 @@ class Trainer:
         if job.process.is_alive():
             job.process.kill()
             job.process.join()
+        if job.pump is not None:
+            job.pump.join(5)  # its last event read, the queue is closed and let go
 
 
 def _pump(job: Job, queue: Any) -> None:
     """Move the process's events to ``job`` until its final one; a process that dies without one (killed, out of
     memory) ends with an "error" event saying so."""
+    try:
+        _move_events(job, queue)
+    finally:
+        queue.close()
+
+
+def _move_events(job: Job, queue: Any) -> None:
     while True:
         try:
             event = queue.get(timeout=0.2)
