@@ -24,7 +24,7 @@ from tiny_diffusion.web.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from tiny_diffusion.web.training import Trainer  # noqa: E402
 
 SECRET = "TOP SECRET: nothing outside the runs folder is served"
-SETTINGS = {k: v for k, v in TINY_POINTS.items()}  # the playground's allow-list holds every tiny setting
+SETTINGS = dict(TINY_POINTS)  # the playground's allow-list holds every tiny setting
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,8 @@ def test_the_list_shows_the_runs_their_figures_and_metrics(client, folder):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<img src="/runs/moons/files/samples.png"' in page.text and "0.0042" in page.text
     assert "outside-run" not in page.text and SECRET not in page.text
+    assert runs["moons"]["page"] and not runs["linked"]["page"]  # its page would read the links
+    assert 'href="/runs/linked/page"' not in page.text
 
 
 def test_a_runs_interactive_page_is_served(client):
@@ -210,6 +212,26 @@ def test_nothing_running_is_said_in_one_line(client):
     assert client.get("/api/training/events").status_code == 404
     assert client.get("/api/training").json() == {"error": "no training has been started"}
     assert client.delete("/api/runs").status_code == 405
+
+
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("127.0.0.1:8000", 200),
+        ("localhost", 200),
+        ("[::1]:8000", 200),
+        ("evil.example", 400),
+        ("127.0.0.1.nip.io", 400),
+    ],
+)
+def test_a_loopback_server_answers_only_its_own_names(folder, host, status):
+    with TestClient(create_app(folder / "runs", hosts=["127.0.0.1", "localhost", "[::1]"])) as client:
+        response = client.get("/api/runs", headers={"Host": host})
+    assert response.status_code == status
+    if status == 400:
+        assert response.json() == {
+            "error": "this server answers requests addressed to 127.0.0.1 or localhost or [::1] only"
+        }
 
 
 def test_a_bug_is_an_error_of_one_line_without_its_traceback(client, monkeypatch):

@@ -23,7 +23,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..choices import BETA_SCHEDULES
 from ..errors import UsageError
@@ -50,7 +49,8 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: list[str] | None = None) -> FastAPI:
     """The app serving ``runs_dir``. ``trainer`` runs the playground's trainings (default: ``Trainer(runs_dir)``);
-    ``hosts``: the Host headers accepted (the server's own names, against DNS rebinding), None for any."""
+    ``hosts``: the host names a request may be addressed to (the server's own, against DNS rebinding), None for
+    any."""
     root = Path(runs_dir)
     trainer = trainer or Trainer(root)
     closing = threading.Event()  # set when the server stops: event streams end
@@ -63,12 +63,12 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
 
     app = FastAPI(title="Tiny Diffusion", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.closing, app.state.trainer = closing, trainer
-    if hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     _add_error_handlers(app)
 
     @app.middleware("http")
     async def limits(request: Request, call_next: Any) -> Response:
+        if hosts is not None and _host_name(request.headers.get("host", "")) not in hosts:
+            return _error(400, f"this server answers requests addressed to {' or '.join(hosts)} only")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return _error(413, f"the request body is over {MAX_BODY_BYTES // 1000} kB")
@@ -162,6 +162,14 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
         )
 
     return app
+
+
+def _host_name(header: str) -> str:
+    """The name of a Host header without its port: localhost:8000 -> localhost, [::1]:8000 -> [::1]."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[: header.find("]") + 1]
+    return header.rsplit(":", 1)[0]
 
 
 async def _read_body(request: Request) -> bytes:

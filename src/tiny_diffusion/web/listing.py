@@ -43,7 +43,7 @@ def _number(value: float | None, spec: str) -> str:
 def _card(run: RunInfo) -> str:
     base = f"/runs/{quote(run.name, safe='')}"
     title = escape(run.name)
-    link = f' <a class="page" href="{base}/page">interactive page</a>'
+    link = f' <a class="page" href="{base}/page">interactive page</a>' if run.page else ""
     facts = (
         f"<dl><dt>dataset</dt><dd>{escape(run.dataset)}</dd><dt>epochs</dt><dd>{_number(run.epochs, 'd')}</dd>"
         f"<dt>final loss</dt><dd>{_number(run.final_loss, '.4g')}</dd>"

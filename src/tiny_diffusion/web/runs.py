@@ -42,6 +42,7 @@ class RunInfo:
     modified: float  # the folder's modification time (newest runs first)
     figures: list[str] = field(default_factory=list)  # of FIGURES, those present
     metrics: dict[str, float] = field(default_factory=dict)  # evaluate's numbers, if saved
+    page: bool = True  # whether its interactive page is served (not for a run with links to files elsewhere)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class RunInfo:
             "seconds": self.seconds,
             "figures": self.figures,
             "metrics": self.metrics,
+            "page": self.page,
         }
 
 
@@ -117,6 +119,7 @@ def _info(root: Path, run: Path) -> RunInfo:
         modified=run.stat().st_mtime,
         figures=[name for name in FIGURES if run_file(root, run.name, name) is not None],
         metrics=_metrics(root, run.name),
+        page=self_contained(run),
     )
 
 

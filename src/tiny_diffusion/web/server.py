@@ -60,7 +60,7 @@ def serve(runs_dir: Path, *, host: str = "127.0.0.1", port: int = 8000) -> None:
             flush=True,
         )
     bound = sock.getsockname()[1]
-    hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None  # against DNS rebinding
+    hosts = ["127.0.0.1", "localhost", "[::1]"] if loopback else None  # against DNS rebinding
     app = create_app(runs_dir, hosts=hosts)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, lifespan="on")
     server = _Server(config, on_exit=app.state.closing.set)

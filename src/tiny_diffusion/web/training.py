@@ -159,7 +159,10 @@ class Trainer:
         job = self.job
         if job is None or job.finished or not job.process.is_alive() or job.process.pid is None:
             return False
-        os.kill(job.process.pid, signum)
+        try:
+            os.kill(job.process.pid, signum)
+        except ProcessLookupError:  # it ended meanwhile
+            return False
         return True
 
     def shutdown(self, timeout: float = 30.0) -> None:
