@@ -1,10 +1,12 @@
 """The web app through FastAPI's TestClient: the list of runs, the files served (and the many refused), the
 playground's checks of what it is sent, and real trainings in their own process, streamed as server-sent events."""
 
+import asyncio
 import builtins
 import json
 import os
 import shutil
+import threading
 import warnings
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from conftest import TINY_POINTS, single_thread  # noqa: E402
 from tiny_diffusion.data.files import load_point_file  # noqa: E402
 from tiny_diffusion.web import app as web_app  # noqa: E402
 from tiny_diffusion.web.app import MAX_BODY_BYTES, create_app  # noqa: E402
-from tiny_diffusion.web.training import Trainer  # noqa: E402
+from tiny_diffusion.web.training import Job, Trainer  # noqa: E402
 
 SECRET = "TOP SECRET: nothing outside the runs folder is served"
 SETTINGS = dict(TINY_POINTS)  # the playground's allow-list holds every tiny setting
@@ -242,6 +244,26 @@ def test_a_bug_is_an_error_of_one_line_without_its_traceback(client, monkeypatch
     response = client.get("/api/runs")
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (RuntimeError); the server's log has the details"}
+
+
+def test_a_late_stream_catches_up_with_the_latest_snapshot_then_follows_live():
+    job = Job("late", process=None)
+    job.events = [{"kind": "started"}, *({"kind": "snapshot", "epoch": e} for e in (1, 2, 3))]
+    closing = threading.Event()
+
+    async def read(first: int) -> list[str]:
+        lines = []
+        async for message in web_app._stream(job, first, closing):
+            lines.append(message)
+            if not job.finished and len(lines) == 2:  # caught up: the rest arrives live
+                job.events += [{"kind": "snapshot", "epoch": 4}, {"kind": "snapshot", "epoch": 5}, {"kind": "done"}]
+        return lines
+
+    messages = asyncio.run(read(0))
+    ids = [int(m.split("\n")[0].removeprefix("id: ")) for m in messages]
+    assert ids == [0, 3, 4, 5, 6]  # started, the latest of the three snapshots, then every one as it comes
+    assert json.loads(messages[1].split("data: ")[1]) == {"kind": "snapshot", "epoch": 3}
+    assert [int(m.split("\n")[0][4:]) for m in asyncio.run(read(5))] == [5, 6]  # a reconnection: after its last
 
 
 # ---------------------------------------------------------------- real trainings, each in its own process

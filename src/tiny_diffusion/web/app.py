@@ -184,12 +184,15 @@ async def _read_body(request: Request) -> bytes:
 
 async def _stream(job: Job, first: int, closing: threading.Event) -> AsyncIterator[str]:
     """The job's events from number ``first`` on, as server-sent events (id, event kind, JSON data), as they come;
-    the stream ends after the final event, or when the server stops."""
+    the stream ends after the final event, or when the server stops. Of the snapshots already taken when the stream
+    opens only the latest is sent: each holds the whole loss curve, so a page opened late catches up at once."""
     sent, quiet_since = first, time.monotonic()
+    latest = max((i for i, event in enumerate(list(job.events)) if event["kind"] == "snapshot"), default=-1)
     while not closing.is_set():
         while sent < len(job.events):
             event = job.events[sent]
-            yield f"id: {sent}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+            if event["kind"] != "snapshot" or sent >= latest:
+                yield f"id: {sent}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
             sent, quiet_since = sent + 1, time.monotonic()
         if job.finished and sent >= len(job.events):
             return
