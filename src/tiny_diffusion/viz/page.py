@@ -14,6 +14,7 @@ import base64
 import html
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.samplers import sampler_timesteps
 from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
 from ..models import LabelConditioned, PointMLP
@@ -30,7 +30,7 @@ from ..models import LabelConditioned, PointMLP
 __all__ = ["render_html", "export_html", "page_data", "SCRIPTS", "PAGE_STEPS"]
 
 # the page's files (package data in viz/page/), in the order the scripts are joined into one <script>
-SCRIPTS = ("rng.js", "network.js", "samplers.js", "workers.js", "plot.js", "page.js")
+SCRIPTS = ("rng.js", "simd.js", "network.js", "samplers.js", "workers.js", "plot.js", "page.js")
 PAGE_STEPS = 20  # the page's default number of ddim steps
 LOSS_POINTS = 1000  # the loss curve is averaged down to at most this many points
 FORWARD_POINTS = 1000  # training points the forward process noises
@@ -77,18 +77,16 @@ def render_html(run_dir: str | Path | Diffusion) -> str:
     files = resources.files(__package__).joinpath("page")
     script = "\n".join(f"// ---- {name}\n{files.joinpath(name).read_text()}" for name in SCRIPTS)
     template = files.joinpath("page.html").read_text()
-    title = f"Tiny Diffusion: {model.config.dataset_name}"
+    if "</script" in script.lower():  # the page's own files: a bug, not bad input
+        raise AssertionError("a script of the page holds </script>")
     parts = {
-        "<!-- TITLE -->": html.escape(title),
+        "<!-- TITLE -->": html.escape(f"Tiny Diffusion: {model.config.dataset_name}"),  # in <title> and <h1>
         "/* STYLE */": files.joinpath("page.css").read_text(),
         "/* DATA */": _script_safe(json.dumps(data, separators=(",", ":"))),
         "/* SCRIPT */": f'(() => {{\n"use strict";\n{script}\n}})();',
     }
-    for placeholder, text in parts.items():
-        if "</script" in text.lower() and placeholder != "/* DATA */":
-            raise AssertionError(f"{placeholder} holds </script>")  # the page's own files: a bug, not bad input
-        template = template.replace(placeholder, text, 1)
-    return template
+    # one pass over the template: what is put in is never searched for placeholders again
+    return re.sub("|".join(map(re.escape, parts)), lambda found: parts[found.group(0)], template)
 
 
 def _script_safe(text: str) -> str:
@@ -146,9 +144,7 @@ def page_data(model: Diffusion) -> dict[str, Any]:
 def _default_sampling(model: Diffusion) -> dict[str, Any]:
     """The page's first draw: ddim in PAGE_STEPS steps (fewer when T is smaller), with the run's eta where the run
     samples with ddim (else 0, as ``resolve_sampling`` decides)."""
-    steps = min(PAGE_STEPS, len(model.schedule))
-    how = resolve_sampling(model.config, "ddim", steps)
-    sampler_timesteps(len(model.schedule), how.sampler, how.steps)
+    how = resolve_sampling(model.config, "ddim", min(PAGE_STEPS, len(model.schedule)))
     return {"sampler": how.sampler, "steps": how.steps, "eta": how.eta}
 
 
@@ -230,7 +226,8 @@ def _snapshots(model: Diffusion, run_dir: Path) -> dict[str, Any]:
 
     frames, epochs = training_snapshots(run_dir)
     if model.config.is_images:
-        return {"epochs": epochs, "images": _bytes(_to_uint8(frames[:, :SNAPSHOT_IMAGES])), "count": SNAPSHOT_IMAGES}
+        shown = frames[:, :SNAPSHOT_IMAGES]
+        return {"epochs": epochs, "images": _bytes(_to_uint8(shown)), "count": int(shown.shape[1])}
     return {"epochs": epochs, "points": _floats(frames), "count": int(frames.shape[1])}
 
 
@@ -246,7 +243,7 @@ def _image_process(model: Diffusion) -> dict[str, Any]:
     from .processes import evenly_spaced
 
     how = model.sampling
-    total = len(sampler_timesteps(len(model.schedule), how.sampler, how.steps))
+    total = how.steps or len(model.schedule)  # the steps the sampler walks (resolve_sampling checked them)
     rows = len(model.classes) or 2
     labels = np.repeat(np.arange(rows), IMAGES_PER_ROW) if model.classes else None
     chosen = evenly_spaced(total, min(IMAGE_STATES, total + 1))

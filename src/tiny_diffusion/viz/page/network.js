@@ -1,6 +1,7 @@
 // The run's PointMLP (models/mlp.py) as a batched float32 forward pass over n points at once:
 // embed each coordinate and the timestep, concatenate, Linear + GELU, residual GELU blocks, Linear out.
 // A conditional run adds its class's embedding to the first layer's output (models/conditioning.py).
+// The first layer and the residual blocks multiply in WebAssembly SIMD (simd.js) where the browser has it.
 
 function decodeFloats(base64) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
@@ -63,26 +64,19 @@ function decodeEmbedding(spec) {
   return p;
 }
 
-function decodeLinear(spec) {
-  return { in: spec.in, out: spec.out, weight: decodeFloats(spec.weight), bias: decodeFloats(spec.bias) };
-}
-
-// out (n, layer.out) = bias + x W^T, with x (n, rows) read from column `from` of rows `stride` wide and W
-// (out, in) as torch stores it, from its column `from`. Two points times two outputs at a time: each weight and
-// input read serves two products, and the four sums stay in registers (about 3x a plain loop in V8).
-function linear(layer, x, n, out, { stride = layer.in, from = 0, rows = layer.in, bias = layer.bias } = {}) {
-  const size = layer.out;
-  const w = layer.weight;
-  const width = layer.in;
+// out (n, size) = bias + x W^T in JavaScript, for what SIMD does not take: W (size, width) as torch stores it, of
+// which the first `rows` columns are used; x (n, rows) in rows `stride` apart. Two points times two outputs at a
+// time: each weight and input read serves two products, and the four sums stay in registers.
+function linear({ w, bias, size, width }, x, n, stride, rows, out) {
   let i = 0;
   for (; i + 1 < n; i += 2) {
-    const xa = i * stride + from;
+    const xa = i * stride;
     const xb = xa + stride;
     const oa = i * size;
     const ob = oa + size;
     let j = 0;
     for (; j + 1 < size; j += 2) {
-      const wa = j * width + from;
+      const wa = j * width;
       const wb = wa + width;
       let a0 = bias[j];
       let a1 = bias[j + 1];
@@ -104,92 +98,146 @@ function linear(layer, x, n, out, { stride = layer.in, from = 0, rows = layer.in
       out[ob + j + 1] = b1;
     }
     for (; j < size; j++) {
-      const wa = j * width + from;
       let a = bias[j];
       let b = a;
       for (let k = 0; k < rows; k++) {
-        a += x[xa + k] * w[wa + k];
-        b += x[xb + k] * w[wa + k];
+        a += x[xa + k] * w[j * width + k];
+        b += x[xb + k] * w[j * width + k];
       }
       out[oa + j] = a;
       out[ob + j] = b;
     }
   }
   for (; i < n; i++) {
-    const xa = i * stride + from;
     for (let j = 0; j < size; j++) {
-      const wa = j * width + from;
       let a = bias[j];
-      for (let k = 0; k < rows; k++) a += x[xa + k] * w[wa + k];
+      for (let k = 0; k < rows; k++) a += x[i * stride + k] * w[j * width + k];
       out[i * size + j] = a;
     }
   }
 }
 
+// Float32 arrays side by side in one buffer: WebAssembly's memory where SIMD runs (its products read and write
+// there), else a plain ArrayBuffer. Growing replaces the buffer, so views are made afresh where they are used.
+function makeArena(simd) {
+  let buffer = simd ? simd.memory.buffer : new ArrayBuffer(1 << 16);
+  let used = 0;
+  function ensure(bytes) {
+    if (bytes <= buffer.byteLength) return;
+    if (simd) {
+      simd.memory.grow(Math.ceil((bytes - buffer.byteLength) / 65536));
+      buffer = simd.memory.buffer;
+    } else {
+      const bigger = new ArrayBuffer(Math.max(bytes, 2 * buffer.byteLength));
+      new Uint8Array(bigger).set(new Uint8Array(buffer));
+      buffer = bigger;
+    }
+  }
+  return {
+    // room for `count` floats (16-byte aligned) -> its byte offset
+    alloc(count) {
+      const offset = used;
+      used += Math.ceil(count / 4) * 16;
+      ensure(used);
+      return offset;
+    },
+    view: (offset, count) => new Float32Array(buffer, offset, count),
+    get used() {
+      return used;
+    },
+    set used(bytes) {
+      used = bytes;
+    },
+  };
+}
+
 function makeNetwork(spec, dim) {
+  const simd = makeSimd();
+  const arena = makeArena(simd);
   const inputs = spec.inputs.map(decodeEmbedding);
   const time = decodeEmbedding(spec.time);
-  const first = decodeLinear(spec.first);
-  const blocks = spec.blocks.map(decodeLinear);
-  const last = decodeLinear(spec.last);
   const labels = spec.labels ? { weight: decodeFloats(spec.labels.weight), null: spec.labels.null } : null;
-  const hidden = first.out;
   const inputWidth = inputs.reduce((sum, e) => sum + e.size, 0);
-  const timeBias = new Map(); // t -> the first layer's bias plus its time columns times the embedding of t
-  let buffers = { n: 0 };
+  // each Linear's weight (out, in) and bias in the arena, by byte offset
+  const place = (layer) => {
+    const placed = { size: layer.out, width: layer.in, w: arena.alloc(layer.weight.length), b: arena.alloc(layer.out) };
+    arena.view(placed.w, layer.weight.length).set(decodeFloats(layer.weight));
+    arena.view(placed.b, layer.out).set(decodeFloats(layer.bias));
+    return placed;
+  };
+  const first = place(spec.first);
+  const blocks = spec.blocks.map(place);
+  const last = place(spec.last);
+  const hidden = first.size;
+  const timeBias = arena.alloc(hidden); // the first layer's bias plus its time columns times the embedding of t
+  const weightsEnd = arena.used;
+  const timeBiases = new Map();
+  const views = (layer) => ({
+    ...layer,
+    w: arena.view(layer.w, layer.size * layer.width),
+    bias: arena.view(layer.b, layer.size),
+  });
 
   function firstBias(t) {
-    if (!timeBias.has(t)) {
-      const features = new Float32Array(first.in);
-      EMBEDDINGS[time.kind]([t], time, features, first.in, inputWidth);
-      const out = new Float32Array(hidden);
-      linear(first, features, 1, out, { from: inputWidth, rows: time.size });
-      timeBias.set(t, out);
+    if (!timeBiases.has(t)) {
+      const features = new Float32Array(time.size);
+      EMBEDDINGS[time.kind]([t], time, features, time.size, 0);
+      const { w, bias } = views(first);
+      const out = Float32Array.from(bias);
+      for (let j = 0; j < hidden; j++) {
+        for (let k = 0; k < time.size; k++) out[j] += features[k] * w[j * first.width + inputWidth + k];
+      }
+      timeBiases.set(t, out);
     }
-    return timeBias.get(t);
+    return timeBiases.get(t);
   }
 
-  function buffersFor(n) {
-    if (buffers.n < n) {
-      buffers = {
-        n,
-        features: new Float32Array(n * inputWidth),
-        column: new Float64Array(n),
-        h: new Float32Array(n * hidden),
-        g: new Float32Array(n * hidden),
-        out: new Float32Array(n * dim),
-      };
+  // out (n, layer.size) = bias + x W^T over the first `rows` columns of W, x (n, rows) in the arena
+  function product(layer, x, n, rows, out, bias = layer.b) {
+    if (simd && rows % 4 === 0 && layer.size % 2 === 0) {
+      // an odd n is rounded up: the buffers hold a spare row
+      simd.linear(x, rows * 4, n + (n % 2), layer.w, layer.width * 4, layer.size, rows, bias, out);
+    } else {
+      const placed = { ...views(layer), bias: arena.view(bias, layer.size) };
+      linear(placed, arena.view(x, (n + 1) * rows), n, rows, rows, arena.view(out, (n + 1) * layer.size));
     }
-    return buffers;
   }
 
   // x: (n, dim) model coordinates; t: one integer step for all; label: (n,) class indices or null -> (n, dim)
   function forward(x, n, t, label = null) {
-    const b = buffersFor(n);
+    arena.used = weightsEnd; // the buffers of the last call are free again
+    const features = arena.alloc((n + 1) * inputWidth);
+    const h = arena.alloc((n + 1) * hidden);
+    const g = arena.alloc((n + 1) * hidden);
+    const featureView = arena.view(features, (n + 1) * inputWidth);
+    const column = new Float64Array(n);
     let offset = 0;
     for (let d = 0; d < dim; d++) {
-      const column = b.column.subarray(0, n);
       for (let i = 0; i < n; i++) column[i] = x[i * dim + d];
-      EMBEDDINGS[inputs[d].kind](column, inputs[d], b.features, inputWidth, offset);
+      EMBEDDINGS[inputs[d].kind](column, inputs[d], featureView, inputWidth, offset);
       offset += inputs[d].size;
     }
-    const h = b.h;
-    linear(first, b.features, n, h, { stride: inputWidth, from: 0, rows: inputWidth, bias: firstBias(t) });
+    arena.view(timeBias, hidden).set(firstBias(t));
+    product(first, features, n, inputWidth, h, timeBias);
+    const hv = arena.view(h, n * hidden);
     if (label !== null) {
       if (!labels) throw new Error("this run is not conditional");
       for (let i = 0; i < n; i++) {
         const e = label[i] * hidden;
-        for (let j = 0; j < hidden; j++) h[i * hidden + j] += labels.weight[e + j];
+        for (let j = 0; j < hidden; j++) hv[i * hidden + j] += labels.weight[e + j];
       }
     }
-    for (let i = 0; i < n * hidden; i++) h[i] = gelu(h[i]);
+    for (let i = 0; i < n * hidden; i++) hv[i] = gelu(hv[i]);
     for (const block of blocks) {
-      linear(block, h, n, b.g);
-      for (let i = 0; i < n * hidden; i++) h[i] += gelu(b.g[i]);
+      product(block, h, n, hidden, g);
+      const gv = arena.view(g, n * hidden);
+      const hNow = arena.view(h, n * hidden);
+      for (let i = 0; i < n * hidden; i++) hNow[i] += gelu(gv[i]);
     }
-    linear(last, h, n, b.out);
-    return b.out.slice(0, n * dim);
+    const out = new Float32Array(n * dim);
+    linear(views(last), arena.view(h, n * hidden), n, hidden, hidden, out);
+    return out;
   }
 
-  return { forward, dim, nullLabel: labels ? labels.null : null };
+  return { forward, dim, nullLabel: labels ? labels.null : null, simd: simd !== null };
 }

@@ -7,7 +7,9 @@ const plot = $("plot");
 const slider = $("time");
 const sliderLabel = $("time-label");
 const status = $("status");
-const state = { mode: "reverse", drawn: null, view: null };
+const state = { drawn: null, view: null }; // the draw shown, and how points are projected
+let markReady; // resolves window.tinyDiffusion.ready once the first picture is drawn
+const ready = new Promise((resolve) => (markReady = resolve));
 const PATHS = 12; // points whose trajectories are drawn
 const FIELD_GRID = 21; // arrows per side of the denoiser's field
 
@@ -76,7 +78,7 @@ function setupPoints() {
   $("steps").max = DATA.T;
   $("eta").value = DATA.default.eta;
   samplerSelect.addEventListener("change", () => {
-    if (samplerSelect.value === "ddpm") $("steps").value = DATA.T;
+    $("steps").value = samplerSelect.value === "ddpm" ? DATA.T : DATA.default.steps;
   });
   if (classes.length) {
     $("label").add(new Option("every class in turn", ""));
@@ -101,7 +103,7 @@ function setupPoints() {
     const sampler = o.sampler ?? DATA.default.sampler;
     if (!(sampler in SAMPLERS)) throw new Error(`unknown sampler ${sampler}; choose from ${Object.keys(SAMPLERS)}`);
     const ownDefault = sampler === DATA.default.sampler;
-    let steps = o.steps ?? (sampler === "ddpm" ? DATA.T : ownDefault ? DATA.default.steps : DATA.T);
+    const steps = o.steps ?? (sampler === "ddpm" ? DATA.T : DATA.default.steps);
     if (!Number.isInteger(steps) || steps < 1 || steps > DATA.T) {
       throw new Error(`steps must be an integer from 1 to T = ${DATA.T}, got ${steps}`);
     }
@@ -111,8 +113,8 @@ function setupPoints() {
     if (!Number.isInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
     let labels = null;
     let guidance = 0;
+    const label = classes.length ? o.label ?? null : null;
     if (classes.length) {
-      const label = o.label ?? null;
       if (label !== null && !(Number.isInteger(label) && label >= 0 && label < classes.length)) {
         throw new Error(`label must be a class from 0 to ${classes.length - 1}, got ${label}`);
       }
@@ -127,7 +129,7 @@ function setupPoints() {
       noise = Float64Array.from(o.noise.flat());
       if (noise.length !== n * dim) throw new Error(`noise must be ${n} x ${dim} numbers, got ${noise.length}`);
     }
-    return { n, sampler, steps, eta, seed, labels, guidance, noise };
+    return { n, sampler, steps, eta, seed, label, labels, guidance, noise };
   }
 
   async function draw(options) {
@@ -152,7 +154,9 @@ function setupPoints() {
     // x_T, n rows of N(0, I) numbers, to start from the same noise as a Python draw.
     sample: async (options = {}) => rows(toData((await draw(options)).samples)),
     samplers: Object.keys(SAMPLERS),
-    workers: parallel.workers,
+    workers: parallel.workers, // how many Web Workers share a draw (0: the page's own thread)
+    simd: network.simd, // whether the products run in WebAssembly SIMD (else in plain JavaScript)
+    ready, // a Promise, resolved once the page's first draw is shown
     data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes, default: DATA.default },
   };
 
@@ -160,8 +164,9 @@ function setupPoints() {
   const forwardNoise = makeRng(12345).normals(forwardPoints.length);
   const color = (labels) => (labels ? (i) => CLASS_COLORS[labels[i] % CLASS_COLORS.length] : COLORS.points);
 
-  function fieldAt(t, labels) {
-    // a grid over the view; arrows towards the predicted x0 (clipped as the sampler clips it)
+  // the denoiser's field at zero-based step t: from a grid over the view, arrows towards the predicted x0 (clipped
+  // as the sampler clips it), for the class `label` under `guidance` (a conditional run), else without a label
+  function fieldAt(t, label, guidance) {
     const grid = new Float64Array(FIELD_GRID * FIELD_GRID * 2);
     for (let a = 0; a < FIELD_GRID; a++) {
       for (let b = 0; b < FIELD_GRID; b++) {
@@ -171,8 +176,8 @@ function setupPoints() {
       }
     }
     const n = FIELD_GRID * FIELD_GRID;
-    const label = labels ? Int32Array.from({ length: n }, () => labels[0]) : null;
-    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels: label, guidance: state.guidance });
+    const labels = label === null ? null : new Int32Array(n).fill(label);
+    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels, guidance });
     const x = toModel(grid);
     const x0 = predictX0(schedule, x, predictor(x, n, t), t, DATA.clip, dim);
     return [grid, toData(x0)];
@@ -201,12 +206,11 @@ function setupPoints() {
         drawPaths(ctx, view, drawn.dataStates, Array.from({ length: Math.min(PATHS, drawn.options.n) }, (_, i) => i), k);
       }
       sliderLabel.textContent = t === DATA.T ? `t = ${t} (noise)` : t === 0 ? "t = 0 (samples)" : `t = ${t}`;
-      state.guidance = drawn.options.guidance;
-      state.labels = drawn.options.labels && $("label").value !== "" ? drawn.options.labels : null;
       step = t;
     }
     if ($("field").checked && dim === 2 && step !== null && step > 0) {
-      const [from, to] = fieldAt(step - 1, mode === "reverse" ? state.labels : null);
+      const drawn = mode === "reverse" ? state.drawn.options : { label: null, guidance: 0 };
+      const [from, to] = fieldAt(step - 1, drawn.label, drawn.guidance);
       drawArrows(ctx, view, from, to, (plot.width / FIELD_GRID) * 0.9);
     }
     redrawLoss();
@@ -250,6 +254,7 @@ function setupPoints() {
       } catch (error) {
         setStatus(error.message, true);
       }
+      markReady();
     });
   }
 
@@ -288,7 +293,7 @@ function setupImages() {
     const k = Number(slider.value);
     if (currentMode() === "training") {
       const count = snapshots.count;
-      drawImages(plot, snapshotImages, k * count, 2, count / 2, [C, H, W]);
+      drawImages(plot, snapshotImages, k * count, 2, Math.ceil(count / 2), [C, H, W]);
       sliderLabel.textContent = `epoch ${snapshots.epochs[k]} of ${DATA.settings.num_epochs}`;
     } else {
       drawImages(plot, states, k * perState, process.rows, process.cols, [C, H, W], process.rowLabels);
@@ -307,10 +312,13 @@ function setupImages() {
   window.tinyDiffusion = {
     sample: () => Promise.reject(new Error("an image run's page shows a reverse process drawn in Python; it draws no new samples")),
     samplers: [],
+    workers: 0,
+    ready,
     data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes: DATA.classes },
   };
   for (const input of document.querySelectorAll('input[name="mode"]')) input.addEventListener("change", showMode);
   slider.addEventListener("input", redraw);
   window.addEventListener("resize", redraw);
   showMode();
+  markReady();
 }

@@ -192,6 +192,7 @@ function drawImages(canvas, bytes, first, rows, cols, [C, H, W], rowLabels = [])
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
       const start = (first + r * cols + c) * H * W * C;
+      if (start >= bytes.length) continue;
       for (let p = 0; p < H * W; p++) {
         for (let k = 0; k < 3; k++) pixels.data[4 * p + k] = bytes[start + p * C + (C === 3 ? k : 0)];
         pixels.data[4 * p + 3] = 255;

@@ -68,22 +68,53 @@ function predictX0(s, x, noise, t, clip, dim) {
 function ddimTimesteps(T, steps) {
   if (!(steps >= 1 && steps <= T)) throw new Error(`steps must be between 1 and T = ${T}, got ${steps}`);
   const ratio = T / steps;
-  // Python's round(): halves to even, as ddim_timesteps in core/samplers.py
-  const round = (v) => {
-    const r = Math.round(v);
-    return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-  };
-  return Array.from({ length: steps }, (_, i) => round(T - i * ratio) - 1);
+  return Array.from({ length: steps }, (_, i) => roundHalfEven(T - i * ratio) - 1); // as ddim_timesteps
 }
 
-// The registry: each sampler says which steps it visits and how it takes one. `step` gets the current state and
-// the predicted noise at timesteps[i] and returns the next state; `memory` persists across one draw's steps, for
-// multistep samplers that reuse earlier predictions.
+// The probability-flow samplers' noise levels, as core/samplers.py reads the schedule (diffusers' convention):
+// sigma_t = sqrt((1 - alpha-bar_t) / alpha-bar_t), the noise level of x_t / sqrt(alpha-bar_t).
+function scheduleSigmas(s) {
+  return Array.from(s.alphas_cumprod, (ab) => Math.sqrt((1 - ab) / ab));
+}
+
+// The fractional timestep of noise level sigma: log sigma interpolated between the integer steps (sigma_to_t)
+function sigmaToT(sigma, logSigmas) {
+  if (logSigmas.length === 1) return 0;
+  const logSigma = Math.log(Math.max(sigma, 1e-10));
+  let low = logSigmas.findIndex((v) => v > logSigma); // searchsorted(..., right=True)
+  low = (low === -1 ? logSigmas.length : low) - 1;
+  low = Math.min(Math.max(low, 0), logSigmas.length - 2);
+  const w = (logSigma - logSigmas[low]) / (logSigmas[low + 1] - logSigmas[low]);
+  return low + Math.min(Math.max(w, 0), 1);
+}
+
+// Python's round(): halves to even
+function roundHalfEven(v) {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// `steps` Karras noise levels between sigma_0 and sigma_{T-1} (Karras et al. 2022, eq. 5, rho 7), then 0, and the
+// integer timestep the network is called at for each (sigma_steps with spacing "karras")
+function karrasPlan(s, steps) {
+  if (!(steps >= 1 && steps <= s.T)) throw new Error(`steps must be between 1 and T = ${s.T}, got ${steps}`);
+  const all = scheduleSigmas(s);
+  const logSigmas = all.map(Math.log);
+  const rho = 7; // KARRAS_RHO
+  const [hi, lo] = [all[all.length - 1] ** (1 / rho), all[0] ** (1 / rho)];
+  const sigmas = Array.from({ length: steps }, (_, i) => (hi + (steps > 1 ? i / (steps - 1) : 0) * (lo - hi)) ** rho);
+  const timesteps = sigmas.map((sigma) => roundHalfEven(sigmaToT(sigma, logSigmas)));
+  return { timesteps, sigmas: [...sigmas, 0] };
+}
+
+// The registry: each sampler plans its steps (the timesteps it calls the network at, and whatever else it needs)
+// and takes one: `step` gets the current state and the predicted noise at plan.timesteps[i] and returns the next
+// state. `memory` lasts for one draw, for multistep samplers that reuse earlier predictions.
 const SAMPLERS = {
   ddpm: {
-    timesteps(T, steps) {
-      if (steps !== null && steps !== T) throw new Error(`the ddpm sampler walks all ${T} steps; use ddim for fewer`);
-      return Array.from({ length: T }, (_, i) => T - 1 - i);
+    plan(s, steps) {
+      if (steps !== null && steps !== s.T) throw new Error(`the ddpm sampler walks all ${s.T} steps; use ddim for fewer`);
+      return { timesteps: Array.from({ length: s.T }, (_, i) => s.T - 1 - i) };
     },
     // Ho et al. 2020, Algorithm 2: the posterior q(x_{t-1} | x_t, x0) of the predicted x0, then sigma_t z
     step({ schedule: s, x, noise, timesteps, i, clip, dim, rng }) {
@@ -99,7 +130,7 @@ const SAMPLERS = {
     },
   },
   ddim: {
-    timesteps: (T, steps) => ddimTimesteps(T, steps === null ? T : steps),
+    plan: (s, steps) => ({ timesteps: ddimTimesteps(s.T, steps === null ? s.T : steps) }),
     // Song et al. 2021, eq. 12; sigma_t(eta) from eq. 16; t_prev = -1 is the data, where alpha-bar is 1
     step({ schedule: s, x, noise, timesteps, i, clip, dim, eta, rng }) {
       const t = timesteps[i];
@@ -119,6 +150,31 @@ const SAMPLERS = {
       return next;
     },
   },
+  "dpmpp-2m": {
+    plan: karrasPlan,
+    // DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) as core/samplers.py takes it: the data prediction D_i at noise
+    // level sigma, corrected by the previous step's; first order at the first step and the last (to sigma = 0)
+    step({ x, noise, plan, i, clip, dim, memory }) {
+      const [sigma, sigmaNext] = [plan.sigmas[i], plan.sigmas[i + 1]];
+      const scale = Math.sqrt(1 + sigma * sigma);
+      const x0 = new Float64Array(x.length);
+      for (let k = 0; k < x.length; k++) {
+        const v = Math.fround(x[k] * scale) - sigma * noise[k]; // x in variance-exploding coordinates, minus noise
+        x0[k] = clip ? Math.max(Math.min(v, clip[1][k % dim]), clip[0][k % dim]) : v;
+      }
+      let r = null; // h_{i-1} / h_i, with h = log(sigma / sigma_next)
+      if (memory.previous && sigmaNext > 0) r = Math.log(plan.sigmas[i - 1] / sigma) / Math.log(sigma / sigmaNext);
+      const alphaNext = 1 / Math.sqrt(1 + sigmaNext * sigmaNext);
+      const ratio = (sigmaNext * alphaNext) / (sigma / scale);
+      const next = new Float64Array(x.length);
+      for (let k = 0; k < x.length; k++) {
+        const d = r === null ? x0[k] : x0[k] + (x0[k] - memory.previous[k]) / (2 * r);
+        next[k] = Math.fround(ratio * x[k] + alphaNext * (1 - sigmaNext / sigma) * d);
+      }
+      memory.previous = x0;
+      return next;
+    },
+  },
 };
 
 // Walk the reverse process from `initial` (n, dim) noise. Returns the samples and every state on the way (the
@@ -126,14 +182,15 @@ const SAMPLERS = {
 async function runSampler(name, { predictor, schedule, n, dim, steps, eta, clip, rng, initial }) {
   if (!(name in SAMPLERS)) throw new Error(`unknown sampler ${name}; choose from ${Object.keys(SAMPLERS).join(", ")}`);
   const sampler = SAMPLERS[name];
-  const timesteps = sampler.timesteps(schedule.T, steps);
+  const plan = sampler.plan(schedule, steps);
+  const timesteps = plan.timesteps;
   let x = Float64Array.from(initial);
   const states = [Float32Array.from(x)];
   const at = [schedule.T];
   const memory = {};
   for (let i = 0; i < timesteps.length; i++) {
     const noise = await predictor(x, n, timesteps[i]);
-    x = sampler.step({ schedule, x, noise, timesteps, i, clip, dim, eta, rng, memory });
+    x = sampler.step({ schedule, x, noise, plan, timesteps, i, clip, dim, eta, rng, memory });
     states.push(Float32Array.from(x));
     at.push(i + 1 < timesteps.length ? timesteps[i + 1] + 1 : 0);
   }
