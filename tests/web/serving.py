@@ -1,10 +1,14 @@
-"""A real `tiny-diffusion serve` in a subprocess, for the command's tests and the browser's."""
+"""A real `tiny-diffusion serve` in a subprocess, for the command's tests and the browser's; the app in a thread
+of the test's own process, with uvicorn; and training targets that fail, for the playground's trainer."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,3 +67,36 @@ def servers(runs: Path) -> Iterator[Callable[..., Server]]:
     finally:
         for server in started:
             server.close()
+
+
+@contextmanager
+def app_in_a_thread(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        app.state.closing.set()
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def crash(values, out, send):
+    """A training process that fails inside (as a bug would)."""
+    raise RuntimeError("the model fell over")
+
+
+def die(values, out, send):
+    """A training process that dies without a word (killed, out of memory)."""
+    os._exit(3)

@@ -17,6 +17,7 @@ pytest.importorskip("fastapi", reason="the web app needs the web extra: pip inst
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from serving import crash, die  # noqa: E402
 
 import tiny_diffusion as td  # noqa: E402
 from conftest import TINY_POINTS, single_thread  # noqa: E402
@@ -334,16 +335,6 @@ def test_stopping_a_training_keeps_its_checkpoint(empty_runs, monkeypatch):
         assert final["kind"] == "interrupted" and "resume with" in final["message"], final
     assert list((empty_runs / ".moons.partial" / "checkpoints").glob("step-*.json"))
     assert not (empty_runs / "moons").exists()
-
-
-def crash(values, out, send):
-    """A training process that fails inside (as a bug would)."""
-    raise RuntimeError("the model fell over")
-
-
-def die(values, out, send):
-    """A training process that dies without a word (killed, out of memory)."""
-    os._exit(3)
 
 
 @pytest.mark.parametrize(

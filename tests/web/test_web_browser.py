@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving import servers
+from serving import app_in_a_thread, crash, servers
 
 from conftest import TINY_POINTS
 from tiny_diffusion.data.files import load_point_file
@@ -106,3 +106,27 @@ def test_draw_train_and_watch_it_learn_live(browser, tmp_path):
         assert errors == []
         code, err = server.interrupt()
         assert code == 0 and "Traceback" not in err
+
+
+def test_a_crashed_training_is_shown_and_the_server_serves_on(browser, tmp_path):
+    from tiny_diffusion.web.app import create_app
+    from tiny_diffusion.web.training import Trainer
+
+    runs = tmp_path / "runs"
+    app = create_app(runs, trainer=Trainer(runs, target=crash))
+    with app_in_a_thread(app) as url:
+        page = browser.new_page()
+        page.goto(url + "/playground")
+        page.wait_for_selector("#num_epochs")
+        page.select_option("#dataset", "moons")
+        page.click("#start")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('training failed')")
+        assert page.inner_text("#status") == "training failed: RuntimeError: the model fell over"
+        assert "error" in page.get_attribute("#status", "class")
+        assert page.is_enabled("#start") and not page.is_enabled("#stop")  # ready for the next try
+        page.fill("#train_batch_size", "4096")  # within its bounds, but refused by TrainConfig: said in the page
+        page.click("#start")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('train_batch_size')")
+        assert page.inner_text("#status") == "train_batch_size (4096) exceeds num_samples (2000)"
+        page.goto(url + "/")
+        assert page.inner_text("h1").startswith("Runs")
