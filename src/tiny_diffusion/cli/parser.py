@@ -235,11 +235,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="a local web app: the runs, their pages, and a playground that trains live",
-        description="Serve a local web app: the list of runs in RUNS_DIR with their figures and metrics, and a "
-        "playground where you draw points (or pick a dataset), train, and watch the snapshots and the loss arrive "
-        'live. Needs the web extra: pip install "tiny-diffusion[web]". Ctrl-C stops it.',
+        description="Serve a local web app: the list of runs in RUNS_DIR with their figures and metrics, each "
+        "run's interactive page, and a playground where you draw points (or pick a dataset), train, and watch the "
+        'snapshots and the loss arrive live. Needs the web extra: pip install "tiny-diffusion[web]". Ctrl-C stops '
+        "it (a training saves a checkpoint first).",
     )
-    serve.add_argument("runs_dir", metavar="RUNS_DIR", nargs="?", default="runs", help="(default: %(default)s)")
+    serve.add_argument(
+        "runs_dir",
+        metavar="RUNS_DIR",
+        nargs="?",
+        default="runs",
+        help="the folder of runs to list, where the playground's runs go too (default: %(default)s)",
+    )
     serve.add_argument(
         "--host",
         default="127.0.0.1",

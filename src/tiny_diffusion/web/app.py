@@ -127,11 +127,9 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
             parsed = json.loads(body)
         except (ValueError, RecursionError):
             raise HTTPException(400, "the request body is not valid JSON") from None
-        try:
-            job = trainer.start(parse_request(parsed, root))
-        except Taken as e:
-            raise HTTPException(409, str(e)) from None
-        except Busy as e:
+        try:  # in a thread: starting a process takes a moment, and the event streams go on meanwhile
+            job = await asyncio.to_thread(lambda: trainer.start(parse_request(parsed, root)))
+        except (Taken, Busy) as e:
             raise HTTPException(409, str(e)) from None
         return {"name": job.name, "events": "/api/training/events"}
 
