@@ -3,9 +3,12 @@ playground's checks of what it is sent, and real trainings in their own process,
 
 import asyncio
 import builtins
+import fnmatch
 import json
 import os
+import re
 import shutil
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -25,6 +28,11 @@ from tiny_diffusion.data.files import load_point_file  # noqa: E402
 from tiny_diffusion.web import app as web_app  # noqa: E402
 from tiny_diffusion.web.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from tiny_diffusion.web.training import Job, Trainer  # noqa: E402
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 SECRET = "TOP SECRET: nothing outside the runs folder is served"
 SETTINGS = dict(TINY_POINTS)  # the playground's allow-list holds every tiny setting
@@ -73,6 +81,24 @@ def test_the_list_shows_the_runs_their_figures_and_metrics(client, folder):
     assert "outside-run" not in page.text and SECRET not in page.text
     assert runs["moons"]["page"] and not runs["linked"]["page"]  # its page would read the links
     assert 'href="/runs/linked/page"' not in page.text
+
+
+@pytest.mark.parametrize("path", ["/", "/playground", "/static/playground.js", "/static/style.css"])
+def test_the_app_s_pages_work_offline(client, path):
+    """No CDN, no font or script from elsewhere: every address in the app's own pages is on this server."""
+    response = client.get(path)
+    assert response.status_code == 200 and response.content
+    assert not re.search(r"(https?:)?//[a-z]", response.text.replace("://127.0.0.1", ""))  # no absolute URL
+
+
+def test_a_non_editable_install_ships_the_app_s_files():
+    """pyproject's package-data for tiny_diffusion.web covers every file under web/static/."""
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    folder = root / "src" / "tiny_diffusion" / "web"
+    files = [p.relative_to(folder).as_posix() for p in (folder / "static").iterdir()]
+    assert {"playground.html", "playground.js", "style.css"} <= {Path(f).name for f in files}
+    assert all(any(fnmatch.fnmatch(f, g) for g in patterns["tiny_diffusion.web"]) for f in files)
 
 
 def test_a_runs_interactive_page_is_served(client):
