@@ -85,10 +85,13 @@ def find_run(root: Path, name: str) -> Path | None:
 def run_file(root: Path, name: str, filename: str) -> Path | None:
     """The file ``filename`` (one of SERVED) of run ``name``, if present and really inside that run; else None."""
     run = find_run(root, name)
-    if run is None or filename not in SERVED:
-        return None
+    return None if run is None else _member(run, filename)
+
+
+def _member(run: Path, filename: str) -> Path | None:
+    """The file ``filename`` (one of SERVED) of the run directory ``run``, if present and really inside it."""
     path = run / filename
-    return path if path.is_file() and _inside(path, run) else None
+    return path if filename in SERVED and path.is_file() and _inside(path, run) else None
 
 
 def self_contained(run: Path) -> bool:
@@ -99,11 +102,11 @@ def self_contained(run: Path) -> bool:
 
 def list_runs(root: Path) -> list[RunInfo]:
     """Every run directory in ``root``, newest first."""
-    runs = [_info(root, p) for p in _run_dirs(root)]
+    runs = [_info(p) for p in _run_dirs(root)]
     return sorted(runs, key=lambda run: (-run.modified, run.name))
 
 
-def _info(root: Path, run: Path) -> RunInfo:
+def _info(run: Path) -> RunInfo:
     try:
         dataset = str(json.loads((run / CONFIG).read_text())["config"]["dataset"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -117,14 +120,14 @@ def _info(root: Path, run: Path) -> RunInfo:
         final_loss=last.loss if last else None,
         seconds=last.seconds if last else None,
         modified=run.stat().st_mtime,
-        figures=[name for name in FIGURES if run_file(root, run.name, name) is not None],
-        metrics=_metrics(root, run.name),
+        figures=[name for name in FIGURES if _member(run, name) is not None],
+        metrics=_metrics(run),
         page=self_contained(run),
     )
 
 
 def _history(run: Path) -> list[HistoryRow]:
-    if not (run / "history.csv").is_file() or not _inside(run / "history.csv", run):
+    if _member(run, "history.csv") is None:
         return []
     try:
         return read_history(run)
@@ -132,9 +135,9 @@ def _history(run: Path) -> list[HistoryRow]:
         return []
 
 
-def _metrics(root: Path, name: str) -> dict[str, float]:
+def _metrics(run: Path) -> dict[str, float]:
     """The numbers of a run's metrics.json (a flat JSON object of numbers, as evaluate prints), or none."""
-    path = run_file(root, name, METRICS)
+    path = _member(run, METRICS)
     if path is None or path.stat().st_size > _MAX_METRICS_BYTES:
         return {}
     try:
