@@ -361,6 +361,24 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ..web import INSTALL_HINT
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    from ..web.server import serve
+
+    try:
+        serve(Path(args.runs_dir), host=args.host, port=args.port)
+    except KeyboardInterrupt:  # uvicorn stopped cleanly, then passes Ctrl-C on
+        pass
+    print(f"{PROG}: stopped serving", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "train": _train,
     "verify": _verify,
@@ -376,6 +394,7 @@ COMMANDS = {
     "ablate": _ablate,
     "reproduce": _reproduce,
     "judge": _judge,
+    "serve": _serve,
 }
 
 

@@ -289,6 +289,29 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(ablate)
 
+    serve = commands.add_parser(
+        "serve",
+        help="a local web app: the runs, their pages, and a playground that trains live",
+        description="Serve a local web app: the list of runs in RUNS_DIR with their figures and metrics, each "
+        "run's interactive page, and a playground where you draw points (or pick a dataset), train, and watch the "
+        'snapshots and the loss arrive live. Needs the web extra: pip install "tiny-diffusion[web]". Ctrl-C stops '
+        "it (a training saves a checkpoint first).",
+    )
+    serve.add_argument(
+        "runs_dir",
+        metavar="RUNS_DIR",
+        nargs="?",
+        default="runs",
+        help="the folder of runs to list, where the playground's runs go too (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on; another than this machine's own is served with a warning "
+        "(default: %(default)s)",
+    )
+    serve.add_argument("--port", type=parse_int, default=8000, help="0 picks a free one (default: %(default)s)")
+
     judge = commands.add_parser(
         "judge",
         help="the digit classifier that scores image samples",
