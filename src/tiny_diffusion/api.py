@@ -130,6 +130,8 @@ def exact(
         raise UsageError(f"an exact model needs a point dataset; {dataset} is an image set")
     if overrides.pop("target", "noise") != "noise" or overrides.get("conditional"):
         raise UsageError("an exact model predicts the noise, unconditionally: leave out target and conditional")
+    if overrides.get("method", "ddpm") != "ddpm":
+        raise UsageError("an exact model is a ddpm run's noise predictor: leave out method")
     overrides.setdefault("train_batch_size", min(num_samples, TrainConfig.train_batch_size))  # unused, but checked
     config = settings(dataset=dataset, num_samples=num_samples, data_seed=data_seed, target="noise", **overrides)
     mixture = dataset_for(config)[0].mixture()
@@ -217,6 +219,8 @@ def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 
     from .eval.preflight import terminal_warning
 
     model = Diffusion.load(model) if isinstance(model, (str, Path)) else model
+    if model.is_flow:
+        raise UsageError("diagnose measures a ddpm run's denoiser against its schedule's exact one; this is a flow run")
     if not 2 <= steps <= len(model.schedule):
         raise UsageError(f"steps must be between 2 and T = {len(model.schedule)}, got {steps}")
     if per_step < 1:

@@ -235,6 +235,8 @@ def _likelihood(args: argparse.Namespace) -> int:
         raise UsageError(f"--out must end in .npy, got {out}")
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    if args.bound and model.is_flow:
+        raise UsageError("--bound is ddpm's variational bound; a flow run has only its ODE's log-likelihood")
     points = load_samples(points_path)
     if points.shape[1:] != model.shape:
         dims = "x".join(map(str, model.shape))
