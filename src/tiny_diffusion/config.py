@@ -305,7 +305,7 @@ class TrainConfig:
         valid = choices.samplers_of(self.method)
         if self.sampler is not None and self.sampler not in valid:
             raise SettingError(
-                f"the {self.sampler} sampler is not for {self.method} runs; choose from {', '.join(valid)}", "sampler"
+                f"sampler {self.sampler} is not for {self.method} runs; choose from {', '.join(valid)}", "sampler"
             )
         if self.method != "flow":
             return

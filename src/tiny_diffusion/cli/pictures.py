@@ -47,34 +47,34 @@ def _plot_forward(args: argparse.Namespace) -> int:
     from ..core.schedule import NoiseSchedule
     from ..data.prepare import forward_data
     from ..viz import figures as viz
-    from ..viz.processes import evenly_spaced, flow_forward_states, forward_labels, forward_states
+    from ..viz.processes import evenly_spaced, flow_forward_states, forward_labels, forward_states, time_label
 
     _check_counts(args)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
     config = TrainConfig.from_dict(values)
     _, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
     name = config.dataset_name
-    out = _figure_path(args.out, Path("runs") / f"forward_{name}", args.format, overwrite=args.overwrite)
+    times: list[float] | list[int]
     if config.method == "flow":  # the straight path from data (t = 0) to noise (t = 1)
         times = [i / (args.panels - 1) for i in range(args.panels)]
-        states = flow_forward_states(points, times, seed=args.seed)
         title = f"flow matching's path x_t = (1 - t) x_0 + t noise: {name}"
-        viz.plot_frames(states, forward_labels(times), out, title=title)
-        print(f"wrote {out} ({args.panels} panels, t = {', '.join(f'{t:.2f}' for t in times)})")
-        return 0
-    steps = evenly_spaced(config.num_timesteps, args.panels)
-    schedule = NoiseSchedule.from_settings(config)
-    states = forward_states(points, schedule, steps, seed=args.seed)
-    title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
-    viz.plot_frames(states, forward_labels(steps), out, title=title)
-    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, steps))})")
+    else:
+        times = evenly_spaced(config.num_timesteps, args.panels)
+        title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
+    out = _figure_path(args.out, Path("runs") / f"forward_{name}", args.format, overwrite=args.overwrite)
+    if config.method == "flow":
+        states = flow_forward_states(points, times, seed=args.seed)
+    else:
+        states = forward_states(points, NoiseSchedule.from_settings(config), [int(t) for t in times], seed=args.seed)
+    viz.plot_frames(states, forward_labels(times), out, title=title)
+    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(time_label, times))})")
     return 0
 
 
 def _plot_reverse(args: argparse.Namespace) -> int:
     from ..diffusion import resolve_sampling
     from ..viz import figures as viz
-    from ..viz.processes import predicted_x0, reverse_states
+    from ..viz.processes import predicted_x0, reverse_states, time_label
 
     _check_counts(args)
     model, home = load_model(args)
@@ -98,7 +98,7 @@ def _plot_reverse(args: argparse.Namespace) -> int:
             out,
             title=f"reverse process ({how.sampler}): {model.config.dataset_name}",
         )
-        print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
+        print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(time_label, result.timesteps))})")
         return 0
     # axes fit the training data and the samples, not the initial noise, so the shape fills its panel;
     # noise points outside those limits are cut off
@@ -110,7 +110,7 @@ def _plot_reverse(args: argparse.Namespace) -> int:
         limits=limits,
         title=f"reverse process ({how.sampler}): {model.config.dataset_name}",
     )
-    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
+    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(time_label, result.timesteps))})")
     return 0
 
 

@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # v(x_t (N, ...), t (N,) in [0, 1]) -> (N, ...)
-Integrator = Callable[[Velocity, torch.Tensor, torch.Tensor], torch.Tensor]
+# (velocity, x at times[0], times (K,), kept indices) -> the states at times[k] for each kept k (ascending, > 0)
+Integrator = Callable[[Velocity, torch.Tensor, torch.Tensor, list[int]], list[torch.Tensor]]
 
 TIME_SCALE = 1000.0  # the network's time input is t * TIME_SCALE (see the module's docstring)
 # the adaptive sampler's tolerances: on tests/core/test_flow.py's Gaussian, 1e-5 lands within 6e-5 of the exact
@@ -112,10 +113,13 @@ def _full(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _fixed_step(step: Callable[[Velocity, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> Integrator:
     """An integrator taking one ``step(v, x, t, t_next)`` per interval of the time grid."""
 
-    def integrate(velocity: Velocity, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        for t, t_next in zip(times[:-1], times[1:]):
+    def integrate(velocity: Velocity, x: torch.Tensor, times: torch.Tensor, keep: list[int]) -> list[torch.Tensor]:
+        states = []
+        for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
             x = step(velocity, x, t, t_next)
-        return x
+            if i + 1 in keep:
+                states.append(x)
+        return states
 
     return integrate
 
@@ -142,15 +146,16 @@ def midpoint_step(velocity: Velocity, x: torch.Tensor, t: torch.Tensor, t_next: 
 
 
 def _ode(rtol: float, atol: float) -> Integrator:
-    """Adaptive dopri5 (torchdiffeq) from times[0] to times[-1] with these tolerances; a failure to converge is a
+    """Adaptive dopri5 (torchdiffeq) from times[0] to times[-1] with these tolerances, the kept states interpolated
+    by the solver (its steps do not depend on them, so recording changes no sample); a failure to converge is a
     one-line UsageError naming the tolerances to loosen."""
 
-    def integrate(velocity: Velocity, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    def integrate(velocity: Velocity, x: torch.Tensor, times: torch.Tensor, keep: list[int]) -> list[torch.Tensor]:
         from torchdiffeq import odeint  # imported here: only this sampler and the likelihoods need it
 
-        span = torch.stack([times[0], times[-1]]).to(x.dtype)
+        span = times[[0, *keep]].to(x.dtype)
         try:
-            end = odeint(
+            states = odeint(
                 lambda t, y: velocity(y, _full(t, y)),
                 x,
                 span,
@@ -158,17 +163,17 @@ def _ode(rtol: float, atol: float) -> Integrator:
                 atol=atol,
                 method="dopri5",
                 options={"max_num_steps": ODE_MAX_STEPS},
-            )[-1]
+            )[1:]
         except (AssertionError, RuntimeError) as error:  # torchdiffeq: "underflow in dt", "max_num_steps exceeded"
             raise UsageError(
                 f"the ode sampler did not converge ({str(error).splitlines()[0]}); loosen its tolerances "
                 f"(rtol {rtol:g}, atol {atol:g})"
             ) from None
-        if not bool(end.isfinite().all()):
+        if not bool(states.isfinite().all()):
             raise UsageError(
                 f"the ode sampler gave non-finite values; loosen its tolerances (rtol {rtol:g}, atol {atol:g})"
             )
-        return end
+        return list(states)
 
     return integrate
 
@@ -180,7 +185,6 @@ INTEGRATORS: dict[str, Integrator] = {
     "midpoint": _fixed_step(midpoint_step),
     "ode": _ode(ODE_RTOL, ODE_ATOL),
 }
-assert tuple(INTEGRATORS) == FLOW_SAMPLERS
 
 
 def calls_per_step(sampler: str) -> int:
@@ -233,14 +237,10 @@ def sample(
         calls += 1
         return velocity(x, t)
 
-    field = _clipped(counted, clip)
     x = torch.randn(shape, generator=generator, device=device)
-    # the grid cut where states are kept: every record_every steps and the end, or the whole path in one piece
-    cuts = sorted({*range(0, steps, record_every), steps}) if record_every else [0, steps]
-    kept, states = ([steps], [x.clone()]) if record_every else ([], [])
-    for start, stop in zip(cuts[:-1], cuts[1:]):
-        x = integrator(field, x, times[start : stop + 1])
-        if record_every:
-            kept.append(steps - stop)
-            states.append(x.clone())
-    return FlowTrajectory(x, kept, torch.stack(states) if states else None, nfe=calls)
+    # the steps after which states are kept: every record_every steps and the end
+    keep = sorted({*range(record_every, steps, record_every), steps}) if record_every else [steps]
+    states = integrator(_clipped(counted, clip), x, times, keep)
+    if not record_every:
+        return FlowTrajectory(states[-1], [], None, nfe=calls)
+    return FlowTrajectory(states[-1], [steps, *(steps - k for k in keep)], torch.stack([x, *states]), nfe=calls)

@@ -23,6 +23,7 @@ __all__ = [
     "forward_states",
     "forward_labels",
     "flow_forward_states",
+    "time_label",
     "ReverseStates",
     "reverse_states",
     "predicted_x0",
@@ -63,14 +64,16 @@ def flow_forward_states(points: np.ndarray, times: Sequence[float], *, seed: int
     return torch.stack([flow.interpolate(x0, noise, torch.full((len(x0),), float(t))) for t in times]).numpy()
 
 
-def _time(t: float) -> str:
+def time_label(t: float) -> str:
     """A time as panels show it: a step as it is (t = 250), a flow time to two decimals (t = 0.25)."""
-    return str(t) if isinstance(t, (int, np.integer)) or float(t) in (0.0, 1.0) else f"{t:.2f}"
+    if isinstance(t, (int, np.integer)) or float(t) in (0.0, 1.0):
+        return str(int(t))
+    return f"{t:.2f}"
 
 
 def forward_labels(steps: Sequence[float]) -> list[str]:
     """Panel titles of forward states: "t = 0 (data)", "t = 100", ... (flow times: "t = 0.25", ...)"""
-    return [f"t = {_time(s)} (data)" if s == 0 else f"t = {_time(s)}" for s in steps]
+    return [f"t = {time_label(s)} (data)" if s == 0 else f"t = {time_label(s)}" for s in steps]
 
 
 @dataclass
@@ -84,10 +87,8 @@ class ReverseStates:
     def labels(self) -> list[str]:
         """Panel titles: "t = 500 (noise)", ..., "t = 0 (samples)" (flow: "t = 1 (noise)", "t = 0.50", ...)."""
         T = self.num_timesteps
-        return [
-            f"t = {_time(t)} (noise)" if t == T else f"t = {_time(t)} (samples)" if t == 0 else f"t = {_time(t)}"
-            for t in self.timesteps
-        ]
+        ends = {T: " (noise)", 0: " (samples)"}
+        return [f"t = {time_label(t)}{ends.get(t, '')}" for t in self.timesteps]
 
     def captions(self) -> list[str]:
         """Animation captions: "step 500 / 500", ..., "step 0 / 500" (flow: "t = 0.50")."""
