@@ -21,5 +21,6 @@ def samplers_of(method: str) -> tuple[str, ...]:
     return FLOW_SAMPLERS if method == "flow" else SAMPLERS
 
 
-DEFAULT_SAMPLERS = {"ddpm": "ddpm", "flow": "heun"}  # a run's sampler when none is given
+# a run's sampler when none is given (flow: docs/concepts.md#flow-matching measures euler, heun and midpoint)
+DEFAULT_SAMPLERS = {"ddpm": "ddpm", "flow": "midpoint"}
 ALL_SAMPLERS = tuple(dict.fromkeys((*SAMPLERS, *FLOW_SAMPLERS)))  # what --sampler accepts before the method is known

@@ -148,7 +148,7 @@ class TrainConfig:
     sampler: Optional[str] = opt(
         None,
         "sampler for snapshots and final samples: ddpm or ddim for ddpm runs, euler, heun, midpoint or ode for "
-        "flow runs (default: the method's own, ddpm or heun)",
+        "flow runs (default: the method's own, ddpm or midpoint)",
         choices.ALL_SAMPLERS,
         group="sampling",
     )
@@ -319,7 +319,7 @@ class TrainConfig:
 
     @property
     def own_sampler(self) -> str:
-        """The run's sampler: ``sampler``, or the method's own where left out (ddpm; heun for flow)."""
+        """The run's sampler: ``sampler``, or the method's own where left out (ddpm; midpoint for flow)."""
         return self.sampler if self.sampler is not None else choices.DEFAULT_SAMPLERS[self.method]
 
     def with_method(self, method: str) -> TrainConfig:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["Diffusion", "Trajectory", "Sampling", "resolve_sampling", "sampler_steps", "balanced_labels"]
 
 Sampler = Literal["ddpm", "ddim"]
-# steps of a flow run's sampler when the run gives none: heun's 25 steps are 50 network calls (docs/flow.md measures)
+# steps of a flow run's sampler when the run gives none: midpoint's 25 steps are 50 network calls, where it reaches
+# the adaptive ode sampler's precision on the dino (docs/concepts.md#flow-matching)
 FLOW_SAMPLE_STEPS = 25
 
 

@@ -52,7 +52,7 @@ def test_a_flow_run_records_its_method_and_draws_with_the_flows_own_sampler(runs
         samples = np.load(runs / name / "samples.npy")
         assert samples.shape == shape and np.isfinite(samples).all()
     model = td.Diffusion.load(runs / "points")
-    assert model.is_flow and model.sampling == resolve_sampling(model.config, "heun", 25)
+    assert model.is_flow and model.sampling == resolve_sampling(model.config, "midpoint", 25)
     assert "method='flow'" in repr(model)
 
 

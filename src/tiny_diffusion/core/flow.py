@@ -211,7 +211,7 @@ def sample(
     velocity: Velocity,
     shape: tuple[int, ...],
     *,
-    sampler: str = "heun",
+    sampler: str = "midpoint",
     steps: int = 25,
     clip: Bounds | None = None,
     generator: torch.Generator | None = None,
