@@ -189,3 +189,23 @@ def test_a_ddpm_sampler_on_a_flow_run_is_refused_listing_the_flows(runs, sampler
 def test_a_flow_sampler_on_a_ddpm_run_is_refused_listing_the_ddpms():
     with pytest.raises(td.UsageError, match="^the midpoint sampler of flow runs does not apply to this ddpm run; "):
         resolve_sampling(TrainConfig(**TINY_POINTS), "midpoint")
+
+
+def test_the_api_of_a_flow_run_takes_times_in_zero_to_one(runs):
+    model = td.Diffusion.load(runs / "points")
+    x0 = np.load(runs / "points" / "samples.npy")[:6]
+    np.testing.assert_allclose(model.add_noise(x0, 0.0, seed=1), x0, atol=1e-6)
+    noise = model.add_noise(x0, 1.0, seed=1)
+    np.testing.assert_allclose(model.add_noise(x0 + 1, 1.0, seed=1), noise, atol=1e-6)  # the data is gone at t = 1
+    halfway = model.add_noise(x0, [0.5] * 6, seed=1)
+    np.testing.assert_allclose(halfway, (x0 + noise) / 2, atol=1e-5)
+    assert model.predict_x0(halfway, 0.5).shape == (6, 2)
+    for bad in (1.5, -0.1):
+        with pytest.raises(td.UsageError, match="a flow run's t must be a time from 0"):
+            model.add_noise(x0, bad)
+    with pytest.raises(td.UsageError, match="a flow run predicts velocities"):
+        model.noise_predictor(6)
+    with pytest.raises(td.UsageError, match="diagnose measures a ddpm run's denoiser"):
+        td.diagnose(model)
+    with pytest.raises(td.UsageError, match="an exact model is a ddpm run's noise predictor"):
+        td.exact("moons", method="flow")
