@@ -346,7 +346,8 @@ class Diffusion:
     ) -> np.ndarray:
         """The natural-log density (N,) of points ``x`` (N, *shape) in the data's units, by the probability-flow ODE
         (dopri5 with ``rtol`` and ``atol``; Hutchinson's trace with ``hutchinson`` probes, or the exact trace). It is
-        the density of x at the first step, with N(0, I) at the end (see ``eval/likelihood.py``)."""
+        the density of x at the first step, with N(0, I) at the end (see ``eval/likelihood.py``); a flow run's is its
+        own ODE's, of the data itself at t = 0 (``flow_log_prob``)."""
         from .eval.likelihood import flow_log_prob, pf_ode_log_prob
 
         x0 = self._likelihood_input(x)
