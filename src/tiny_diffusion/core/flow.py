@@ -11,8 +11,10 @@ N(0, I) at t = 1 to the data at t = 0; the samplers integrate it backwards, from
 
 The network sees t scaled by ``TIME_SCALE`` (1000): the timestep embeddings were made for integer steps of a DDPM
 (sinusoidal frequencies from 1 to 1/10000 per step), so t * 1000 spans the range of a 1000-step DDPM, the
-convention of diffusers' flow-matching scheduler (timesteps = sigmas * 1000). Every time embedding takes a
-continuous input. Shapes are free: (N, D) points and (N, C, H, W) images alike; ``t`` is (N,) floats.
+convention of diffusers' flow-matching scheduler (timesteps = sigmas * 1000). Measured on the dino
+(docs/concepts.md#flow-matching): t itself leaves the sinusoids nearly linear and the samples blurred; 100 draws as
+well as 1000 with a smoother field (half the ode sampler's calls). Every time embedding takes a continuous input.
+Shapes are free: (N, D) points and (N, C, H, W) images alike; ``t`` is (N,) floats.
 """
 
 from __future__ import annotations
