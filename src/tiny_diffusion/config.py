@@ -366,9 +366,11 @@ class TrainConfig:
         return not self.is_images and self.dataset not in DATASETS
 
     def resolved(self) -> TrainConfig:
-        """These settings with the automatic ones made explicit (``standardize``), as a run's config.json records
-        what was used."""
-        return self if self.standardize is not None else replace(self, standardize=self.standardizes)
+        """These settings with the automatic ones made explicit (``standardize``, the method's own ``sampler``), as a
+        run's config.json records what was used."""
+        if self.standardize is not None and self.sampler is not None:
+            return self
+        return replace(self, standardize=self.standardizes, sampler=self.own_sampler)
 
     def dataset_options(self) -> dict[str, Any]:
         """The dataset options that were set (lines, angle, densify, digit, image_index), validated."""

@@ -159,7 +159,7 @@ def test_an_ablation_compares_the_methods_from_a_ddpm_base(tmp_path):
     rows = run_study(base, "method", ["ddpm", "flow"], tmp_path, progress=False)
     assert [r.run_dir.name for r in rows] == ["method=ddpm", "method=flow"]
     flow_config = td.Diffusion.load(rows[1].run_dir).config
-    assert flow_config.method == "flow" and flow_config.sampler is None  # the flow's own sampler, not ddim
+    assert flow_config.method == "flow" and flow_config.sampler == "midpoint"  # the flow's own sampler, not ddim
     assert all(np.isfinite(r.metrics["w2"]) for r in rows)
 
 
@@ -209,3 +209,10 @@ def test_the_api_of_a_flow_run_takes_times_in_zero_to_one(runs):
         td.diagnose(model)
     with pytest.raises(td.UsageError, match="an exact model is a ddpm run's noise predictor"):
         td.exact("moons", method="flow")
+
+
+def test_a_run_records_the_sampler_it_used_and_compares_equal_to_one_that_names_it():
+    for method, own in (("ddpm", "ddpm"), ("flow", "midpoint")):
+        config = TrainConfig(**TINY_POINTS, method=method)
+        assert config.sampler is None and config.resolved().sampler == own
+        assert not config.differences(TrainConfig(**TINY_POINTS, method=method, sampler=own))
