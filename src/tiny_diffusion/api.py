@@ -134,6 +134,8 @@ def exact(
         raise UsageError(f"an exact model needs a point dataset; {dataset} is an image set")
     if overrides.pop("target", "noise") != "noise" or overrides.get("conditional"):
         raise UsageError("an exact model predicts the noise, unconditionally: leave out target and conditional")
+    if overrides.get("method", "ddpm") != "ddpm":
+        raise UsageError("an exact model is a ddpm run's noise predictor: leave out method")
     overrides.setdefault("train_batch_size", min(num_samples, TrainConfig.train_batch_size))  # unused, but checked
     config = settings(dataset=dataset, num_samples=num_samples, data_seed=data_seed, target="noise", **overrides)
     mixture = dataset_for(config)[0].mixture()
@@ -254,6 +256,8 @@ def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 
     from .eval.preflight import terminal_warning
 
     model = Diffusion.load(model) if isinstance(model, (str, Path)) else model
+    if model.is_flow:
+        raise UsageError("diagnose measures a ddpm run's denoiser against its schedule's exact one; this is a flow run")
     if not 2 <= steps <= len(model.schedule):
         raise UsageError(f"steps must be between 2 and T = {len(model.schedule)}, got {steps}")
     if per_step < 1:
@@ -283,9 +287,11 @@ def nfe(
     progress: Callable[[NfeRow], None] | None = None,
 ) -> list[NfeRow]:
     """Sample quality against the network evaluations made (``eval.nfe``): each of ``samplers`` (default: ddpm once,
-    ddim with eta 0, dpmpp-2m, euler, heun, ode) at each of ``steps`` (default: 5, 10, 20, 50 up to T), the ode
-    sampler at each rtol = atol of ``tolerances``, ``num`` samples each (default: the run's eval_batch_size, as
-    ``evaluate`` scores) from the same noise ``seed``, scored as ``evaluate`` scores a point run's samples."""
+    ddim with eta 0, dpmpp-2m, euler, heun, ode; a flow run's euler, heun, midpoint and ode) at each of ``steps``
+    (default: 5, 10, 20, 50 up to T), the ode sampler at each rtol = atol of ``tolerances``, ``num`` samples each
+    (default: the run's eval_batch_size, as ``evaluate`` scores) from the same noise ``seed``, scored as
+    ``evaluate`` scores a point run's samples."""
+    from .choices import samplers_of
     from .diffusion import resolve_sampling
     from .eval.evaluate import evaluate_run_samples
     from .eval.nfe import NFE_SAMPLERS, NFE_STEPS, ODE_TOLERANCES, measure_nfe, nfe_settings
@@ -299,7 +305,8 @@ def nfe(
         raise UsageError(f"the number of samples must be at least 2, got {num}")
     if steps is None:
         steps = [n for n in NFE_STEPS if n <= config.num_timesteps] or [config.num_timesteps]
-    chosen = nfe_settings(samplers or NFE_SAMPLERS, steps, tolerances or ODE_TOLERANCES)
+    own = NFE_SAMPLERS if config.method == "ddpm" else samplers_of(config.method)  # a flow run's own samplers
+    chosen = nfe_settings(samplers or own, steps, tolerances or ODE_TOLERANCES)
     ways = {how: resolve_sampling(config, how[0], how[1], 0.0, rtol=how[2], atol=how[2]) for how in chosen}
 
     def draw(sampler: str, count: int | None, tolerance: float | None) -> tuple[np.ndarray, int]:

@@ -28,6 +28,9 @@ IMAGE_DEFAULTS: dict[str, Any] = dict(
 # fmt: on
 
 
+# settings of IMAGE_DEFAULTS that only ddpm runs take (a flow run keeps its method's own)
+DDPM_ONLY = ("target", "sampler", "sample_steps", "eta")
+
 SNAPSHOT_IMAGES = 64  # images per training snapshot
 
 # Named starting points (``--preset``): applied over the dataset's defaults, under a config file's and the flags'
@@ -120,7 +123,15 @@ class TrainConfig:
     beta_schedule: str = opt("linear", "noise schedule", choices.BETA_SCHEDULES, group="schedule")
     beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)", group="schedule")
     beta_end: float = opt(0.02, "last beta (linear, quadratic, sigmoid)", group="schedule")
-    target: str = opt("noise", "what the network predicts", choices.TARGETS, group="training")
+    method: str = opt(
+        "ddpm",
+        "how noise becomes data: ddpm (denoising diffusion, Ho et al. 2020) or flow (conditional flow matching on "
+        "the straight path x_t = (1 - t) x0 + t noise, the network predicting the velocity noise - x0; "
+        "Lipman et al. 2023)",
+        choices.METHODS,
+        group="training",
+    )
+    target: str = opt("noise", "ddpm: what the network predicts", choices.TARGETS, group="training")
     model: str = opt("mlp", "the denoiser: mlp for points; seed-cnn or unet for images", choices.MODELS, group="model")
     embedding_size: int = opt(128, "width of each timestep and input embedding", group="model")
     hidden_size: int = opt(128, "mlp: width of the hidden layers", group="model")
@@ -134,10 +145,17 @@ class TrainConfig:
     save_images_step: int = opt(
         100, "take a snapshot (sample --eval-batch-size points, or 64 images) every this many epochs", group="run"
     )
-    sampler: str = opt("ddpm", "sampler for snapshots and final samples", choices.SAMPLERS, group="sampling")
+    sampler: Optional[str] = opt(
+        None,
+        "sampler for snapshots and final samples: ddpm or ddim for ddpm runs, euler, heun, midpoint or ode for "
+        "flow runs (default: the method's own, ddpm or midpoint)",
+        choices.ALL_SAMPLERS,
+        group="sampling",
+    )
     sample_steps: Optional[int] = opt(
         None,
-        "denoising steps of ddim, dpmpp-2m, euler and heun (default: --num-timesteps; 20 for dpmpp-2m, euler, heun)",
+        "denoising steps of ddim, dpmpp-2m, euler and heun (default: --num-timesteps; 20 for dpmpp-2m, euler, heun), "
+        "or of a flow sampler (default 25)",
         group="sampling",
     )
     eta: float = opt(0.0, "ddim noise: 0 deterministic, 1 like ddpm", group="sampling")
@@ -265,13 +283,17 @@ class TrainConfig:
                 "train_batch_size",
                 "num_samples",
             )
-        if self.sample_steps is not None and not 1 <= self.sample_steps <= self.num_timesteps:
+        self._validate_method()
+        if self.method == "flow":
+            if self.sample_steps is not None and self.sample_steps < 1:
+                raise SettingError(f"sample_steps must be positive, got {self.sample_steps}", "sample_steps")
+        elif self.sample_steps is not None and not 1 <= self.sample_steps <= self.num_timesteps:
             raise SettingError(
                 f"sample_steps must be between 1 and num_timesteps ({self.num_timesteps}), got {self.sample_steps}",
                 "sample_steps",
                 "num_timesteps",
             )
-        if self.sampler == "ddpm" and self.sample_steps not in (None, self.num_timesteps):
+        if self.own_sampler == "ddpm" and self.sample_steps not in (None, self.num_timesteps):
             raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
         if self.sampler == "ode" and self.sample_steps not in (None, self.num_timesteps):
             raise UsageError("the ode sampler chooses its own steps; leave sample_steps out")
@@ -280,6 +302,40 @@ class TrainConfig:
         except UsageError as e:  # its message names the option
             raise SettingError(str(e), *OPTION_NAMES) from None
         return self
+
+    def _validate_method(self) -> None:
+        """Refuse the settings of one method given to a run of the other."""
+        valid = choices.samplers_of(self.method)
+        if self.sampler is not None and self.sampler not in valid:
+            raise SettingError(
+                f"sampler {self.sampler} is not for {self.method} runs; choose from {', '.join(valid)}", "sampler"
+            )
+        if self.method != "flow":
+            return
+        if self.target != "noise":
+            raise SettingError(
+                f"a flow run's network predicts the velocity noise - x0; target {self.target} is for ddpm runs",
+                "target",
+            )
+        if self.min_snr_gamma > 0:
+            raise SettingError("min_snr_gamma weights ddpm's steps; flow runs take the plain mean", "min_snr_gamma")
+
+    @property
+    def own_sampler(self) -> str:
+        """The run's sampler: ``sampler``, or the method's own where left out (ddpm; midpoint for flow)."""
+        return self.sampler if self.sampler is not None else choices.DEFAULT_SAMPLERS[self.method]
+
+    def with_method(self, method: str) -> TrainConfig:
+        """These settings with ``method``, the sampling and target of the other method dropped (back to the new
+        method's own): what ``ablate method ddpm flow`` compares."""
+        if method == self.method:
+            return replace(self)
+        drop: dict[str, Any] = {}
+        if self.sampler is not None and self.sampler not in choices.samplers_of(method):
+            drop.update(sampler=None, sample_steps=None, eta=0.0)
+        if method == "flow":
+            drop.update(target="noise", min_snr_gamma=0.0)
+        return replace(self, method=method, **drop)
 
     @property
     def dataset_name(self) -> str:
@@ -313,9 +369,11 @@ class TrainConfig:
         return not self.is_images and self.dataset not in DATASETS
 
     def resolved(self) -> TrainConfig:
-        """These settings with the automatic ones made explicit (``standardize``), as a run's config.json records
-        what was used."""
-        return self if self.standardize is not None else replace(self, standardize=self.standardizes)
+        """These settings with the automatic ones made explicit (``standardize``, the method's own ``sampler``), as a
+        run's config.json records what was used."""
+        if self.standardize is not None and self.sampler is not None:
+            return self
+        return replace(self, standardize=self.standardizes, sampler=self.own_sampler)
 
     def dataset_options(self) -> dict[str, Any]:
         """The dataset options that were set (lines, angle, densify, digit, image_index), validated."""
@@ -350,6 +408,8 @@ class TrainConfig:
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
         start = dict(IMAGE_DEFAULTS) if images else {}
+        if given.get("method") == "flow":  # the images' ddpm sampling and target are not a flow run's
+            start = {k: v for k, v in start.items() if k not in DDPM_ONLY}
         if preset is not None:
             start.update(PRESETS[preset]["images" if images else "points"])
         return cls(**{**start, **given})

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .choices import FLOW_SAMPLERS, SAMPLERS, samplers_of
+from .core import flow
 from .core.objectives import Target, noise_predictor
 from .core.samplers import (
     ODE_ATOL,
@@ -25,8 +27,8 @@ from .core.samplers import (
     SamplerName,
     Spacing,
     sample,
-    sampler_steps,
 )
+from .core.samplers import sampler_steps as ddpm_sampler_steps
 from .core.schedule import NoiseSchedule
 from .data.prompts import parse_prompt, side_by_side
 from .errors import UsageError
@@ -35,10 +37,13 @@ from .models import LabelConditioned, guided
 if TYPE_CHECKING:
     from .config import TrainConfig
 
-__all__ = ["Diffusion", "Trajectory", "Sampling", "resolve_sampling", "balanced_labels"]
+__all__ = ["Diffusion", "Trajectory", "Sampling", "resolve_sampling", "sampler_steps", "balanced_labels"]
 
-Sampler = Literal["ddpm", "ddim", "dpmpp-2m", "euler", "heun", "ode"]
+Sampler = Literal["ddpm", "ddim", "dpmpp-2m", "euler", "heun", "ode", "midpoint"]
 FAST_STEPS = 20  # the probability-flow samplers' steps when none are asked for (and the run's sampler is another)
+# steps of a flow run's sampler when the run gives none: midpoint's 25 steps are 50 network calls, where it reaches
+# the adaptive ode sampler's precision on the dino (docs/concepts.md#flow-matching)
+FLOW_SAMPLE_STEPS = 25
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,19 @@ def resolve_sampling(
     atol: float | None = None,
     spacing: str = "karras",
 ) -> Sampling:
-    """The sampling asked for, with what was left out (None) filled in from the run: its own sampler; its steps and
-    eta where its sampler is used, else all steps (``FAST_STEPS`` for dpmpp-2m, euler and heun, at most T) and eta
-    0; the ode sampler's tolerances ``ODE_RTOL`` and ``ODE_ATOL``; Karras noise levels. The one place these defaults
-    are decided."""
-    sampler = config.sampler if sampler is None else sampler
-    own = sampler == config.sampler
+    """The sampling asked for, with what was left out (None) filled in from the run: its own sampler (the method's
+    own where the run names none); its steps and eta where its sampler is used, else all steps (``FAST_STEPS`` for
+    dpmpp-2m, euler and heun, at most T; ``FLOW_SAMPLE_STEPS`` for a flow run) and eta 0; the ode sampler's
+    tolerances ``ODE_RTOL`` and ``ODE_ATOL``; Karras noise levels. A sampler of the other method is refused. The one
+    place these defaults are decided."""
+    sampler = config.own_sampler if sampler is None else sampler
+    valid = samplers_of(config.method)
+    if sampler not in valid:
+        other = " of ddpm runs" if sampler in SAMPLERS else " of flow runs" if sampler in FLOW_SAMPLERS else ""
+        raise UsageError(
+            f"the {sampler} sampler{other} does not apply to this {config.method} run; choose from {', '.join(valid)}"
+        )
+    own = sampler == config.own_sampler
     if steps is None and own:
         steps = config.sample_steps
     if steps is None and sampler in SIGMA_SAMPLERS:
@@ -81,11 +93,26 @@ def resolve_sampling(
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise UsageError(f"{name} must be a positive number, got {value}")
+    if config.method == "flow":
+        if eta != 0:
+            raise UsageError(f"eta is ddim's noise; the flow samplers are deterministic: leave it out (got {eta})")
+        steps = FLOW_SAMPLE_STEPS if steps is None else steps
+        if steps < 1:
+            raise UsageError(f"a flow sampler needs at least 1 step, got {steps}")
+        rtol, atol = (flow.ODE_RTOL if rtol is None else rtol), (flow.ODE_ATOL if atol is None else atol)
+        return Sampling(sampler, steps, 0.0, float(rtol), float(atol))
     if spacing not in STEP_SPACINGS:
         raise UsageError(f"unknown step spacing {spacing!r}; choose from {', '.join(STEP_SPACINGS)}")
-    sampler_steps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
+    ddpm_sampler_steps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count
     rtol = ODE_RTOL if rtol is None else float(rtol)
     return Sampling(sampler, steps, float(eta), rtol, ODE_ATOL if atol is None else float(atol), spacing)
+
+
+def sampler_steps(config: TrainConfig, how: Sampling) -> int:
+    """How many steps the resolved sampling ``how`` walks for a run of ``config``: what ``record_every`` counts."""
+    if config.method == "flow":
+        return cast(int, how.steps)
+    return ddpm_sampler_steps(config.num_timesteps, how.sampler, how.steps)
 
 
 def balanced_labels(num: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -147,10 +174,8 @@ class Diffusion:
     def __repr__(self) -> str:
         where = f", run_dir={str(self.run_dir)!r}" if self.run_dir else ""
         classes = f", classes={len(self.classes)}" if self.classes else ""
-        return (
-            f"Diffusion(dataset={self.config.dataset!r}, shape={self.shape}, T={len(self.schedule)}, "
-            f"target={self.config.target!r}{classes}{where})"
-        )
+        how = "method='flow'" if self.is_flow else f"T={len(self.schedule)}, target={self.config.target!r}"
+        return f"Diffusion(dataset={self.config.dataset!r}, shape={self.shape}, {how}{classes}{where})"
 
     # -- drawing ------------------------------------------------------------------------------------------------
 
@@ -237,35 +262,55 @@ class Diffusion:
             drawn.states = np.stack([side_by_side(s.reshape(num, len(glyphs), *self.shape)) for s in drawn.states])
         return drawn if trajectory else drawn.samples
 
-    def add_noise(self, x0: np.ndarray, t: int | Sequence[int] | np.ndarray, *, seed: int = 0) -> np.ndarray:
-        """x_t ~ q(x_t | x_0) for data ``x0`` (N, *shape) in the data's units, at the zero-based step ``t`` (one for
-        all, or (N,)): sqrt(alpha-bar_t) x0 + sqrt(1 - alpha-bar_t) noise in the model's coordinates, returned in
-        the data's units."""
+    def add_noise(self, x0: np.ndarray, t: float | Sequence[float] | np.ndarray, *, seed: int = 0) -> np.ndarray:
+        """x_t ~ q(x_t | x_0) for data ``x0`` (N, *shape) in the data's units, at ``t`` (one for all, or (N,)): the
+        zero-based step t, sqrt(alpha-bar_t) x0 + sqrt(1 - alpha-bar_t) noise; for a flow run the time t in
+        [0, 1], (1 - t) x0 + t noise. In the model's coordinates, returned in the data's units."""
         x = self._to_model(torch.as_tensor(np.asarray(x0), dtype=torch.float32, device=self.device))
         if tuple(x.shape[1:]) != self.shape:
             raise UsageError(f"x0 must have shape (N, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
+        noise = torch.randn(x.shape, generator=torch.Generator(self.device).manual_seed(seed), device=self.device)
+        if self.is_flow:
+            times = self._flow_times(t, len(x))
+            return self._to_data(flow.interpolate(x, noise, times)).cpu().numpy()
         steps = torch.as_tensor(np.asarray(t), dtype=torch.long, device=self.device).broadcast_to((len(x),))
         if not bool(((steps >= 0) & (steps < len(self.schedule))).all()):
             raise UsageError(f"t must be between 0 and {len(self.schedule) - 1}")
-        noise = torch.randn(x.shape, generator=torch.Generator(self.device).manual_seed(seed), device=self.device)
         return self._to_data(self.schedule.add_noise(x, noise, steps)).cpu().numpy()
+
+    @property
+    def is_flow(self) -> bool:
+        """Whether the run is a flow-matching one (its network predicts velocities; its time runs over [0, 1])."""
+        return self.config.method == "flow"
+
+    def _flow_times(self, t: float | Sequence[float] | np.ndarray, num: int) -> torch.Tensor:
+        times = torch.as_tensor(np.asarray(t, dtype=np.float64), dtype=torch.float32, device=self.device)
+        times = times.broadcast_to((num,)) if times.dim() <= 1 else times
+        if times.shape != (num,) or not bool(((times >= 0) & (times <= 1)).all()):
+            raise UsageError("a flow run's t must be a time from 0 (data) to 1 (noise), one or one per sample")
+        return times
 
     def predict_x0(
         self,
         x_t: np.ndarray,
-        t: int,
+        t: float,
         *,
         labels: Sequence[int] | np.ndarray | None = None,
         guidance: float | None = None,
     ) -> np.ndarray:
-        """What the model takes x_0 to be from ``x_t`` (N, *shape) at zero-based step ``t``, clipped as the sampler
-        clips it; both in the data's units. A conditional model predicts for ``labels`` (default: each in turn)."""
+        """What the model takes x_0 to be from ``x_t`` (N, *shape) at zero-based step ``t`` (a flow run: at time t in
+        [0, 1], x_t - t v), clipped as the sampler clips it; both in the data's units. A conditional model predicts
+        for ``labels`` (default: each in turn)."""
         x = self._to_model(torch.as_tensor(np.asarray(x_t), dtype=torch.float32, device=self.device))
-        index = torch.full((len(x),), int(t), device=self.device, dtype=torch.long)
         with torch.no_grad():
-            x0 = self.schedule.predict_x0(
-                x, self.noise_predictor(len(x), labels=labels, guidance=guidance)(x, index), index
-            )
+            if self.is_flow:
+                times = self._flow_times(t, len(x))
+                x0 = flow.predict_x0(x, self.velocity(len(x), labels=labels, guidance=guidance)(x, times), times)
+            else:
+                index = torch.full((len(x),), int(t), device=self.device, dtype=torch.long)
+                x0 = self.schedule.predict_x0(
+                    x, self.noise_predictor(len(x), labels=labels, guidance=guidance)(x, index), index
+                )
         if self.config.clip_sample:
             x0 = x0.clamp(self._per_channel(self.data_min), self._per_channel(self.data_max))
         return self._to_data(x0).cpu().numpy()
@@ -292,7 +337,32 @@ class Diffusion:
     ) -> NoisePredictor:
         """The noise prediction noise(x_t, t) that the samplers call, for a batch of ``num`` in the model's
         coordinates: a conditional model's for the classes ``labels`` (num,) (default: each in turn) under
-        classifier-free guidance ``guidance`` (default: the run's)."""
+        classifier-free guidance ``guidance`` (default: the run's). A ddpm run's only (see ``velocity``)."""
+        if self.is_flow:
+            raise UsageError("a flow run predicts velocities, not noise: this needs a ddpm run")
+        return noise_predictor(self._output(num, labels, guidance), self.schedule, cast(Target, self.config.target))
+
+    def velocity(
+        self,
+        num: int,
+        *,
+        labels: Sequence[int] | np.ndarray | torch.Tensor | None = None,
+        guidance: float | None = None,
+    ) -> flow.Velocity:
+        """A flow run's velocity v(x_t, t), t (num,) in [0, 1], for a batch of ``num`` in the model's coordinates,
+        conditioned and guided as ``noise_predictor`` is: v_cond + w (v_cond - v_uncond)."""
+        if not self.is_flow:
+            raise UsageError("a ddpm run predicts noise, not a velocity: this needs a flow run (method flow)")
+        return flow.velocity_predictor(self._output(num, labels, guidance))
+
+    def _output(
+        self,
+        num: int,
+        labels: Sequence[int] | np.ndarray | torch.Tensor | None,
+        guidance: float | None,
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The network's output at (x_t, t) for a batch of ``num``: a conditional model's for ``labels`` under
+        classifier-free guidance ``guidance`` (the run's by default)."""
         network = self.network
         if self.classes:
             chosen = (
@@ -311,7 +381,7 @@ class Diffusion:
                 "this model is not conditional, so it cannot be asked for a class; train one with "
                 "conditional=True (--conditional)"
             )
-        return noise_predictor(network, self.schedule, cast(Target, self.config.target))
+        return cast(Callable[[torch.Tensor, torch.Tensor], torch.Tensor], network)
 
     # -- likelihoods (the maths in eval/likelihood.py) ---------------------------------------------------------
 
@@ -327,11 +397,17 @@ class Diffusion:
         """The natural-log density (N,) of points ``x`` (N, *shape) in the data's units, by the probability-flow ODE
         (dopri5 with ``rtol`` and ``atol``; Hutchinson's trace with ``hutchinson`` probes, or the exact trace). It is
         the density of x at the first step (of x itself for an exact mixture, whose score is known at every noise
-        level), with N(0, I) at the end (see ``eval/likelihood.py``)."""
-        from .eval.likelihood import pf_ode_log_prob
+        level), with N(0, I) at the end (see ``eval/likelihood.py``); a flow run's is its own ODE's, of the data
+        itself at t = 0 (``flow_log_prob``)."""
+        from .eval.likelihood import flow_log_prob, pf_ode_log_prob
 
         x0 = self._likelihood_input(x)
         dtype = torch.float32 if isinstance(self.network, nn.Module) else torch.float64
+        if self.is_flow:  # the flow's own ODE, from the data at t = 0 to N(0, I) at t = 1
+            flowed = flow_log_prob(
+                self.velocity(len(x0)), x0, rtol=rtol, atol=atol, hutchinson=hutchinson, seed=seed, dtype=dtype
+            )
+            return flowed.value - self._log_scale()
         found = pf_ode_log_prob(
             self.noise_predictor(len(x0)),
             self.schedule,
@@ -350,6 +426,8 @@ class Diffusion:
         (images: [-1, 1] pixels on 256 levels); ``samples`` draws of the noise per step. See ``bits_per_dim``."""
         from .eval.likelihood import variational_bound
 
+        if self.is_flow:
+            raise UsageError("the variational bound is ddpm's; a flow run has log_prob (its ODE's exact likelihood)")
         x0 = self._likelihood_input(x)
         dtype = torch.float32 if isinstance(self.network, nn.Module) else torch.float64
         found = variational_bound(
@@ -407,6 +485,8 @@ class Diffusion:
         steps (0: none); the sampling sits in the model's coordinates, what comes back is in the data's units."""
         generator = torch.Generator(self.device).manual_seed(seed)
         clip = (self._per_channel(self.data_min), self._per_channel(self.data_max)) if self.config.clip_sample else None
+        if self.is_flow:
+            return self._draw_flow(num, how, generator, clip, labels, guidance, record_every)
         noise_predictor = self.noise_predictor(num, labels=labels, guidance=guidance)
         drawn = sample(
             noise_predictor,
@@ -432,6 +512,40 @@ class Diffusion:
             self._to_data(states).cpu().numpy(),
             np.array(timesteps),
             len(self.schedule),
+            drawn.nfe * self._passes(guidance),
+        )
+
+    def _draw_flow(
+        self,
+        num: int,
+        how: Sampling,
+        generator: torch.Generator,
+        clip: tuple[torch.Tensor, torch.Tensor] | None,
+        labels: Sequence[int] | np.ndarray | None,
+        guidance: float | None,
+        record_every: int,
+    ) -> Trajectory:
+        """``draw`` for a flow run: the flow sampler from t = 1 to 0 in ``how.steps`` steps."""
+        steps = cast(int, how.steps)
+        drawn = flow.sample(
+            self.velocity(num, labels=labels, guidance=guidance),
+            (num, *self.shape),
+            sampler=how.sampler,
+            steps=steps,
+            clip=clip,
+            generator=generator,
+            device=self.device,
+            record_every=record_every,
+            rtol=how.rtol,
+            atol=how.atol,
+        )
+        states = drawn.states if drawn.states is not None else drawn.samples[None]
+        times = np.array([left / steps for left in drawn.steps_left] if drawn.steps_left else [0.0])
+        return Trajectory(
+            self._to_data(drawn.samples).cpu().numpy(),
+            self._to_data(states).cpu().numpy(),
+            times,
+            1,
             drawn.nfe * self._passes(guidance),
         )
 

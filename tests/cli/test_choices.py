@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tiny_diffusion import choices
-from tiny_diffusion.core import objectives, precision, samplers, schedule
+from tiny_diffusion.core import flow, objectives, precision, samplers, schedule, training
 from tiny_diffusion.models import MODELS, embeddings, images
 
 
@@ -15,7 +15,9 @@ from tiny_diffusion.models import MODELS, embeddings, images
     "names,registry",
     [
         (choices.BETA_SCHEDULES, schedule.BETA_SCHEDULES),
+        (choices.METHODS, training.METHODS),
         (choices.SAMPLERS, samplers.SAMPLERS),
+        (choices.FLOW_SAMPLERS, flow.INTEGRATORS),
         (choices.TARGETS, objectives.TARGETS),
         (choices.PRECISIONS, precision.PRECISIONS),
         (choices.TIME_EMBEDDINGS, embeddings.TIME_EMBEDDINGS),
@@ -26,7 +28,9 @@ from tiny_diffusion.models import MODELS, embeddings, images
     ],
     ids=[
         "beta_schedules",
+        "methods",
         "samplers",
+        "flow_samplers",
         "targets",
         "precisions",
         "time_embeddings",

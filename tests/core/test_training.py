@@ -121,3 +121,30 @@ def test_device_choice():
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(UsageError, match="choose from"):
         resolve_device("tpu")
+
+
+def test_the_flow_regression_is_the_straight_paths_velocity_at_uniform_times():
+    from tiny_diffusion.core import flow
+    from tiny_diffusion.core.training import METHODS
+
+    config = TrainConfig(**SMALL, method="flow")
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g)
+    drawn = []
+
+    def rows(draw):  # the loop's own: the global batch's times from its generator
+        drawn.append(draw(64, torch.Generator().manual_seed(1)))
+        return drawn[-1]
+
+    regression = METHODS["flow"](NoiseSchedule(20), x0, noise, rows, config)
+    t = drawn[0]
+    assert t.dtype == torch.float32 and bool(((t >= 0) & (t < 1)).all()) and len(t.unique()) == 64
+    torch.testing.assert_close(regression.x_t, (1 - t[:, None]) * x0 + t[:, None] * noise)
+    torch.testing.assert_close(regression.target, noise - x0)
+    torch.testing.assert_close(regression.t, t * flow.TIME_SCALE)
+    assert regression.weights is None
+
+
+def test_flow_training_lowers_the_loss():
+    result = _fit(TrainConfig(**SMALL, method="flow", num_epochs=30, learning_rate=3e-3))
+    assert result.losses[-20:].mean() < 0.7 * result.losses[:20].mean()

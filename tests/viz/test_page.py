@@ -170,3 +170,10 @@ def test_where_the_data_cannot_be_drawn_the_forward_process_noises_the_run_s_sam
     expected = (samples - model.shift.numpy()) / model.scale.numpy()
     assert data["forward"]["source"] == "the run's samples"
     np.testing.assert_allclose(floats(data["forward"]["points"]).reshape(-1, 2), expected, rtol=1e-6)
+
+
+def test_a_flow_run_is_refused_in_one_line(tmp_path, capsys):
+    run = _train(tmp_path / "flow", **tiny(TINY_POINTS, method="flow", device="cpu"))
+    assert main(["export-html", str(run)]) == 2
+    err = without_warnings(capsys.readouterr().err)
+    assert err.count("\n") == 1 and "flow-matching run" in err and not (run / "page.html").exists()

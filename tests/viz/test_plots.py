@@ -323,7 +323,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, own_run, tmp_path, monk
     [
         (["plot", "forward", "--format", "jpg"], "invalid choice: 'jpg'"),
         (["plot", "reverse", "R", "--format", "gif"], "invalid choice: 'gif'"),
-        (["animate", "R", "--sampler", "dpm"], "invalid choice: 'dpm'"),
+        (["animate", "R", "--sampler", "lms"], "invalid choice: 'lms'"),
         (["plot", "sideways"], "invalid choice: 'sideways'"),
         (["plot"], "required: KIND"),
     ],

@@ -268,6 +268,8 @@ def _likelihood(args: argparse.Namespace) -> int:
     from ..runs.files import save_npy
 
     model, home = load_model(args)
+    if (args.bound or args.bound_only) and model.is_flow:
+        raise UsageError("--bound is ddpm's variational bound; a flow run has only its ODE's log-likelihood")
     points, stem = _likelihood_points(args, model)
     out = Path(args.out or home / f"{'bound' if args.bound_only else 'log_prob'}_{stem}.npy")
     if out.suffix != ".npy":

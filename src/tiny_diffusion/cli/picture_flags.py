@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..choices import SAMPLERS
+from ..choices import ALL_SAMPLERS
 from .flags import add_config_flags, add_flag, parse_float, parse_int
 from .models import add_model_args
 
@@ -15,9 +15,10 @@ __all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "FIGURE
 # file types `plot` writes (viz.save_figure picks matplotlib's backend from the suffix); run directories keep PNG
 FIGURE_FORMATS = ("png", "svg", "pdf")
 
-# the TrainConfig fields that `plot forward` takes: the data (as in train) and the noise schedule
+# the TrainConfig fields that `plot forward` takes: the data (as in train), the noise schedule and the method
 FORWARD_FIELDS = ("dataset", "densify", "lines", "angle", "digit", "image_index", "columns", "subset", "data_dir",
-                  "standardize", "data_seed", "num_timesteps", "beta_schedule", "beta_start", "beta_end")  # fmt: skip
+                  "standardize", "data_seed", "num_timesteps", "beta_schedule", "beta_start", "beta_end",
+                  "method")  # fmt: skip
 
 PANEL_IMAGES = 9  # images in each panel of an image strip (a 3 x 3 tile)
 
@@ -27,10 +28,10 @@ ANIMATED_IMAGES = 16  # images in each frame of an image animation (4 x 4)
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampler",
-        choices=SAMPLERS,
+        choices=ALL_SAMPLERS,
         default=None,
-        help="ancestral ddpm, ddim, the probability-flow ODE's dpmpp-2m (DPM-Solver++ 2M), euler, heun, or ode "
-        "(adaptive dopri5) (default: the run's)",
+        help="ddpm runs: ancestral ddpm, ddim, the probability-flow ODE's dpmpp-2m (DPM-Solver++ 2M), euler, heun, or "
+        "ode (adaptive dopri5); flow runs: euler, heun, midpoint or ode (default: the run's)",
     )
     add_flag(
         parser,
@@ -38,7 +39,8 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
         type=parse_int,
         default=None,
         help="steps of ddim, dpmpp-2m, euler, heun (default: the run's when its sampler is used, else all training "
-        "steps for ddim and 20 for the others; heun calls the network 2 steps - 1 times)",
+        "steps for ddim and 20 for the others; heun calls the network 2 steps - 1 times), or of a flow sampler "
+        "(default 25)",
     )
     parser.add_argument(
         "--eta",

@@ -47,27 +47,34 @@ def _plot_forward(args: argparse.Namespace) -> int:
     from ..core.schedule import NoiseSchedule
     from ..data.prepare import forward_data
     from ..viz import figures as viz
-    from ..viz.processes import evenly_spaced, forward_labels, forward_states
+    from ..viz.processes import evenly_spaced, flow_forward_states, forward_labels, forward_states, time_label
 
     _check_counts(args)
     values = {name: getattr(args, name) for name in FORWARD_FIELDS if getattr(args, name) is not None}
     config = TrainConfig.from_dict(values)
     _, points = forward_data(config, min(args.num, PANEL_IMAGES) if config.is_images else args.num)
     name = config.dataset_name
-    steps = evenly_spaced(config.num_timesteps, args.panels)
+    times: list[float] | list[int]
+    if config.method == "flow":  # the straight path from data (t = 0) to noise (t = 1)
+        times = [i / (args.panels - 1) for i in range(args.panels)]
+        title = f"flow matching's path x_t = (1 - t) x_0 + t noise: {name}"
+    else:
+        times = evenly_spaced(config.num_timesteps, args.panels)
+        title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
     out = _figure_path(args.out, Path("runs") / f"forward_{name}", args.format, overwrite=args.overwrite)
-    schedule = NoiseSchedule.from_settings(config)
-    states = forward_states(points, schedule, steps, seed=args.seed)
-    title = f"forward process q(x_t | x_0): {name}, T = {config.num_timesteps}, {config.beta_schedule} betas"
-    viz.plot_frames(states, forward_labels(steps), out, title=title)
-    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, steps))})")
+    if config.method == "flow":
+        states = flow_forward_states(points, times, seed=args.seed)
+    else:
+        states = forward_states(points, NoiseSchedule.from_settings(config), [int(t) for t in times], seed=args.seed)
+    viz.plot_frames(states, forward_labels(times), out, title=title)
+    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(time_label, times))})")
     return 0
 
 
 def _plot_reverse(args: argparse.Namespace) -> int:
     from ..diffusion import resolve_sampling
     from ..viz import figures as viz
-    from ..viz.processes import predicted_x0, reverse_states
+    from ..viz.processes import predicted_x0, reverse_states, time_label
 
     _check_counts(args)
     model, home = load_model(args)
@@ -91,7 +98,7 @@ def _plot_reverse(args: argparse.Namespace) -> int:
             out,
             title=f"reverse process ({how.sampler}): {model.config.dataset_name}",
         )
-        print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
+        print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(time_label, result.timesteps))})")
         return 0
     # axes fit the training data and the samples, not the initial noise, so the shape fills its panel;
     # noise points outside those limits are cut off
@@ -103,7 +110,7 @@ def _plot_reverse(args: argparse.Namespace) -> int:
         limits=limits,
         title=f"reverse process ({how.sampler}): {model.config.dataset_name}",
     )
-    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(str, result.timesteps))})")
+    print(f"wrote {out} ({args.panels} panels, t = {', '.join(map(time_label, result.timesteps))})")
     return 0
 
 
@@ -184,8 +191,7 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 
 def animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
-    from ..core.samplers import sampler_steps
-    from ..diffusion import resolve_sampling
+    from ..diffusion import resolve_sampling, sampler_steps
     from ..runs.files import training_snapshots
     from ..viz import figures as viz
     from ..viz.processes import reverse_states
@@ -203,7 +209,7 @@ def animate(args: argparse.Namespace) -> int:
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     frames, epochs = training_snapshots(home) if trained else (None, [])
     home.mkdir(parents=True, exist_ok=True)
-    total = sampler_steps(model.config.num_timesteps, how.sampler, how.steps)
+    total = sampler_steps(model.config, how)
     num = min(args.num, ANIMATED_IMAGES) if model.config.is_images else args.num
     result = reverse_states(
         model, num, min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps, eta=how.eta, seed=args.seed

@@ -1,4 +1,4 @@
-"""The training loop, on one screen: batches from an in-memory tensor, MSE on the chosen target, snapshots and
+"""The training loop, on one screen: batches from an in-memory tensor, MSE on the method's target, snapshots and
 checkpoints by callback. ``TrainState`` holds everything the loop changes, so a run can stop after any step and
 carry on from a checkpoint with the same bits."""
 
@@ -18,12 +18,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import UsageError
+from . import flow
 from .distributed import SINGLE, Cluster
 from .objectives import loss_weights, training_target
 from .precision import autocast, grad_scaler
 from .schedule import NoiseSchedule
 
-__all__ = ["TrainingSettings", "TrainResult", "TrainState", "Diverged", "train", "train_step"]
+__all__ = ["METHODS", "TrainingSettings", "TrainResult", "TrainState", "Diverged", "train", "train_step"]
 
 
 class TrainingSettings(Protocol):
@@ -37,10 +38,50 @@ class TrainingSettings(Protocol):
     ema_decay: float  # 0: no EMA copy
     grad_clip: float  # 0: no clipping
     min_snr_gamma: float  # 0: plain MSE
-    target: str  # what the network predicts
+    method: str  # ddpm or flow (a METHODS key)
+    target: str  # what a ddpm network predicts
     precision: str  # fp32, bf16, fp16
     cond_drop: float  # share of label drops in a conditional run
     save_images_step: int  # epochs between snapshots
+
+
+@dataclass
+class Regression:
+    """What one batch of a method regresses: the network's inputs, the target of its output and per-sample weights."""
+
+    x_t: torch.Tensor  # (B, ...) the noised batch
+    t: torch.Tensor  # (B,) the network's time input
+    target: torch.Tensor  # (B, ...) what the output is compared with
+    weights: torch.Tensor | None  # (B,) weights of each sample's error, or None for the plain mean
+
+
+def _ddpm(
+    schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t_rows: Rows, config: TrainingSettings
+) -> Regression:
+    """DDPM (Ho et al. 2020): a uniform integer step t, x_t = sqrt(alpha-bar) x0 + sqrt(1 - alpha-bar) noise, the
+    configured target; min-SNR weights if asked."""
+    t = t_rows(lambda n, g: torch.randint(0, len(schedule), (n,), generator=g, device=x0.device))
+    x_t = schedule.add_noise(x0, noise, t)
+    weights = loss_weights(config.target, schedule, t, config.min_snr_gamma) if config.min_snr_gamma > 0 else None
+    return Regression(x_t, t, training_target(config.target, schedule, x0, noise, x_t, t), weights)
+
+
+def _flow(
+    schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t_rows: Rows, config: TrainingSettings
+) -> Regression:
+    """Conditional flow matching (Lipman et al. 2023): a uniform time t in [0, 1), x_t = (1 - t) x0 + t noise,
+    the velocity noise - x0 as target; the network sees t * flow.TIME_SCALE."""
+    t = t_rows(lambda n, g: flow.sample_times(n, generator=g, device=x0.device))
+    return Regression(flow.interpolate(x0, noise, t), t * flow.TIME_SCALE, flow.velocity_target(x0, noise), None)
+
+
+# draws the global batch's (B,) times with the run's generator, returns this process's rows of them
+Rows = Callable[[Callable[[int, torch.Generator], torch.Tensor]], torch.Tensor]
+# name -> what a batch regresses (choices.METHODS holds the same names)
+METHODS: dict[str, Callable[[NoiseSchedule, torch.Tensor, torch.Tensor, Rows, TrainingSettings], Regression]] = {
+    "ddpm": _ddpm,
+    "flow": _flow,
+}
 
 
 Snapshot = Callable[[nn.Module, int], None]
@@ -231,21 +272,19 @@ def train_step(
     # the noise, timesteps and label drops of the whole global batch (the same on every process): this one's rows
     batch, rows = (config.train_batch_size, *x0.shape[1:]), state.cluster.shard(config.train_batch_size)
     noise = torch.randn(batch, generator=generator, device=device)[rows]
-    t = torch.randint(0, len(schedule), batch[:1], generator=generator, device=device)[rows]
-    x_t = schedule.add_noise(x0, noise, t)
+    if config.method not in METHODS:
+        raise UsageError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
+    regression = METHODS[config.method](schedule, x0, noise, lambda draw: draw(batch[0], generator)[rows], config)
+    x_t, t = regression.x_t, regression.t
     with autocast(config.precision, device):
         if labels is None:
             output = network(x_t, t)
         else:  # classifier-free guidance: a share cond_drop of the batch learns the unconditional model
             dropped = (torch.rand(batch[:1], generator=generator, device=device) < config.cond_drop)[rows]
             output = network(x_t, t, labels.masked_fill(dropped, model.null_label))
-        error = (
-            F.mse_loss(output, training_target(config.target, schedule, x0, noise, x_t, t), reduction="none")
-            .flatten(1)
-            .mean(dim=1)
-        )  # (B,)
-        if config.min_snr_gamma > 0:
-            error = error * loss_weights(config.target, schedule, t, config.min_snr_gamma)
+        error = F.mse_loss(output, regression.target, reduction="none").flatten(1).mean(dim=1)  # (B,)
+        if regression.weights is not None:
+            error = error * regression.weights
         loss = error.mean()
     scaler = state.scaler
     state.optimizer.zero_grad(set_to_none=True)

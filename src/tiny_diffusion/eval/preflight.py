@@ -65,7 +65,9 @@ def terminal_warning(schedule: NoiseSchedule) -> SettingWarning | None:
 def setting_warnings(config: TrainConfig, schedule: NoiseSchedule, x: np.ndarray) -> list[SettingWarning]:
     """What is wrong with training ``config`` on ``x`` (N, *shape), the training set in the model's coordinates,
     under ``schedule``: empty for settings that train as they should."""
-    found = [warning for warning in [terminal_warning(schedule)] if warning is not None]
+    # a flow run's path ends in pure noise at t = 1 whatever the schedule: only ddpm can stop short of it
+    terminal = terminal_warning(schedule) if config.method == "ddpm" else None
+    found = [warning for warning in [terminal] if warning is not None]
     if not config.is_images and not config.standardizes:
         reach = float(np.abs(x).max())
         spread = float(np.sqrt(x.var(axis=0).mean()))  # root mean square of the coordinates' standard deviations

@@ -65,6 +65,12 @@ def parse_values(param: str, values: Sequence[str]) -> tuple[str, list[Any]]:
     return name, parsed
 
 
+def _with(base: TrainConfig, param: str, value: Any) -> TrainConfig:
+    """``base`` with ``param`` set to ``value``; a method comes with its own sampling (``TrainConfig.with_method``),
+    so ``method ddpm flow`` compares the two from a ddpm base's settings."""
+    return base.with_method(value) if param == "method" else replace(base, **{param: value})
+
+
 def _parse_bool(text: str) -> bool:
     if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
         raise ValueError(text)
@@ -160,7 +166,7 @@ def run_study(
     """
     out = Path(out)
     # refuse bad values before training; name a user's file as train_run records it, so its runs can be reused
-    configs = [with_absolute_dataset(replace(base, **{param: value})) for value in values]
+    configs = [with_absolute_dataset(_with(base, param, value)) for value in values]
     run_dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [out / f"{param}={v}" for v in values]
     out.mkdir(parents=True, exist_ok=True)
     trained = ensure_runs(list(zip(configs, run_dirs)), jobs=jobs, progress=progress)

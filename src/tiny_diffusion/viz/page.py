@@ -111,6 +111,8 @@ def page_data(model: Diffusion) -> dict[str, Any]:
     run_dir = model.run_dir
     if run_dir is None:
         raise UsageError("this model has no run directory: the page shows a run's training record too")
+    if model.is_flow:  # the page's samplers walk a noise schedule (page/samplers.js); a flow run has none
+        raise UsageError("the interactive page draws ddpm runs; this run is a flow-matching run (--method flow)")
     config = model.config
     run_sampling = model.sampling
     data: dict[str, Any] = {

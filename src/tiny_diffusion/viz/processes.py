@@ -13,15 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.samplers import sampler_steps
+from ..core import flow
 from ..core.schedule import NoiseSchedule
-from ..diffusion import Diffusion, resolve_sampling
+from ..diffusion import Diffusion, resolve_sampling, sampler_steps
 from ..errors import UsageError
 
 __all__ = [
     "evenly_spaced",
     "forward_states",
     "forward_labels",
+    "flow_forward_states",
+    "time_label",
     "ReverseStates",
     "reverse_states",
     "predicted_x0",
@@ -54,9 +56,24 @@ def forward_states(points: np.ndarray, schedule: NoiseSchedule, steps: Sequence[
     return torch.stack(states).cpu().numpy()
 
 
-def forward_labels(steps: Sequence[int]) -> list[str]:
-    """Panel titles of forward states: "t = 0 (data)", "t = 100", ..."""
-    return [f"t = {s} (data)" if s == 0 else f"t = {s}" for s in steps]
+def flow_forward_states(points: np.ndarray, times: Sequence[float], *, seed: int = 0) -> np.ndarray:
+    """x_t = (1 - t) x_0 + t noise of (N, D) points at each flow time of ``times`` in [0, 1], as (K, N, D): the
+    flow's forward path, one noise draw (seeded) for every time, so each point moves on its straight line."""
+    x0 = torch.as_tensor(np.asarray(points), dtype=torch.float32)  # (N, D)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    return torch.stack([flow.interpolate(x0, noise, torch.full((len(x0),), float(t))) for t in times]).numpy()
+
+
+def time_label(t: float) -> str:
+    """A time as panels show it: a step as it is (t = 250), a flow time to two decimals (t = 0.25)."""
+    if isinstance(t, (int, np.integer)) or float(t) in (0.0, 1.0):
+        return str(int(t))
+    return f"{t:.2f}"
+
+
+def forward_labels(steps: Sequence[float]) -> list[str]:
+    """Panel titles of forward states: "t = 0 (data)", "t = 100", ... (flow times: "t = 0.25", ...)"""
+    return [f"t = {time_label(s)} (data)" if s == 0 else f"t = {time_label(s)}" for s in steps]
 
 
 @dataclass
@@ -64,18 +81,19 @@ class ReverseStates:
     """Evenly spaced states of one reverse-process run, in the data's units."""
 
     states: np.ndarray  # (K, N, D): the initial noise first, the samples last
-    timesteps: list[int]  # the step t of each state: T for the noise, 0 for the samples
-    num_timesteps: int  # T
+    timesteps: list[int] | list[float]  # the step t of each state: T for the noise, 0 for the samples (flow: [0, 1])
+    num_timesteps: int  # T (a flow run: 1)
 
     def labels(self) -> list[str]:
-        """Panel titles: "t = 500 (noise)", ..., "t = 0 (samples)"."""
+        """Panel titles: "t = 500 (noise)", ..., "t = 0 (samples)" (flow: "t = 1 (noise)", "t = 0.50", ...)."""
         T = self.num_timesteps
-        return [
-            f"t = {t} (noise)" if t == T else f"t = {t} (samples)" if t == 0 else f"t = {t}" for t in self.timesteps
-        ]
+        ends = {T: " (noise)", 0: " (samples)"}
+        return [f"t = {time_label(t)}{ends.get(t, '')}" for t in self.timesteps]
 
     def captions(self) -> list[str]:
-        """Animation captions: "step 500 / 500", ..., "step 0 / 500"."""
+        """Animation captions: "step 500 / 500", ..., "step 0 / 500" (flow: "t = 0.50")."""
+        if self.num_timesteps == 1 and any(isinstance(t, float) for t in self.timesteps):
+            return [f"t = {t:.2f}" for t in self.timesteps]
         return [f"step {t} / {self.num_timesteps}" for t in self.timesteps]
 
 
@@ -92,19 +110,21 @@ def reverse_states(
     """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first); the
     sampling left out is the run's own."""
     how = resolve_sampling(model.config, sampler, steps, eta)
-    total = sampler_steps(len(model.schedule), how.sampler, how.steps)
+    total = sampler_steps(model.config, how)
     chosen = evenly_spaced(total, count)  # sampler steps done at each kept state
     every = math.gcd(*chosen)  # record this often and every chosen state is among the recorded ones
     trajectory = model.draw(num, how, seed=seed, record_every=every)
     kept = [i for i, d in enumerate(range(0, total + 1, every)) if d in chosen]
-    return ReverseStates(trajectory.states[kept], [int(trajectory.timesteps[i]) for i in kept], len(model.schedule))
+    times = [float(trajectory.timesteps[i]) if model.is_flow else int(trajectory.timesteps[i]) for i in kept]
+    return ReverseStates(trajectory.states[kept], times, trajectory.num_timesteps)
 
 
 def predicted_x0(model: Diffusion, result: ReverseStates) -> np.ndarray:
     """The model's estimate of x_0 from each state of a reverse process (the samples themselves at t = 0), clipped
     as the sampler clips it, in the data's units: what the network "sees" through the noise at each step."""
+    step = 0 if model.is_flow else 1  # step s sits at the schedule's zero-based index s - 1; flow time is itself
     return np.stack(
-        [state if t == 0 else model.predict_x0(state, t - 1) for state, t in zip(result.states, result.timesteps)]
+        [state if t == 0 else model.predict_x0(state, t - step) for state, t in zip(result.states, result.timesteps)]
     )
 
 
