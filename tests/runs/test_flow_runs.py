@@ -216,3 +216,15 @@ def test_a_run_records_the_sampler_it_used_and_compares_equal_to_one_that_names_
         config = TrainConfig(**TINY_POINTS, method=method)
         assert config.sampler is None and config.resolved().sampler == own
         assert not config.differences(TrainConfig(**TINY_POINTS, method=method, sampler=own))
+
+
+def test_nfe_of_a_flow_run_walks_its_own_samplers(tmp_path):
+    model = td.train(**tiny(TINY_POINTS, method="flow"), out=tmp_path / "flow", progress=False)
+    rows = td.nfe(model, steps=[2, 4], tolerances=[1e-2], num=50)
+    assert [(r.sampler, r.steps) for r in rows] == [
+        ("euler", 2), ("euler", 4), ("heun", 2), ("heun", 4), ("midpoint", 2), ("midpoint", 4), ("ode", None)
+    ]  # fmt: skip
+    calls = {(r.sampler, r.steps): r.nfe for r in rows}
+    assert calls["euler", 4] == 4 and calls["midpoint", 4] == 8 and calls["ode", None] > 0
+    with pytest.raises(td.UsageError, match="does not apply to this flow run"):
+        td.nfe(model, samplers=["dpmpp-2m"], steps=[2], num=50)
