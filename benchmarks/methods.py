@@ -63,6 +63,7 @@ class Trained:
     budget: str  # "equal steps" or "equal time"
     epochs: int
     seconds: float  # the training loop, snapshots left out
+    rows: list[NfeRow] = field(default_factory=list)  # every sampler and setting tried
     best: dict[int, NfeRow | None] = field(default_factory=dict)  # calls budget -> the best row within it
 
 
@@ -86,8 +87,9 @@ def train(dataset: str, method: str, epochs: int | None, out: Path) -> tuple[td.
     return summary.model, epochs, summary.seconds - summary.snapshot_seconds
 
 
-def best_per_budget(model: td.Diffusion, budgets: list[int], num: int | None, seed: int) -> dict[int, NfeRow | None]:
-    """Each sampler of the model at the steps that fit each budget, scored; the best row within each budget."""
+def score_samplers(run: Trained, model: td.Diffusion, budgets: list[int], num: int | None, seed: int) -> None:
+    """Each sampler of the model at the steps that fit each budget, scored (``run.rows``); the best row within each
+    budget (``run.best``)."""
     config = model.config
     samplers = [s for s in samplers_of(config.method) if s not in LEFT_OUT]
     settings: list[tuple[str, int | None, float | None]] = []
@@ -107,12 +109,10 @@ def best_per_budget(model: td.Diffusion, budgets: list[int], num: int | None, se
     def tell(row: NfeRow) -> None:
         print(f"  {row.sampler} {row.steps or row.tolerance}: {row.nfe} calls", file=sys.stderr, flush=True)
 
-    rows = measure_nfe(draw, score, settings, progress=tell)
-    best: dict[int, NfeRow | None] = {}
+    run.rows = measure_nfe(draw, score, settings, progress=tell)
     for budget in budgets:
-        fits = [row for row in rows if row.nfe <= budget]
-        best[budget] = min(fits, key=lambda row: quality(row, config.dataset)) if fits else None
-    return best
+        fits = [row for row in run.rows if row.nfe <= budget]
+        run.best[budget] = min(fits, key=lambda row: quality(row, config.dataset)) if fits else None
 
 
 def measure(dataset: str, args: argparse.Namespace, root: Path) -> list[Trained]:
@@ -121,13 +121,13 @@ def measure(dataset: str, args: argparse.Namespace, root: Path) -> list[Trained]
     for method in METHODS:
         model, epochs, seconds = train(dataset, method, args.epochs, root / f"{dataset}-{method}-steps")
         runs.append(Trained(dataset, method, "equal steps", epochs, seconds))
-        runs[-1].best = best_per_budget(model, args.budgets, args.num, args.seed)
+        score_samplers(runs[-1], model, args.budgets, args.num, args.seed)
     fast, slow = sorted(runs, key=lambda run: run.seconds)
     if slow.seconds > (1 + args.time_tolerance) * fast.seconds:
         epochs = round(fast.epochs * slow.seconds / fast.seconds)
         model, epochs, seconds = train(dataset, fast.method, epochs, root / f"{dataset}-{fast.method}-time")
         runs.append(Trained(dataset, fast.method, "equal time", epochs, seconds))
-        runs[-1].best = best_per_budget(model, args.budgets, args.num, args.seed)
+        score_samplers(runs[-1], model, args.budgets, args.num, args.seed)
     return runs
 
 
@@ -206,7 +206,7 @@ def main() -> int:
     parser.add_argument("--out", help="keep the run directories here; none: a temporary folder")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--figure", help="write quality against calls, per dataset, to this image file")
-    parser.add_argument("--json", help="also write every best row to this file")
+    parser.add_argument("--json", help="also write every row measured (the best at each budget marked) to this file")
     args = parser.parse_args()
     datasets = parse_list(args.datasets)
     try:
@@ -234,9 +234,13 @@ def main() -> int:
         figure(runs, args.figure)
     if args.json:
         found = [
-            {**{k: v for k, v in vars(run).items() if k != "best"}, "calls": budget, **(row.as_dict() if row else {})}
+            {
+                **{k: v for k, v in vars(run).items() if k not in ("rows", "best")},
+                **row.as_dict(),
+                "best_within": [budget for budget, best in run.best.items() if best is row],
+            }
             for run in runs
-            for budget, row in run.best.items()
+            for row in run.rows
         ]
         Path(args.json).write_text(json.dumps(found, indent=1) + "\n")
     return 0
