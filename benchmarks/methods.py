@@ -71,10 +71,20 @@ def kind(dataset: str) -> str:
     return "images" if td.settings(dataset=dataset).is_images else "points"
 
 
-def quality(row: NfeRow, dataset: str) -> float:
-    """The figure of merit that picks the best sampler: the first column over its floor (lower is better)."""
-    name, floor, _ = COLUMNS[kind(dataset)][0]
-    return row.metrics[name] / row.metrics[floor] if floor else row.metrics[name]
+def cost(row: NfeRow, dataset: str, best_by: str) -> float:
+    """What picks the best sampler, lowest first: a point run's W2 over its floor or its precision@0.05, negated
+    (``best_by``); an image run's Frechet distance over its floor."""
+    m = row.metrics
+    if kind(dataset) == "images":
+        return m["frechet"] / m["frechet_floor"]
+    return m["w2"] / m["w2_floor"] if best_by == "w2" else -m[best_by]
+
+
+def pick(run: Trained, budgets: list[int], best_by: str) -> None:
+    """The best of ``run.rows`` within each budget of calls (``run.best``; None where no setting fits)."""
+    for budget in budgets:
+        fits = [row for row in run.rows if row.nfe <= budget]
+        run.best[budget] = min(fits, key=lambda row: cost(row, run.dataset, best_by)) if fits else None
 
 
 def train(dataset: str, method: str, epochs: int | None, out: Path) -> tuple[td.Diffusion, int, float]:
@@ -88,8 +98,7 @@ def train(dataset: str, method: str, epochs: int | None, out: Path) -> tuple[td.
 
 
 def score_samplers(run: Trained, model: td.Diffusion, budgets: list[int], num: int | None, seed: int) -> None:
-    """Each sampler of the model at the steps that fit each budget, scored (``run.rows``); the best row within each
-    budget (``run.best``)."""
+    """Each sampler of the model at the steps that fit each budget, scored (``run.rows``)."""
     config = model.config
     samplers = [s for s in samplers_of(config.method) if s not in LEFT_OUT]
     settings: list[tuple[str, int | None, float | None]] = []
@@ -110,9 +119,6 @@ def score_samplers(run: Trained, model: td.Diffusion, budgets: list[int], num: i
         print(f"  {row.sampler} {row.steps or row.tolerance}: {row.nfe} calls", file=sys.stderr, flush=True)
 
     run.rows = measure_nfe(draw, score, settings, progress=tell)
-    for budget in budgets:
-        fits = [row for row in run.rows if row.nfe <= budget]
-        run.best[budget] = min(fits, key=lambda row: quality(row, config.dataset)) if fits else None
 
 
 def measure(dataset: str, args: argparse.Namespace, root: Path) -> list[Trained]:
@@ -152,8 +158,9 @@ def table(runs: list[Trained], what: str) -> str:
     return "\n".join(lines)
 
 
-def figure(runs: list[Trained], path: str) -> None:
-    """Per dataset (a row): two quality columns (FIGURE_COLUMNS) at each budget, one line per method and budget."""
+def figure(runs: list[Trained], path: str, best_by: str) -> None:
+    """Per dataset (a row): two quality columns (FIGURE_COLUMNS) at each budget, one line per method and budget, the
+    best sampler named beside the column that picked it; each column's floor (data against data) dotted."""
     datasets = list(dict.fromkeys(run.dataset for run in runs))
     fig, axes = plt.subplots(len(datasets), 2, figsize=(9, 3 * len(datasets)), layout="constrained", squeeze=False)
     colours = {"ddpm": "tab:blue", "flow": "tab:orange"}
@@ -167,14 +174,17 @@ def figure(runs: list[Trained], path: str) -> None:
             for ax, (name, floor, _) in zip(axes_row, columns):
                 values = [r.metrics[name] / r.metrics[floor] if floor else r.metrics[name] for r in rows if r]
                 ax.plot(budgets, values, style, marker="o", color=colours[run.method], label=label)
-                if name == columns[0][0]:
+                if name in (best_by, "frechet"):
                     for b, v, r in zip(budgets, values, rows):
                         ax.annotate(
                             r.sampler if r else "", (b, v), fontsize=7, xytext=(3, 3), textcoords="offset points"
                         )
-        for ax, (_, floor, title) in zip(axes_row, columns):
+        first = next(row for run in runs if run.dataset == dataset for row in run.rows)
+        for ax, (name, floor, title) in zip(axes_row, columns):
+            level = 1.0 if floor else first.metrics.get(f"{name}_floor")
+            if level is not None:
+                ax.axhline(level, color="gray", linestyle=":", linewidth=1, label="floor (data vs data)")
             if floor:
-                ax.axhline(1.0, color="gray", linestyle=":", linewidth=1, label="floor (data vs data)")
                 ax.set_yscale("log")
                 ax.yaxis.set_major_formatter("{x:g}")  # 1.5, not 1.5 x 10^0
                 ax.yaxis.set_minor_formatter("{x:g}")
@@ -188,6 +198,31 @@ def figure(runs: list[Trained], path: str) -> None:
             ax.grid(alpha=0.3)
         axes_row[0].legend(fontsize=7)
     save_figure(fig, path)
+
+
+def save(runs: list[Trained], path: str) -> None:
+    """Every row measured, one dict each: the run's fields, the row's, and the budgets it is the best within."""
+    found = [
+        {
+            **{k: v for k, v in vars(run).items() if k not in ("rows", "best")},
+            **row.as_dict(),
+            "best_within": [budget for budget, best in run.best.items() if best is row],
+        }
+        for run in runs
+        for row in run.rows
+    ]
+    Path(path).write_text(json.dumps(found, indent=1) + "\n")
+
+
+def load(path: str) -> list[Trained]:
+    """The runs and rows ``save`` wrote, to pick and tabulate again without training."""
+    runs: dict[tuple, Trained] = {}
+    for item in json.loads(Path(path).read_text()):
+        key = tuple(item[k] for k in ("dataset", "method", "budget", "epochs", "seconds"))
+        runs.setdefault(key, Trained(*key)).rows.append(
+            NfeRow(item["sampler"], item["steps"], item["tolerance"], item["nfe"], item["metrics"])
+        )
+    return list(runs.values())
 
 
 def parse_list(text: str) -> list[str]:
@@ -206,7 +241,14 @@ def main() -> int:
     parser.add_argument("--out", help="keep the run directories here; none: a temporary folder")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--figure", help="write quality against calls, per dataset, to this image file")
+    parser.add_argument(
+        "--best-by",
+        choices=("precision@0.05", "w2"),
+        default="precision@0.05",
+        help="a point run's best sampler: the highest precision@0.05, or the lowest W2 over its floor",
+    )
     parser.add_argument("--json", help="also write every row measured (the best at each budget marked) to this file")
+    parser.add_argument("--from-json", help="train nothing: pick and tabulate the rows of an earlier --json file")
     args = parser.parse_args()
     datasets = parse_list(args.datasets)
     try:
@@ -222,27 +264,25 @@ def main() -> int:
             td.settings(dataset=dataset)  # an unknown name fails now, before any training
         except td.UsageError as error:
             parser.error(str(error))
-    root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="methods-"))
-    runs = [run for dataset in datasets for run in measure(dataset, args, root)]
+    if args.from_json:
+        runs = load(args.from_json)
+        where = f"rows of {args.from_json}"
+    else:
+        root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="methods-"))
+        runs = [run for dataset in datasets for run in measure(dataset, args, root)]
+        where = f"torch {torch.__version__}, {torch.get_num_threads()} threads; runs in {root}"
+    for run in runs:
+        pick(run, args.budgets, args.best_by)
     kinds = list(dict.fromkeys(kind(run.dataset) for run in runs))
     text = "\n\n".join(table([run for run in runs if kind(run.dataset) == what], what) for what in kinds)
-    text += f"\n\ntorch {torch.__version__}, {torch.get_num_threads()} threads; runs in {root}"
+    text += f"\n\nbest by {args.best_by} (images: Frechet / floor); {where}"
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
     if args.figure:
-        figure(runs, args.figure)
+        figure(runs, args.figure, args.best_by)
     if args.json:
-        found = [
-            {
-                **{k: v for k, v in vars(run).items() if k not in ("rows", "best")},
-                **row.as_dict(),
-                "best_within": [budget for budget, best in run.best.items() if best is row],
-            }
-            for run in runs
-            for row in run.rows
-        ]
-        Path(args.json).write_text(json.dumps(found, indent=1) + "\n")
+        save(runs, args.json)
     return 0
 
 
