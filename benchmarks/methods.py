@@ -2,7 +2,8 @@
 each model scored with its best sampler at 10, 20 and 50 network calls per sample (issue 16).
 
     python benchmarks/methods.py [--datasets dino,moons,8gaussians,checkerboard] [--epochs N] [--budgets 10,20,50]
-        [--num N] [--out DIR] [--markdown FILE] [--figure FILE.png] [--json FILE]
+        [--num N] [--best-by precision@0.05|w2] [--out DIR] [--markdown FILE] [--figure FILE.png] [--json FILE]
+    python benchmarks/methods.py --from-json FILE [--best-by ...] [--markdown FILE] [--figure FILE.png]
 
 For each dataset, in this one process and one after the other:
 
@@ -17,10 +18,11 @@ machine. Each model then draws ``--num`` samples (default: the run's eval_batch_
 the same noise with each of its samplers at the step counts whose calls fit each budget (euler, ddim and dpmpp-2m
 one call a step, heun and midpoint two; the ode sampler at the tolerances 0.1, 0.01, 0.001, where its calls fit; the
 ddpm sampler, which walks all T steps, is left out). Points are scored as ``evaluate`` scores them, against fresh
-draws of the data; the best sampler at a budget is the one with the lowest W2 as a multiple of its floor (W2 of
-1000 samples moves by about 0.1 of its floor from one noise seed to the next). Images (``mnist5k``, slow: minutes of
+draws of the data; the best sampler at a budget is the one with the highest precision@0.05 (``--best-by w2``: the
+lowest W2 over its floor, which cannot tell a blurred shape from a sharp one). Images (``mnist5k``, slow: minutes of
 training per run and per sampler here) are scored by the judge; their best is the lowest Frechet distance over its
-floor. No bar: a table and a figure for the docs (Measurements, "DDPM against flow matching").
+floor. ``--json`` keeps every row measured; ``--from-json`` picks and tabulates them again without training. No bar: a
+table and a figure for the docs (Measurements, "DDPM against flow matching").
 """
 
 from __future__ import annotations
