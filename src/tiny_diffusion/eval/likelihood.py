@@ -131,6 +131,74 @@ def _divergence_hutchinson(f: torch.Tensor, x: torch.Tensor, probes: torch.Tenso
     return torch.stack(rows, dim=1)
 
 
+Field = Callable[[torch.Tensor, float], torch.Tensor]  # (x (N, F) float64, time) -> dx/dtime (N, F)
+
+
+def _log_density_along(
+    field: Field,
+    x0: torch.Tensor,
+    span: tuple[float, float],
+    *,
+    rtol: float,
+    atol: float,
+    hutchinson: int | None,
+    seed: int,
+    prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Likelihood:
+    """log p(x0) (N,) by the instantaneous change of variables (Chen et al. 2018): x follows dx/dtime = ``field``
+    over ``span`` from the data, and log p(x0) = log p_end(x_end) + integral div field. The divergence is exact up to
+    ``EXACT_TRACE_MAX_DIM`` coordinates, else Hutchinson's with ``hutchinson`` Rademacher probes (16 by default),
+    held fixed along the path, each probe's integral kept apart for the standard error. ``prior``: log p_end of the
+    end points (N, F) -> (N,), N(0, I) by default. dopri5 (torchdiffeq) with ``rtol`` and ``atol``."""
+    from torchdiffeq import odeint  # imported here: only likelihoods need it
+
+    if hutchinson is not None and hutchinson < 1:
+        raise UsageError(f"hutchinson must be a positive number of probes, got {hutchinson}")
+    num, dim = len(x0), int(np.prod(x0.shape[1:]))
+    if hutchinson is None and dim > EXACT_TRACE_MAX_DIM:
+        hutchinson = 16
+    generator = torch.Generator(x0.device).manual_seed(seed)
+    probes = (
+        None
+        if hutchinson is None
+        else torch.randint(0, 2, (hutchinson, num, dim), generator=generator, device=x0.device).double() * 2 - 1
+    )
+    evaluations = 0
+
+    def augmented(time: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal evaluations
+        evaluations += 1
+        with torch.enable_grad():
+            x = state[0].detach().requires_grad_(True)  # (N, F) float64
+            f = field(x, float(time))  # (N, F)
+            div = _divergence_exact(f, x)[:, None] if probes is None else _divergence_hutchinson(f, x, probes)
+        return f.detach(), div.detach()  # (N, F), (N, 1) or (N, K)
+
+    start = (
+        x0.detach().double().reshape(num, dim),
+        torch.zeros(num, hutchinson or 1, dtype=torch.float64, device=x0.device),
+    )
+    times = torch.tensor(span, dtype=torch.float64, device=x0.device)
+    try:
+        x_end, integral = (s[-1] for s in odeint(augmented, start, times, rtol=rtol, atol=atol, method="dopri5"))
+    except (AssertionError, RuntimeError) as error:  # torchdiffeq: "underflow in dt", non-finite values
+        raise UsageError(f"the ODE solver failed ({error}); loosen rtol or atol (now {rtol:g}, {atol:g})") from error
+    if prior is None:
+        log_p_end = -0.5 * (x_end**2).sum(1) - 0.5 * dim * math.log(2 * math.pi)  # log N(x_end; 0, I)
+    else:
+        log_p_end = prior(x_end).double()
+    per_probe = log_p_end[:, None] + integral  # (N, K)
+    if not bool(torch.isfinite(per_probe).all()):
+        raise UsageError(f"the ODE solver gave non-finite values; loosen rtol or atol (now {rtol:g}, {atol:g})")
+    value = per_probe.mean(1)
+    k = per_probe.shape[1]
+    if hutchinson is None:
+        stderr = torch.zeros_like(value)
+    else:  # one probe has no spread to measure: not a number rather than a false zero
+        stderr = per_probe.std(1) / math.sqrt(k) if k > 1 else torch.full_like(value, math.nan)
+    return Likelihood(value.cpu().numpy(), stderr.cpu().numpy(), evaluations)
+
+
 def pf_ode_log_prob(
     noise_predictor: NoisePredictor,
     schedule: NoiseSchedule,
@@ -151,64 +219,23 @@ def pf_ode_log_prob(
     end points (N, F) -> (N,), N(0, I) by default (the exact end marginal, where known, removes that mismatch).
     ``score``: the exact score(x_t, alpha-bar) at any alpha-bar, where known (an exact mixture); the ODE then starts
     at the noiseless data (alpha-bar 1, one step before the first) and the result is the density of x0 itself."""
-    from torchdiffeq import odeint  # imported here: only likelihoods need it
-
     if len(schedule) < 2:
         raise UsageError("the probability-flow ODE needs at least 2 timesteps")
-    if hutchinson is not None and hutchinson < 1:
-        raise UsageError(f"hutchinson must be a positive number of probes, got {hutchinson}")
     shape = x0.shape
     num, dim = len(x0), int(np.prod(shape[1:]))
-    if hutchinson is None and dim > EXACT_TRACE_MAX_DIM:
-        hutchinson = 16
     continuous = _ContinuousSchedule(schedule, clean=score is not None)
     sigmas = (1 - schedule.alphas_cumprod.detach().double().cpu()).sqrt()  # (T,)
-    generator = torch.Generator(x0.device).manual_seed(seed)
-    probes = (
-        None
-        if hutchinson is None
-        else torch.randint(0, 2, (hutchinson, num, dim), generator=generator, device=x0.device).double() * 2 - 1
-    )
-    evaluations = 0
 
-    def field(tau: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal evaluations
-        evaluations += 1
-        k, w, beta = continuous.at(float(tau))
-        with torch.enable_grad():
-            x = state[0].detach().requires_grad_(True)  # (N, F) float64
-            if score is None:
-                s_x = _interpolated_score(noise_predictor, sigmas, x.to(dtype).reshape(shape), k, w)
-            else:
-                s_x = score(x.to(dtype).reshape(shape), continuous.alpha_bar(float(tau)))
-            f = -0.5 * beta * (x + s_x.reshape(num, dim).double())  # (N, F)
-            if probes is None:
-                div = _divergence_exact(f, x)[:, None]  # (N, 1)
-            else:
-                div = _divergence_hutchinson(f, x, probes)  # (N, K)
-        return f.detach(), div.detach()
+    def field(x: torch.Tensor, tau: float) -> torch.Tensor:
+        k, w, beta = continuous.at(tau)
+        if score is None:
+            s_x = _interpolated_score(noise_predictor, sigmas, x.to(dtype).reshape(shape), k, w)
+        else:
+            s_x = score(x.to(dtype).reshape(shape), continuous.alpha_bar(tau))
+        return -0.5 * beta * (x + s_x.reshape(num, dim).double())  # (N, F)
 
-    start = (x0.detach().double().reshape(num, dim), torch.zeros(num, hutchinson or 1, dtype=torch.float64))
-    start = (start[0], start[1].to(x0.device))
-    taus = torch.tensor([float(continuous.start), float(continuous.last)], dtype=torch.float64, device=x0.device)
-    try:
-        x_end, integral = (s[-1] for s in odeint(field, start, taus, rtol=rtol, atol=atol, method="dopri5"))
-    except (AssertionError, RuntimeError) as error:  # torchdiffeq: "underflow in dt", non-finite values
-        raise UsageError(f"the ODE solver failed ({error}); loosen rtol or atol (now {rtol:g}, {atol:g})") from error
-    if prior is None:
-        log_p_end = -0.5 * (x_end**2).sum(1) - 0.5 * dim * math.log(2 * math.pi)  # log N(x_{T-1}; 0, I)
-    else:
-        log_p_end = prior(x_end).double()
-    per_probe = log_p_end[:, None] + integral  # (N, K)
-    if not bool(torch.isfinite(per_probe).all()):
-        raise UsageError(f"the ODE solver gave non-finite values; loosen rtol or atol (now {rtol:g}, {atol:g})")
-    value = per_probe.mean(1)
-    k = per_probe.shape[1]
-    if hutchinson is None:
-        stderr = torch.zeros_like(value)
-    else:  # one probe has no spread to measure: not a number rather than a false zero
-        stderr = per_probe.std(1) / math.sqrt(k) if k > 1 else torch.full_like(value, math.nan)
-    return Likelihood(value.cpu().numpy(), stderr.cpu().numpy(), evaluations)
+    span = (float(continuous.start), float(continuous.last))
+    return _log_density_along(field, x0, span, rtol=rtol, atol=atol, hutchinson=hutchinson, seed=seed, prior=prior)
 
 
 # ---------------------------------------------------------------- a flow run's ODE
@@ -228,52 +255,14 @@ def flow_log_prob(
     (core/flow.py), integrated from the data at t = 0 to N(0, I) at t = 1 (Chen et al. 2018, instantaneous change
     of variables): log p_0(x0) = log N(x_1; 0, I) + integral_0^1 div v dt. Unlike DDPM's ODE this is the density of
     the noiseless data: the velocity is defined at t = 0. The divergence as for ``pf_ode_log_prob``."""
-    from torchdiffeq import odeint
-
-    if hutchinson is not None and hutchinson < 1:
-        raise UsageError(f"hutchinson must be a positive number of probes, got {hutchinson}")
     shape = x0.shape
     num, dim = len(x0), int(np.prod(shape[1:]))
-    if hutchinson is None and dim > EXACT_TRACE_MAX_DIM:
-        hutchinson = 16
-    generator = torch.Generator(x0.device).manual_seed(seed)
-    probes = (
-        None
-        if hutchinson is None
-        else torch.randint(0, 2, (hutchinson, num, dim), generator=generator, device=x0.device).double() * 2 - 1
-    )
-    evaluations = 0
 
-    def field(t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal evaluations
-        evaluations += 1
-        with torch.enable_grad():
-            x = state[0].detach().requires_grad_(True)  # (N, F) float64
-            times = torch.full((num,), float(t), dtype=dtype, device=x.device)
-            f = velocity(x.to(dtype).reshape(shape), times).reshape(num, dim).double()  # (N, F)
-            div = _divergence_exact(f, x)[:, None] if probes is None else _divergence_hutchinson(f, x, probes)
-        return f.detach(), div.detach()
+    def field(x: torch.Tensor, t: float) -> torch.Tensor:
+        times = torch.full((num,), t, dtype=dtype, device=x.device)
+        return velocity(x.to(dtype).reshape(shape), times).reshape(num, dim).double()  # (N, F)
 
-    start = (
-        x0.detach().double().reshape(num, dim),
-        torch.zeros(num, hutchinson or 1, dtype=torch.float64, device=x0.device),
-    )
-    span = torch.tensor([0.0, 1.0], dtype=torch.float64, device=x0.device)
-    try:
-        x_end, integral = (s[-1] for s in odeint(field, start, span, rtol=rtol, atol=atol, method="dopri5"))
-    except (AssertionError, RuntimeError) as error:
-        raise UsageError(f"the ODE solver failed ({error}); loosen rtol or atol (now {rtol:g}, {atol:g})") from error
-    log_p_end = -0.5 * (x_end**2).sum(1) - 0.5 * dim * math.log(2 * math.pi)  # log N(x_1; 0, I)
-    per_probe = log_p_end[:, None] + integral  # (N, K)
-    if not bool(torch.isfinite(per_probe).all()):
-        raise UsageError(f"the ODE solver gave non-finite values; loosen rtol or atol (now {rtol:g}, {atol:g})")
-    value = per_probe.mean(1)
-    k = per_probe.shape[1]
-    if hutchinson is None:
-        stderr = torch.zeros_like(value)
-    else:
-        stderr = per_probe.std(1) / math.sqrt(k) if k > 1 else torch.full_like(value, math.nan)
-    return Likelihood(value.cpu().numpy(), stderr.cpu().numpy(), evaluations)
+    return _log_density_along(field, x0, (0.0, 1.0), rtol=rtol, atol=atol, hutchinson=hutchinson, seed=seed)
 
 
 # ---------------------------------------------------------------- the variational bound
