@@ -84,8 +84,6 @@ def resolve_sampling(
     own = sampler == config.own_sampler
     if steps is None and own:
         steps = config.sample_steps
-    if steps is None and sampler in SIGMA_SAMPLERS:
-        steps = min(FAST_STEPS, config.num_timesteps)
     if eta is None:
         eta = config.eta if own else 0.0
     if not eta >= 0 or not math.isfinite(eta):
@@ -101,6 +99,8 @@ def resolve_sampling(
             raise UsageError(f"a flow sampler needs at least 1 step, got {steps}")
         rtol, atol = (flow.ODE_RTOL if rtol is None else rtol), (flow.ODE_ATOL if atol is None else atol)
         return Sampling(sampler, steps, 0.0, float(rtol), float(atol))
+    if steps is None and sampler in SIGMA_SAMPLERS:  # a ddpm run's dpmpp-2m, euler or heun (flow has its own)
+        steps = min(FAST_STEPS, config.num_timesteps)
     if spacing not in STEP_SPACINGS:
         raise UsageError(f"unknown step spacing {spacing!r}; choose from {', '.join(STEP_SPACINGS)}")
     ddpm_sampler_steps(config.num_timesteps, sampler, steps)  # refuses an unknown sampler or a wrong step count

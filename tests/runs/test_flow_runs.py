@@ -228,3 +228,11 @@ def test_nfe_of_a_flow_run_walks_its_own_samplers(tmp_path):
     assert calls["euler", 4] == 4 and calls["midpoint", 4] == 8 and calls["ode", None] > 0
     with pytest.raises(td.UsageError, match="does not apply to this flow run"):
         td.nfe(model, samplers=["dpmpp-2m"], steps=[2], num=50)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "midpoint"])
+def test_a_flow_samplers_default_steps_are_flows_own(sampler):
+    # euler and heun are also ddpm samplers, whose default is 20 steps; a flow run's default is FLOW_SAMPLE_STEPS
+    config = TrainConfig(**tiny(TINY_POINTS, method="flow"))
+    assert resolve_sampling(config, sampler).steps == 25
+    assert resolve_sampling(TrainConfig(**TINY_POINTS), "heun").steps == 20  # a ddpm run: FAST_STEPS, at most T
