@@ -103,14 +103,14 @@ def score_samplers(run: Trained, model: td.Diffusion, budgets: list[int], num: i
     """Each sampler of the model at the steps that fit each budget, scored (``run.rows``)."""
     config = model.config
     samplers = [s for s in samplers_of(config.method) if s not in LEFT_OUT]
-    settings: list[tuple[str, int | None, float | None]] = []
+    settings: list[tuple[str, int | None, float | None, float]] = []
     for sampler in samplers:
         steps = sorted({b // CALLS_PER_STEP.get(sampler, 1) for b in budgets})
         settings += [s for s in nfe_settings([sampler], steps, ODE_TOLERANCES) if s not in settings]
     num = config.eval_batch_size if num is None else num
 
-    def draw(sampler: str, steps: int | None, tolerance: float | None) -> tuple[np.ndarray, int]:
-        how = resolve_sampling(config, sampler, steps, 0.0, rtol=tolerance, atol=tolerance)
+    def draw(sampler: str, steps: int | None, tolerance: float | None, eta: float) -> tuple[np.ndarray, int]:
+        how = resolve_sampling(config, sampler, steps, eta, rtol=tolerance, atol=tolerance)
         drawn = model.draw(num, how, seed=seed)
         return drawn.samples, drawn.nfe
 

@@ -282,38 +282,53 @@ def nfe(
     samplers: Sequence[str] | None = None,
     steps: Sequence[int] | None = None,
     tolerances: Sequence[float] | None = None,
+    etas: Sequence[float] | None = None,
     num: int | None = None,
     seed: int = 0,
     progress: Callable[[NfeRow], None] | None = None,
 ) -> list[NfeRow]:
     """Sample quality against the network evaluations made (``eval.nfe``): each of ``samplers`` (default: ddpm once,
-    ddim with eta 0, dpmpp-2m, euler, heun, ode; a flow run's euler, heun, midpoint and ode) at each of ``steps``
-    (default: 5, 10, 20, 50 up to T), the ode sampler at each rtol = atol of ``tolerances``, ``num`` samples each
-    (default: the run's eval_batch_size, as ``evaluate`` scores) from the same noise ``seed``, scored as
-    ``evaluate`` scores a point run's samples."""
+    ddim, dpmpp-2m, euler, heun and, for points, ode; a flow run's euler, heun, midpoint and ode) at each of ``steps``
+    (default: 5, 10, 20, 50 for points, 10, 20, 50 for images, up to T), the ode sampler at each rtol = atol of
+    ``tolerances``, ddim at each of ``etas`` (default: 0), ``num`` samples each (default: the run's eval_batch_size,
+    as ``evaluate`` scores) from the same noise ``seed``, scored as ``evaluate`` scores the run's samples: W2,
+    precision and recall for points, the judge's numbers for images."""
     from .choices import samplers_of
     from .diffusion import resolve_sampling
     from .eval.evaluate import evaluate_run_samples
-    from .eval.nfe import NFE_SAMPLERS, NFE_STEPS, ODE_TOLERANCES, measure_nfe, nfe_settings
+    from .eval.nfe import (
+        IMAGE_NFE_SAMPLERS,
+        IMAGE_NFE_STEPS,
+        NFE_SAMPLERS,
+        NFE_STEPS,
+        ODE_TOLERANCES,
+        measure_nfe,
+        nfe_settings,
+    )
 
     model = Diffusion.load(model) if isinstance(model, (str, Path)) else model
     config = model.config
-    if config.is_images:
-        raise UsageError("nfe measures point runs (W2, precision and recall against the data); this run draws images")
     num = config.eval_batch_size if num is None else num
     if num < 2:
         raise UsageError(f"the number of samples must be at least 2, got {num}")
     if steps is None:
-        steps = [n for n in NFE_STEPS if n <= config.num_timesteps] or [config.num_timesteps]
-    own = NFE_SAMPLERS if config.method == "ddpm" else samplers_of(config.method)  # a flow run's own samplers
-    chosen = nfe_settings(samplers or own, steps, tolerances or ODE_TOLERANCES)
-    ways = {how: resolve_sampling(config, how[0], how[1], 0.0, rtol=how[2], atol=how[2]) for how in chosen}
+        ladder = IMAGE_NFE_STEPS if config.is_images else NFE_STEPS
+        steps = [n for n in ladder if n <= config.num_timesteps] or [config.num_timesteps]
+    if config.method == "ddpm":
+        own = IMAGE_NFE_SAMPLERS if config.is_images else NFE_SAMPLERS
+    else:
+        own = samplers_of(config.method)  # a flow run's own samplers
+    chosen = nfe_settings(samplers or own, steps, tolerances or ODE_TOLERANCES, etas=etas or (0.0,))
+    ways = {how: resolve_sampling(config, how[0], how[1], how[3], rtol=how[2], atol=how[2]) for how in chosen}
 
-    def draw(sampler: str, count: int | None, tolerance: float | None) -> tuple[np.ndarray, int]:
-        drawn = model.draw(num, ways[sampler, count, tolerance], seed=seed)
+    def draw(sampler: str, count: int | None, tolerance: float | None, eta: float) -> tuple[np.ndarray, int]:
+        drawn = model.draw(num, ways[sampler, count, tolerance, eta], seed=seed)
         return drawn.samples, drawn.nfe
 
-    return measure_nfe(draw, lambda samples: evaluate_run_samples(samples, config), chosen, progress=progress)
+    def score(samples: np.ndarray) -> dict[str, float]:
+        return evaluate_run_samples(samples, config, progress=False)
+
+    return measure_nfe(draw, score, chosen, progress=progress)
 
 
 def _run_and_samples(what: Diffusion | str | Path | np.ndarray) -> tuple[Path | None, Path | np.ndarray]:

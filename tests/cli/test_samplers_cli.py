@@ -1,5 +1,6 @@
 """The samplers on the command line: `tiny-diffusion nfe` (sample quality against the network evaluations each
-sampler makes) and `sample` / `plot reverse` with the probability-flow samplers, on a tiny point run."""
+sampler makes) on a tiny point run and a tiny image run, and `sample` / `plot reverse` with the probability-flow
+samplers on the point run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import tiny_diffusion as td
-from conftest import TINY_POINTS, flags, without_warnings
+from conftest import TINY_IMAGES, TINY_POINTS, flags, without_warnings
 from tiny_diffusion.cli import main
 
 
@@ -51,6 +52,7 @@ def test_nfe_writes_a_table_json_and_figure(run_dir, capsys):
         (["--steps", "0"], "between 1 and num_timesteps (20), got 0"),
         (["--tolerances", "0"], "tolerances must be positive"),
         (["--num-samples", "1"], "at least 2"),
+        (["--etas", "-1"], "eta must be a finite number >= 0"),
     ],
 )
 def test_nfe_refuses_bad_input_in_one_line(run_dir, argv, message, capsys):
@@ -66,12 +68,49 @@ def test_nfe_unknown_sampler_lists_the_valid_ones(run_dir, capsys):
     assert info.value.code == 2 and "invalid choice: 'dpm'" in err and "dpmpp-2m" in err and err.count("\n") == 1
 
 
-def test_nfe_refuses_an_image_run():
-    class ImageRun:  # all nfe reads before refusing: the settings
-        config = td.settings(dataset="digits8")
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny-images"
+    assert main(["train", *flags(TINY_IMAGES, quiet=True), "--out", str(out)]) == 0
+    return out
 
-    with pytest.raises(td.UsageError, match="nfe measures point runs"):
-        td.nfe(ImageRun())
+
+def test_nfe_scores_an_image_run_with_the_judge(image_run, capsys):
+    argv = ["nfe", str(image_run), "--samplers", "ddpm", "ddim", "euler", "--steps", "2", "5", "--etas", "0", "1"]
+    assert main([*argv, "--num-samples", "16"]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads((image_run / "nfe.json").read_text())["rows"]
+    # ddpm once (all T = 20), ddim at each step count for each eta, euler at each step count
+    assert [(r["sampler"], r["steps"], r["eta"], r["nfe"]) for r in rows] == [
+        ("ddpm", None, 0.0, 20),
+        ("ddim", 2, 0.0, 2),
+        ("ddim", 5, 0.0, 5),
+        ("ddim", 2, 1.0, 2),
+        ("ddim", 5, 1.0, 5),
+        ("euler", 2, 0.0, 2),
+        ("euler", 5, 0.0, 5),
+    ]
+    for r in rows:  # the judge's numbers, each beside its floor
+        m = r["metrics"]
+        assert m["n"] == 16 and m["frechet"] > 0 and m["frechet_floor"] > 0 and 0 <= m["confident"] <= 1
+        assert 0 <= m["confident_floor"] <= 1
+    assert "Frechet" in out and "W2" not in out and out.count("ddim eta 1") == 2 and "wrote" in out
+    assert (image_run / "nfe.png").read_bytes()[:4] == b"\x89PNG"
+    # the same noise, sampler and eta give the same images as `sample` would draw
+    model = td.Diffusion.load(image_run)
+    images = model.sample(16, sampler="ddim", steps=5, eta=1.0, seed=0)
+    again = td.evaluate(images, dataset="digits8")
+    assert again["frechet"] == pytest.approx(rows[4]["metrics"]["frechet"])
+    assert not np.allclose(images, model.sample(16, sampler="ddim", steps=5, eta=0.0, seed=0))  # eta 0: others
+
+
+def test_nfe_on_images_leaves_out_the_ode_and_steps_past_t(image_run):
+    rows = td.nfe(image_run)  # num: the run's eval_batch_size, 16
+    # the image ladder is 10, 20, 50 (50 > T = 20 is dropped); ddpm once; no ode (its error control is too costly)
+    assert [(r.sampler, r.steps) for r in rows] == [("ddpm", None)] + [
+        (sampler, n) for sampler in ("ddim", "dpmpp-2m", "euler", "heun") for n in (10, 20)
+    ]
+    assert all("frechet" in r.metrics and r.eta == 0 for r in rows)
 
 
 @pytest.mark.parametrize(

@@ -236,7 +236,7 @@ def _diagnose(args: argparse.Namespace) -> int:
 def _nfe(args: argparse.Namespace) -> int:
     from ..api import nfe
     from ..diffusion import Diffusion
-    from ..eval.nfe import TABLE_HEADER, format_row
+    from ..eval.nfe import format_row, table_header
     from ..runs.files import save_json
     from ..viz import figures as viz
 
@@ -245,12 +245,13 @@ def _nfe(args: argparse.Namespace) -> int:
     if not args.overwrite and any(p.exists() for p in outputs):  # before the work, not after it
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     model = Diffusion.load(run_dir)
-    print(TABLE_HEADER, flush=True)
+    print(table_header(model.config.is_images), flush=True)
     rows = nfe(
         model,
         samplers=args.samplers,
         steps=args.steps,
         tolerances=args.tolerances,
+        etas=args.etas,
         num=args.num_samples,
         seed=args.seed,
         progress=lambda row: print(format_row(row), flush=True),

@@ -176,11 +176,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     nfe = commands.add_parser(
         "nfe",
-        help="sample quality against the network evaluations each sampler makes (point runs)",
-        description="Draw a point run's samples with each sampler at each step count (the ode sampler at each "
-        "tolerance), score them as `evaluate` does (W2, precision, recall, beside their floors) and set them against "
-        "the network evaluations actually made; write RUN_DIR/nfe.json and nfe.png and print a table. Image runs are "
-        "refused (their judge is too slow to call this often).",
+        help="sample quality against the network evaluations each sampler makes",
+        description="Draw a run's samples with each sampler at each step count (the ode sampler at each tolerance, "
+        "ddim at each eta), score them as `evaluate` does (for points W2, precision, recall; for images the judge's "
+        "Frechet distance and confident share; each beside its floor) and set them against the network evaluations "
+        "actually made; write RUN_DIR/nfe.json and nfe.png and print a table.",
     )
     nfe.add_argument("run_dir", metavar="RUN_DIR")
     nfe.add_argument(
@@ -189,10 +189,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         choices=SAMPLERS,
         default=None,
         metavar="SAMPLER",
-        help=f"from {', '.join(SAMPLERS)} (default: all; ddpm once, ddim with eta 0)",
+        help=f"from {', '.join(SAMPLERS)} (default: all, ddpm once; image runs leave out ode)",
     )
     nfe.add_argument(
-        "--steps", nargs="+", type=parse_int, default=None, help="step counts (default: 5 10 20 50, those up to T)"
+        "--steps",
+        nargs="+",
+        type=parse_int,
+        default=None,
+        help="step counts (default: 5 10 20 50 for points, 10 20 50 for images, those up to T)",
     )
     nfe.add_argument(
         "--tolerances",
@@ -200,6 +204,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         type=parse_float,
         default=None,
         help="the ode sampler's rtol = atol (default: 0.1 0.01 0.001)",
+    )
+    nfe.add_argument(
+        "--etas", nargs="+", type=parse_float, default=None, help="ddim's noise, each a curve of its own (default: 0)"
     )
     nfe.add_argument(
         "--num-samples", type=parse_int, default=None, help="per setting (default: the run's eval_batch_size)"

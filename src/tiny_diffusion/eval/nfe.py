@@ -1,5 +1,7 @@
 """Sample quality against the number of network evaluations: each sampler at a ladder of step counts (the ode
-sampler at a ladder of tolerances), its samples scored as ``evaluate`` scores a point run's, beside the floors.
+sampler at a ladder of tolerances, ddim at each eta asked for), its samples scored as ``evaluate`` scores them: a
+point run's by W2, precision and recall, an image run's by the judge (Frechet distance, confident share), each
+beside its floor.
 
 The x axis is what the sampler actually spent (``Trajectory.nfe``), not the steps asked for: heun calls the network
 2 steps - 1 times, the ode sampler as often as its error control needs, twice per call between integer steps.
@@ -17,22 +19,34 @@ from ..errors import UsageError
 __all__ = [
     "NFE_SAMPLERS",
     "NFE_STEPS",
+    "IMAGE_NFE_SAMPLERS",
+    "IMAGE_NFE_STEPS",
     "ODE_TOLERANCES",
     "HEADLINE",
+    "IMAGE_HEADLINE",
     "TABLE_HEADER",
+    "IMAGE_TABLE_HEADER",
     "NfeRow",
     "nfe_settings",
     "measure_nfe",
+    "table_header",
     "format_row",
+    "label",
 ]
 
 NFE_SAMPLERS = ("ddpm", "ddim", "dpmpp-2m", "euler", "heun", "ode")  # ddpm: the run's baseline, all T steps
 NFE_STEPS = (5, 10, 20, 50)
+# images: a network call costs about a thousand times a point run's and the adaptive ode sampler many of them, so
+# fewer settings by default (ddpm still walks all T once: the baseline)
+IMAGE_NFE_SAMPLERS = ("ddpm", "ddim", "dpmpp-2m", "euler", "heun")
+IMAGE_NFE_STEPS = (10, 20, 50)
 ODE_TOLERANCES = (1e-1, 1e-2, 1e-3)  # the ode sampler's rtol = atol ladder
 HEADLINE = ("w2", "precision@0.1", "precision@0.05", "recall@0.05")  # the columns printed and plotted
+IMAGE_HEADLINE = ("frechet", "confident")  # the judge's: printed beside their floors
 
-# (sampler, steps, tolerance) -> (samples (N, D) in the data's units, network evaluations per sample)
-Draw = Callable[[str, "int | None", "float | None"], tuple[np.ndarray, int]]
+# (sampler, steps, tolerance, eta) -> (samples in the data's units, network evaluations per sample)
+Draw = Callable[[str, "int | None", "float | None", float], tuple[np.ndarray, int]]
+Setting = tuple[str, "int | None", "float | None", float]  # (sampler, steps, tolerance, eta)
 
 
 @dataclass
@@ -43,59 +57,82 @@ class NfeRow:
     steps: int | None  # asked for (None: ddpm's all T, or the ode sampler's own)
     tolerance: float | None  # the ode sampler's rtol = atol, else None
     nfe: int  # network evaluations per sample, as made
-    metrics: dict[str, float]  # evaluate's point metrics, floors included
+    metrics: dict[str, float]  # evaluate's metrics (points or the judge's), floors included
+    eta: float = 0.0  # ddim's noise (0 for every other sampler)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def nfe_settings(
-    samplers: Sequence[str], steps: Sequence[int], tolerances: Sequence[float]
-) -> list[tuple[str, int | None, float | None]]:
-    """The (sampler, steps, tolerance) to try: ddpm once (all T), the ode sampler at each tolerance, the others at
-    each step count; in the order given, without repeats."""
-    if not samplers or not steps or not tolerances:
-        raise UsageError("give at least one sampler, one step count and one tolerance")
+    samplers: Sequence[str], steps: Sequence[int], tolerances: Sequence[float], *, etas: Sequence[float] = (0.0,)
+) -> list[Setting]:
+    """The (sampler, steps, tolerance, eta) to try: ddpm once (all T), the ode sampler at each tolerance, ddim at
+    each step count for each eta, the others at each step count; in the order given, without repeats."""
+    if not samplers or not steps or not tolerances or not etas:
+        raise UsageError("give at least one sampler, one step count, one tolerance and one eta")
     if any(not (tol > 0 and np.isfinite(tol)) for tol in tolerances):
         raise UsageError(f"tolerances must be positive numbers, got {', '.join(map(str, tolerances))}")
-    chosen: list[tuple[str, int | None, float | None]] = []
+    if any(not (eta >= 0 and np.isfinite(eta)) for eta in etas):
+        raise UsageError(f"eta must be a finite number >= 0, got {', '.join(map(str, etas))}")
+    chosen: list[Setting] = []
     for sampler in dict.fromkeys(samplers):
         if sampler == "ddpm":
-            chosen.append((sampler, None, None))
+            chosen.append((sampler, None, None, 0.0))
         elif sampler == "ode":
-            chosen += [(sampler, None, float(tol)) for tol in sorted(set(tolerances), reverse=True)]
+            chosen += [(sampler, None, float(tol), 0.0) for tol in sorted(set(tolerances), reverse=True)]
+        elif sampler == "ddim":
+            chosen += [(sampler, int(n), None, float(eta)) for eta in dict.fromkeys(etas) for n in sorted(set(steps))]
         else:
-            chosen += [(sampler, int(n), None) for n in sorted(set(steps))]
+            chosen += [(sampler, int(n), None, 0.0) for n in sorted(set(steps))]
     return chosen
 
 
 def measure_nfe(
     draw: Draw,
     score: Callable[[np.ndarray], dict[str, float]],
-    settings: Sequence[tuple[str, int | None, float | None]],
+    settings: Sequence[Setting],
     *,
     progress: Callable[[NfeRow], None] | None = None,
 ) -> list[NfeRow]:
     """Draw and score each setting in turn; ``progress`` is told of each row as it is measured."""
     rows = []
-    for sampler, steps, tolerance in settings:
-        samples, nfe = draw(sampler, steps, tolerance)
-        rows.append(NfeRow(sampler, steps, tolerance, nfe, score(samples)))
+    for sampler, steps, tolerance, eta in settings:
+        samples, nfe = draw(sampler, steps, tolerance, eta)
+        rows.append(NfeRow(sampler, steps, tolerance, nfe, score(samples), eta))
         if progress is not None:
             progress(rows[-1])
     return rows
 
 
 SHORT = {"precision@0.1": "p@0.1", "precision@0.05": "p@0.05", "recall@0.05": "r@0.05"}
-TABLE_HEADER = f"{'sampler':<9} {'steps':>10} {'nfe':>5}  {'W2 (x floor)':>16}  " + "  ".join(
+TABLE_HEADER = f"{'sampler':<11} {'steps':>10} {'nfe':>5}  {'W2 (x floor)':>16}  " + "  ".join(
     f"{SHORT[name]:>6}" for name in HEADLINE[1:]
 )
+IMAGE_TABLE_HEADER = f"{'sampler':<11} {'steps':>10} {'nfe':>5}  {'Frechet (x floor)':>17}  {'confident (floor)':>17}"
+
+
+def table_header(images: bool) -> str:
+    """The table's first line: the judge's columns for an image run, else the point metrics'."""
+    return IMAGE_TABLE_HEADER if images else TABLE_HEADER
+
+
+def label(row: NfeRow | dict) -> str:
+    """The sampler's name, with ddim's eta where it is not 0: what one curve of the figure is."""
+    sampler, eta = (row["sampler"], row.get("eta", 0.0)) if isinstance(row, dict) else (row.sampler, row.eta)
+    return f"{sampler} eta {eta:g}" if eta else sampler
 
 
 def format_row(row: NfeRow) -> str:
-    """One line of the table: sampler, setting, evaluations, then W2 (and as a multiple of its floor) and the rest."""
+    """One line of the table: sampler, setting, evaluations, then the metrics: for images the Frechet distance (and
+    as a multiple of its floor) and the confident share beside its floor; for points W2 (and as a multiple of its
+    floor), precision and recall."""
     setting = f"tol {row.tolerance:g}" if row.tolerance is not None else "all" if row.steps is None else row.steps
     m = row.metrics
+    start = f"{label(row):<11} {setting!s:>10} {row.nfe:>5}"
+    if "frechet" in m:  # the judge's numbers: an image run
+        frechet = f"{m['frechet']:.2f} ({m['frechet'] / m['frechet_floor']:.2f}x)"
+        return f"{start}  {frechet:>17}  {m['confident']:>8.3f} ({m['confident_floor']:.3f})"
     w2 = f"{m['w2']:.4f} ({m['w2'] / m['w2_floor']:.2f}x)" if "w2_floor" in m else f"{m['w2']:.4f}"
     rest = "  ".join(f"{m.get(name, float('nan')):>6.3f}" for name in HEADLINE[1:])
-    return f"{row.sampler:<9} {setting!s:>10} {row.nfe:>5}  {w2:>16}  {rest}"
+    return f"{start}  {w2:>16}  {rest}"

@@ -172,26 +172,34 @@ def plot_diagnosis(per_step: dict[str, list[float]], path: str | Path, *, title:
 
 
 def plot_nfe(rows: Sequence[dict], path: str | Path, *, title: str = "") -> None:
-    """Sample quality against network evaluations (log scale), one curve per sampler: W2 as a multiple of its
-    floor, precision at 0.1 and 0.05, recall at 0.05; the floors (data against data) dashed. ``rows``: the dicts of
-    ``eval.nfe.NfeRow``."""
-    panels = [("w2", "W2 / its floor"), ("precision@0.1", "precision@0.1"), ("precision@0.05", "precision@0.05"),
-              ("recall@0.05", "recall@0.05")]  # fmt: skip
+    """Sample quality against network evaluations (log scale), one curve per sampler (ddim per eta): for points W2
+    as a multiple of its floor, precision at 0.1 and 0.05, recall at 0.05; for images (the judge's numbers) the
+    Frechet distance as a multiple of its floor and the confident share; the floors (data against data) dashed.
+    ``rows``: the dicts of ``eval.nfe.NfeRow``."""
+    from ..eval.nfe import label
+
+    images = "frechet" in rows[0]["metrics"]
+    ratio = "frechet" if images else "w2"  # the metric drawn as a multiple of its floor, on a log axis
+    if images:
+        panels = [("frechet", "Frechet distance / its floor"), ("confident", "confident share (judge > 0.9)")]
+    else:
+        panels = [("w2", "W2 / its floor"), ("precision@0.1", "precision@0.1"), ("precision@0.05", "precision@0.05"),
+                  ("recall@0.05", "recall@0.05")]  # fmt: skip
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), layout="constrained")
-    for sampler in dict.fromkeys(row["sampler"] for row in rows):
-        mine = sorted((row for row in rows if row["sampler"] == sampler), key=lambda row: row["nfe"])
+    for curve in dict.fromkeys(label(row) for row in rows):
+        mine = sorted((row for row in rows if label(row) == curve), key=lambda row: row["nfe"])
         for ax, (name, _) in zip(axes, panels):
             values = [row["metrics"].get(name, np.nan) for row in mine]
-            if name == "w2":
-                values = [v / row["metrics"]["w2_floor"] for v, row in zip(values, mine)]
-            ax.plot([row["nfe"] for row in mine], values, marker="o", label=sampler)
-    for ax, (name, label) in zip(axes, panels):
-        floor = 1.0 if name == "w2" else np.mean([row["metrics"].get(f"{name}_floor", np.nan) for row in rows])
+            if name == ratio:
+                values = [v / row["metrics"][f"{ratio}_floor"] for v, row in zip(values, mine)]
+            ax.plot([row["nfe"] for row in mine], values, marker="o", label=curve)
+    for ax, (name, label_text) in zip(axes, panels):
+        floor = 1.0 if name == ratio else np.mean([row["metrics"].get(f"{name}_floor", np.nan) for row in rows])
         if np.isfinite(floor):
             ax.axhline(floor, color="gray", linestyle="--", linewidth=1, label="floor (data vs data)")
         ax.set_xscale("log")
         ax.set_xlabel("network evaluations per sample")
-        ax.set_ylabel(label)
+        ax.set_ylabel(label_text)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_yscale("log")
     axes[0].yaxis.set_major_formatter("{x:g}")  # 1.5, not 1.5 x 10^0
