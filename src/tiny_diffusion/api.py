@@ -314,10 +314,9 @@ def nfe(
     if steps is None:
         ladder = IMAGE_NFE_STEPS if config.is_images else NFE_STEPS
         steps = [n for n in ladder if n <= config.num_timesteps] or [config.num_timesteps]
+    own: Sequence[str] = samplers_of(config.method)  # a flow run's own samplers
     if config.method == "ddpm":
         own = IMAGE_NFE_SAMPLERS if config.is_images else NFE_SAMPLERS
-    else:
-        own = samplers_of(config.method)  # a flow run's own samplers
     chosen = nfe_settings(samplers or own, steps, tolerances or ODE_TOLERANCES, etas=etas or (0.0,))
     ways = {how: resolve_sampling(config, how[0], how[1], how[3], rtol=how[2], atol=how[2]) for how in chosen}
 
