@@ -10,9 +10,10 @@
   so ln sigma normal is t = sigmoid(mean + std z), the logit-normal of Esser et al. 2024
   (https://arxiv.org/abs/2403.03206).
 
-Uniform steps spend half of training above sigma = 2.6 on the dino's default schedule (T = 500, linear), where the
+Uniform steps spend half of training above sigma = 1.6 on the dino's default schedule (T = 500, linear), where the
 data is a blur; the dino's fine detail (points 0.22 apart) is decided between sigma 0.02 and 0.3, which uniform steps
-visit one time in ten. Measured in docs/concepts.md ("Which noise levels training visits").
+visit one time in eight and the default log-normal (-0.7, 1.6) 37 times in a hundred. Measured in docs/concepts.md
+("Which noise levels training visits").
 """
 
 from __future__ import annotations
