@@ -52,6 +52,7 @@ def train_summary(
     checkpoint_every: str | int = DEFAULT_EVERY,
     keep_checkpoints: int = DEFAULT_KEEP,
     compile: bool = False,
+    threads: int | None = None,
 ) -> TrainSummary | None:
     """``train``, returning what the command prints too (times, samples); None in a torchrun process but rank 0."""
     policy = CheckpointPolicy.parse(str(checkpoint_every), keep_checkpoints)
@@ -63,6 +64,7 @@ def train_summary(
         progress=progress,
         checkpoints=policy,
         compile=compile,
+        threads=threads,
         callback=callback,
     )
 
@@ -78,6 +80,7 @@ def train(
     checkpoint_every: str | int = DEFAULT_EVERY,
     keep_checkpoints: int = DEFAULT_KEEP,
     compile: bool = False,
+    threads: int | None = None,
     **overrides: Any,
 ) -> Diffusion:
     """Train a model and write its run directory (``out``, default runs/EXPERIMENT_NAME or runs/DATASET); return
@@ -88,7 +91,9 @@ def train(
     ``progress`` shows progress bars (``tqdm.auto``: widgets in a notebook); ``callback`` is called with a
     ``Snapshot`` (epoch, step, the losses so far, samples drawn now) at every snapshot, every
     ``save_images_step`` epochs and after the last. An existing run directory is replaced only with
-    ``overwrite=True``. Checkpoints are saved every ``checkpoint_every`` ("30s" or a number of steps).
+    ``overwrite=True``. Checkpoints are saved every ``checkpoint_every`` ("30s" or a number of steps). ``threads``:
+    torch's CPU threads while training (default: one for points on the CPU, unless OMP_NUM_THREADS is set; torch's
+    own for images), restored afterwards.
     """
     summary = train_summary(
         settings(config, **overrides),
@@ -99,6 +104,7 @@ def train(
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         compile=compile,
+        threads=threads,
     )
     if summary is None:
         raise UsageError("td.train runs as one process; use `torchrun -m tiny_diffusion train` for several")

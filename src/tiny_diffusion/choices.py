@@ -8,6 +8,7 @@ METHODS = ("ddpm", "flow")  # how noise becomes data: diffusion (core.samplers) 
 SAMPLERS = ("ddpm", "ddim", "dpmpp-2m", "euler", "heun", "ode")  # core.samplers.SAMPLERS
 FLOW_SAMPLERS = ("euler", "heun", "midpoint", "ode")  # core.flow.INTEGRATORS
 TARGETS = ("noise", "x0", "previous", "v")  # core.objectives
+TIMESTEP_SAMPLINGS = ("uniform", "log-normal")  # core.noise_levels.TIMESTEP_SAMPLINGS
 PRECISIONS = ("fp32", "bf16", "fp16")  # core.precision.PRECISIONS
 TIME_EMBEDDINGS = ("sinusoidal", "learnable", "linear", "zero")  # models.embeddings.TIME_EMBEDDINGS
 INPUT_EMBEDDINGS = ("sinusoidal", "learnable", "linear", "identity")  # models.embeddings.INPUT_EMBEDDINGS

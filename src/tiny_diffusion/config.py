@@ -24,6 +24,7 @@ IMAGE_DEFAULTS: dict[str, Any] = dict(
     model="unet", channels=16, num_samples=0, train_batch_size=64, eval_batch_size=500, num_epochs=100,
     learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, target="x0", num_timesteps=1000,
     beta_schedule="cosine", sampler="ddim", sample_steps=50, eta=1.0, save_images_step=20,
+    timestep_sampling="uniform", embedding_size=128,
 )
 # fmt: on
 
@@ -35,10 +36,18 @@ SNAPSHOT_IMAGES = 64  # images per training snapshot
 
 # Named starting points (``--preset``): applied over the dataset's defaults, under a config file's and the flags'
 # values. "study": the follow-up study's final settings (25 epochs, learning rate 2e-4, hidden size 128, five hidden
-# layers); on images its model is its CNN (seed-cnn) at the width SeedCNN defaults to (the study gave none).
+# layers, with the original's embeddings of 128 and uniform timesteps); on images its model is its CNN (seed-cnn) at
+# the width SeedCNN defaults to (the study gave none).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "study": {
-        "points": dict(num_epochs=25, learning_rate=2e-4, hidden_size=128, hidden_layers=5),
+        "points": dict(
+            num_epochs=25,
+            learning_rate=2e-4,
+            embedding_size=128,
+            hidden_size=128,
+            hidden_layers=5,
+            timestep_sampling="uniform",
+        ),
         "images": dict(model="seed-cnn", num_epochs=25, learning_rate=2e-4, channels=32),
     }
 }
@@ -100,8 +109,8 @@ class TrainConfig:
     )
     train_batch_size: int = opt(512, "points per optimiser step", group="training")
     eval_batch_size: int = opt(1000, "number of final samples, and of points in each snapshot", group="sampling")
-    num_epochs: int = opt(1000, "passes over the training set", group="training")
-    learning_rate: float = opt(2e-3, "peak learning rate of AdamW", group="training")
+    num_epochs: int = opt(420, "passes over the training set", group="training")
+    learning_rate: float = opt(6e-3, "peak learning rate of AdamW", group="training")
     lr_schedule: str = opt(
         "cosine",
         "learning rate after warm-up: constant (the original) or cosine decay to 0",
@@ -119,6 +128,17 @@ class TrainConfig:
         "5 is theirs); 0 = the plain mean squared error",
         group="training",
     )
+    timestep_sampling: str = opt(
+        "log-normal",
+        "the noise levels training visits: uniform over the T steps (the original DDPM) or log-normal in the "
+        "noise-to-signal ratio sigma (Karras et al. 2022; a flow run: logit-normal t)",
+        choices.TIMESTEP_SAMPLINGS,
+        group="training",
+    )
+    log_sigma_mean: float = opt(-0.7, "log-normal timestep sampling: the mean of ln sigma", group="training")
+    log_sigma_std: float = opt(
+        1.6, "log-normal timestep sampling: the standard deviation of ln sigma", group="training"
+    )
     num_timesteps: int = opt(500, "diffusion steps T", group="schedule")
     beta_schedule: str = opt("linear", "noise schedule", choices.BETA_SCHEDULES, group="schedule")
     beta_start: float = opt(1e-4, "first beta (linear, quadratic, sigmoid)", group="schedule")
@@ -133,8 +153,8 @@ class TrainConfig:
     )
     target: str = opt("noise", "ddpm: what the network predicts", choices.TARGETS, group="training")
     model: str = opt("mlp", "the denoiser: mlp for points; seed-cnn or unet for images", choices.MODELS, group="model")
-    embedding_size: int = opt(128, "width of each timestep and input embedding", group="model")
-    hidden_size: int = opt(128, "mlp: width of the hidden layers", group="model")
+    embedding_size: int = opt(64, "width of each timestep and input embedding", group="model")
+    hidden_size: int = opt(96, "mlp: width of the hidden layers", group="model")
     hidden_layers: int = opt(3, "mlp: number of residual hidden blocks", group="model")
     channels: int = opt(32, "seed-cnn and unet: channels of the first level (deeper levels have more)", group="model")
     time_embedding: str = opt("sinusoidal", "timestep embedding", choices.TIME_EMBEDDINGS, group="model")
@@ -143,12 +163,19 @@ class TrainConfig:
     )
     input_scale: float = opt(25.0, "frequency scale of the sinusoidal and linear input embeddings", group="model")
     save_images_step: int = opt(
-        100, "take a snapshot (sample --eval-batch-size points, or 64 images) every this many epochs", group="run"
+        30, "take a snapshot (sample --eval-batch-size points, or 64 images) every this many epochs", group="run"
     )
     sampler: Optional[str] = opt(
         None,
-        "sampler for snapshots and final samples: ddpm or ddim for ddpm runs, euler, heun, midpoint or ode for "
-        "flow runs (default: the method's own, ddpm or midpoint)",
+        "sampler of the final samples (and of `sample`): ddpm, ddim, dpmpp-2m, euler, heun or ode for ddpm runs, "
+        "euler, heun, midpoint or ode for flow runs (default: the method's own, ddpm or midpoint)",
+        choices.ALL_SAMPLERS,
+        group="sampling",
+    )
+    snapshot_sampler: Optional[str] = opt(
+        None,
+        "sampler of the snapshots taken during training, at its default steps (default: --sampler's, but "
+        "dpmpp-2m in 20 steps where that is ddpm, whose T steps would cost much of a short run's time)",
         choices.ALL_SAMPLERS,
         group="sampling",
     )
@@ -245,6 +272,7 @@ class TrainConfig:
             "channels",
             "save_images_step",
             "learning_rate",
+            "log_sigma_std",
         )
         if not self.is_images:  # images: 0 = every training image
             positive += ("num_samples",)
@@ -306,10 +334,12 @@ class TrainConfig:
     def _validate_method(self) -> None:
         """Refuse the settings of one method given to a run of the other."""
         valid = choices.samplers_of(self.method)
-        if self.sampler is not None and self.sampler not in valid:
-            raise SettingError(
-                f"sampler {self.sampler} is not for {self.method} runs; choose from {', '.join(valid)}", "sampler"
-            )
+        for name in ("sampler", "snapshot_sampler"):
+            value = getattr(self, name)
+            if value is not None and value not in valid:
+                raise SettingError(
+                    f"{name} {value} is not for {self.method} runs; choose from {', '.join(valid)}", name
+                )
         if self.method != "flow":
             return
         if self.target != "noise":
@@ -325,6 +355,14 @@ class TrainConfig:
         """The run's sampler: ``sampler``, or the method's own where left out (ddpm; midpoint for flow)."""
         return self.sampler if self.sampler is not None else choices.DEFAULT_SAMPLERS[self.method]
 
+    @property
+    def own_snapshot_sampler(self) -> str:
+        """The sampler of the run's snapshots: ``snapshot_sampler``, else the run's own, but dpmpp-2m (at its 20
+        steps) in place of ddpm's T steps: snapshots only show training's progress."""
+        if self.snapshot_sampler is not None:
+            return self.snapshot_sampler
+        return "dpmpp-2m" if self.own_sampler == "ddpm" else self.own_sampler
+
     def with_method(self, method: str) -> TrainConfig:
         """These settings with ``method``, the sampling and target of the other method dropped (back to the new
         method's own): what ``ablate method ddpm flow`` compares."""
@@ -333,6 +371,8 @@ class TrainConfig:
         drop: dict[str, Any] = {}
         if self.sampler is not None and self.sampler not in choices.samplers_of(method):
             drop.update(sampler=None, sample_steps=None, eta=0.0)
+        if self.snapshot_sampler is not None and self.snapshot_sampler not in choices.samplers_of(method):
+            drop.update(snapshot_sampler=None)
         if method == "flow":
             drop.update(target="noise", min_snr_gamma=0.0)
         return replace(self, method=method, **drop)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tiny_diffusion import choices
-from tiny_diffusion.core import flow, objectives, precision, samplers, schedule, training
+from tiny_diffusion.core import flow, noise_levels, objectives, precision, samplers, schedule, training
 from tiny_diffusion.models import MODELS, embeddings, images
 
 
@@ -19,6 +19,7 @@ from tiny_diffusion.models import MODELS, embeddings, images
         (choices.SAMPLERS, samplers.SAMPLERS),
         (choices.FLOW_SAMPLERS, flow.INTEGRATORS),
         (choices.TARGETS, objectives.TARGETS),
+        (choices.TIMESTEP_SAMPLINGS, noise_levels.TIMESTEP_SAMPLINGS),
         (choices.PRECISIONS, precision.PRECISIONS),
         (choices.TIME_EMBEDDINGS, embeddings.TIME_EMBEDDINGS),
         (choices.INPUT_EMBEDDINGS, embeddings.INPUT_EMBEDDINGS),
@@ -32,6 +33,7 @@ from tiny_diffusion.models import MODELS, embeddings, images
         "samplers",
         "flow_samplers",
         "targets",
+        "timestep_samplings",
         "precisions",
         "time_embeddings",
         "input_embeddings",

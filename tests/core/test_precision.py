@@ -101,6 +101,6 @@ def test_a_bf16_run_says_so_and_records_its_precision(tmp_path, capsys):
     ]
     assert main(["train", *flags, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "batch 64, peak learning rate 0.002, bf16 on cpu" in lines[0]
+    assert "batch 64, peak learning rate 0.006, bf16 on cpu" in lines[0]
     assert re.fullmatch(r"trained in [0-9.]+ s, sampled 40 in [0-9.]+ s \([0-9,]+ points/s\); wrote .*", lines[-1])
     assert json.loads((out / "config.json").read_text())["config"]["precision"] == "bf16"

@@ -176,7 +176,7 @@ def _error(capsys, argv):
 
 def test_resume_takes_the_saved_settings_and_refuses_others_in_one_line(unfinished, reference, tmp_path, capsys):
     out = str(unfinished)
-    assert "these differ: learning_rate: 0.002 -> 0.1" in _error(
+    assert "these differ: learning_rate: 0.006 -> 0.1" in _error(
         capsys, ["train", "--resume", out, "--learning-rate", "0.1"]
     )
     assert "drop --out and --overwrite" in _error(capsys, ["train", "--resume", out, "--out", out])

@@ -105,6 +105,7 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         compile=args.compile,
+        threads=args.threads,
     )
     if summary is not None:  # None: a process of a torchrun job but rank 0, which writes the run
         print(

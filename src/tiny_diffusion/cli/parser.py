@@ -88,6 +88,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="keep the newest K checkpoints (default: %(default)s)",
     )
     groups["device"].add_argument(
+        "--threads",
+        type=parse_int,
+        metavar="N",
+        help="torch's CPU threads while training (default: 1 for points on the CPU, whose small matrix products "
+        "stall on more when a core is busy, unless OMP_NUM_THREADS is set; torch's own for images)",
+    )
+    groups["device"].add_argument(
         "--compile",
         action="store_true",
         help="train a torch.compile'd network: "

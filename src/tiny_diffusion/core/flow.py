@@ -5,9 +5,10 @@ The path (Lipman et al. 2023, https://arxiv.org/abs/2210.02747, eq. 20 with sigm
 
     x_t = (1 - t) x0 + t noise,     t in [0, 1] continuous,
 
-and its velocity dx_t/dt = noise - x0 is what the network learns by mean squared error at uniformly drawn t. The
-regression's minimiser is the marginal velocity v(x, t) = E[noise - x0 | x_t = x], whose ODE dx/dt = v carries
-N(0, I) at t = 1 to the data at t = 0; the samplers integrate it backwards, from t = 1 to t = 0.
+and its velocity dx_t/dt = noise - x0 is what the network learns by mean squared error at drawn times t (uniform
+or logit-normal: core.noise_levels). The regression's minimiser is the marginal velocity v(x, t) = E[noise - x0 |
+x_t = x], whose ODE dx/dt = v carries N(0, I) at t = 1 to the data at t = 0; the samplers integrate it backwards,
+from t = 1 to t = 0.
 
 The network sees t scaled by ``TIME_SCALE`` (1000): the timestep embeddings were made for integer steps of a DDPM
 (sinusoidal frequencies from 1 to 1/10000 per step), so t * 1000 spans the range of a 1000-step DDPM, the
@@ -37,7 +38,6 @@ __all__ = [
     "interpolate",
     "velocity_target",
     "predict_x0",
-    "sample_times",
     "velocity_predictor",
     "sample",
 ]
@@ -73,13 +73,6 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 def predict_x0(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """x0 = x_t - t v: where the straight line through x_t with velocity v meets t = 0."""
     return x_t - _bcast(t, x_t) * velocity
-
-
-def sample_times(
-    num: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """(num,) training times drawn uniformly from [0, 1) (Lipman et al. 2023)."""
-    return torch.rand(num, generator=generator, device=device)
 
 
 def velocity_predictor(network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Velocity:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..errors import UsageError
 from . import flow
 from .distributed import SINGLE, Cluster
+from .noise_levels import draw_flow_times, draw_timesteps
 from .objectives import loss_weights, training_target
 from .precision import autocast, grad_scaler
 from .schedule import NoiseSchedule
@@ -38,6 +39,9 @@ class TrainingSettings(Protocol):
     ema_decay: float  # 0: no EMA copy
     grad_clip: float  # 0: no clipping
     min_snr_gamma: float  # 0: plain MSE
+    timestep_sampling: str  # which noise levels each batch visits (a noise_levels.TIMESTEP_SAMPLINGS key)
+    log_sigma_mean: float  # of ln sigma, for log-normal timestep sampling
+    log_sigma_std: float
     method: str  # ddpm or flow (a METHODS key)
     target: str  # what a ddpm network predicts
     precision: str  # fp32, bf16, fp16
@@ -58,9 +62,11 @@ class Regression:
 def _ddpm(
     schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t_rows: Rows, config: TrainingSettings
 ) -> Regression:
-    """DDPM (Ho et al. 2020): a uniform integer step t, x_t = sqrt(alpha-bar) x0 + sqrt(1 - alpha-bar) noise, the
-    configured target; min-SNR weights if asked."""
-    t = t_rows(lambda n, g: torch.randint(0, len(schedule), (n,), generator=g, device=x0.device))
+    """DDPM (Ho et al. 2020): an integer step t drawn as ``timestep_sampling`` says (uniform, as there, or
+    log-normal in sigma), x_t = sqrt(alpha-bar) x0 + sqrt(1 - alpha-bar) noise, the configured target; min-SNR
+    weights if asked."""
+    levels = dict(mean=config.log_sigma_mean, std=config.log_sigma_std, device=x0.device)
+    t = t_rows(lambda n, g: draw_timesteps(config.timestep_sampling, schedule, n, g, **levels))
     x_t = schedule.add_noise(x0, noise, t)
     weights = loss_weights(config.target, schedule, t, config.min_snr_gamma) if config.min_snr_gamma > 0 else None
     return Regression(x_t, t, training_target(config.target, schedule, x0, noise, x_t, t), weights)
@@ -69,9 +75,11 @@ def _ddpm(
 def _flow(
     schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t_rows: Rows, config: TrainingSettings
 ) -> Regression:
-    """Conditional flow matching (Lipman et al. 2023): a uniform time t in [0, 1), x_t = (1 - t) x0 + t noise,
-    the velocity noise - x0 as target; the network sees t * flow.TIME_SCALE."""
-    t = t_rows(lambda n, g: flow.sample_times(n, generator=g, device=x0.device))
+    """Conditional flow matching (Lipman et al. 2023): a time t in [0, 1) drawn as ``timestep_sampling`` says
+    (uniform, as there, or logit-normal), x_t = (1 - t) x0 + t noise, the velocity noise - x0 as target; the network
+    sees t * flow.TIME_SCALE."""
+    levels = dict(mean=config.log_sigma_mean, std=config.log_sigma_std, device=x0.device)
+    t = t_rows(lambda n, g: draw_flow_times(config.timestep_sampling, n, g, **levels))
     return Regression(flow.interpolate(x0, noise, t), t * flow.TIME_SCALE, flow.velocity_target(x0, noise), None)
 
 

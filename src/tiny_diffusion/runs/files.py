@@ -166,9 +166,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+# settings newer than some run directories, with the value every run made before them was trained with
+PREDATED = {"timestep_sampling": "uniform"}
+
+
 def _config_of(meta: dict[str, Any], run_dir: Path) -> TrainConfig:
     try:
-        return TrainConfig.from_dict(meta["config"])
+        return TrainConfig.from_dict({**PREDATED, **meta["config"]})
     except UsageError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:

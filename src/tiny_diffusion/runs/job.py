@@ -3,11 +3,12 @@ as it goes; under torchrun, every process trains and rank 0 writes."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,38 @@ class Snapshot:
     samples: np.ndarray  # (N, *shape) drawn now, in the data's units
 
 
+# torch's CPU threads for a point run when none are asked for: the MLP's small matrix products gain little from a
+# second thread on a quiet machine and stall, dozens of times slower, when another job holds a core (measured in
+# docs/concepts.md#why-the-defaults-changed); images keep torch's own count
+POINT_THREADS = 1
+
+
+@contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` inside the block and restored after it; None leaves them alone."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def training_threads(config: TrainConfig, device: torch.device, threads: int | None) -> int | None:
+    """The CPU threads a run trains with: ``threads`` where given; POINT_THREADS for a point run on the CPU unless
+    OMP_NUM_THREADS says otherwise; else None (torch's own)."""
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be positive, got {threads}")
+        return threads
+    if device.type == "cpu" and not config.is_images and "OMP_NUM_THREADS" not in os.environ:
+        return POINT_THREADS
+    return None
+
+
 def train_run(
     config: TrainConfig,
     out: str | Path,
@@ -76,6 +109,7 @@ def train_run(
     progress: bool = True,
     checkpoints: CheckpointPolicy | None = None,
     compile: bool = False,
+    threads: int | None = None,
     callback: Callable[[Snapshot], None] | None = None,
 ) -> TrainSummary | None:
     """Train on config.dataset and write a complete run directory to ``out`` (see ``runs``).
@@ -83,7 +117,8 @@ def train_run(
     Training goes on in the unfinished run beside ``out`` and checkpoints there (see ``staging``); SIGINT and SIGTERM
     save a checkpoint and stop with ``Interrupted``. ``resume`` carries on the unfinished run of ``out`` from its
     newest intact checkpoint, with the settings it was started with: ``config`` must have them (the device aside).
-    ``compile`` trains a ``torch.compile``d network (the same results up to float rounding). ``callback`` is
+    ``compile`` trains a ``torch.compile``d network (the same results up to float rounding). ``threads``: torch's
+    CPU threads while it trains (default: one for a point run on the CPU, see ``training_threads``). ``callback`` is
     handed a ``Snapshot`` at every snapshot (every config.save_images_step epochs, and after the last).
 
     Under torchrun every process calls this and they train one model together (see ``distributed``): rank 0 alone
@@ -100,7 +135,8 @@ def train_run(
             f"{config.train_batch_size} does not divide by {world_size()}"
         )
     train_set = training_data(config)  # a missing or unreadable data file is reported before the run directory
-    with joined(device) as cluster, ExitStack() as held, caught_signals() as signals:
+    threads = training_threads(config, device, threads)
+    with joined(device) as cluster, ExitStack() as held, caught_signals() as signals, cpu_threads(threads):
 
         def claim() -> None:  # one trainer per run directory, and a run to start there (or to resume)
             held.enter_context(run_lock(out))
@@ -200,10 +236,11 @@ def _train_into(
             config, network, schedule, train_set.shape, data_min, data_max, shift, scale, train_set.classes
         )
 
-    own = resolve_sampling(config)  # the run's own sampler, steps and eta
+    own = resolve_sampling(config)  # the run's own sampler, steps and eta: the final samples
+    quick = resolve_sampling(config, config.own_snapshot_sampler)  # the snapshots', at its steps
 
     def snapshot(current: torch.nn.Module, epoch: int) -> None:
-        frames.append(diffusion(current).draw(config.snapshot_size, own, seed=config.seed + 1).samples)
+        frames.append(diffusion(current).draw(config.snapshot_size, quick, seed=config.seed + 1).samples)
         frame_epochs.append(epoch)
         if callback is not None:
             callback(Snapshot(epoch + 1, state.step, state.losses[: state.step].cpu().numpy(), frames[-1]))

@@ -21,7 +21,8 @@ from .ablation import StudyRow, ensure_runs, run_study
 
 __all__ = ["ORIGINAL", "STUDIES", "Study", "StudyResult", "reproduce", "base_config", "SCORES"]
 
-# the original's training settings; clip_sample=False because it did not clip x0
+# the original's training settings; clip_sample=False because it did not clip x0; its timesteps were uniform and
+# it drew every snapshot by DDPM's T steps
 ORIGINAL = dict(
     train_batch_size=32,
     num_epochs=200,
@@ -36,6 +37,8 @@ ORIGINAL = dict(
     time_embedding="sinusoidal",
     input_embedding="sinusoidal",
     clip_sample=False,
+    timestep_sampling="uniform",
+    snapshot_sampler="ddpm",
 )
 QUICK_EPOCHS = 20  # --quick: a tenth of the original's 200 epochs
 COLUMNS = 10  # snapshots per grid row, as in the original's figures
