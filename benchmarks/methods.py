@@ -16,13 +16,13 @@ For each dataset, in this one process and one after the other:
 "Train s" is the training loop without snapshots (one snapshot only, after the last epoch), wall-clock on this
 machine. Each model then draws ``--num`` samples (default: the run's eval_batch_size, as ``evaluate`` scores) from
 the same noise with each of its samplers at the step counts whose calls fit each budget (euler, ddim and dpmpp-2m
-one call a step, heun and midpoint two; the ode sampler at the tolerances 0.1, 0.01, 0.001, where its calls fit; the
-ddpm sampler, which walks all T steps, is left out). Points are scored as ``evaluate`` scores them, against fresh
-draws of the data; the best sampler at a budget is the one with the highest precision@0.05 (``--best-by w2``: the
-lowest W2 over its floor, which cannot tell a blurred shape from a sharp one). Images (``mnist5k``, slow: minutes of
-training per run and per sampler here) are scored by the judge; their best is the lowest Frechet distance over its
-floor. ``--json`` keeps every row measured; ``--from-json`` picks and tabulates them again without training. No bar: a
-table and a figure for the docs (Measurements, "DDPM against flow matching").
+one call a step, heun and midpoint two, each twice under guidance; the ode sampler at the tolerances 0.1, 0.01,
+0.001, where its calls fit; the ddpm sampler, which walks all T steps, is left out). Points are scored as
+``evaluate`` scores them, against fresh draws of the data; the best sampler at a budget is the one with the highest
+precision@0.05 (``--best-by w2``: the lowest W2 over its floor, which cannot tell a blurred shape from a sharp one).
+Images (``mnist5k``, slow: minutes of training per run and per sampler here) are scored by the judge; their best is
+the lowest Frechet distance over its floor. ``--json`` keeps every row measured; ``--from-json`` picks and tabulates
+them again without training. No bar: a table and a figure for the docs (Measurements, "DDPM against flow matching").
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ def score_samplers(run: Trained, model: td.Diffusion, budgets: list[int], num: i
     config = model.config
     samplers = [s for s in samplers_of(config.method) if s not in LEFT_OUT]
     settings: list[tuple[str, int | None, float | None, float]] = []
+    passes = 2 if config.guidance > 0 else 1  # guided (an image run's autoguidance): two network calls a prediction
     for sampler in samplers:
-        steps = sorted({b // CALLS_PER_STEP.get(sampler, 1) for b in budgets})
+        steps = sorted({max(1, b // (CALLS_PER_STEP.get(sampler, 1) * passes)) for b in budgets})
         settings += [s for s in nfe_settings([sampler], steps, ODE_TOLERANCES) if s not in settings]
     num = config.eval_batch_size if num is None else num
 

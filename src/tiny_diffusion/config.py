@@ -24,9 +24,12 @@ IMAGE_DEFAULTS: dict[str, Any] = dict(
     model="unet", channels=16, num_samples=0, train_batch_size=64, eval_batch_size=500, num_epochs=100,
     learning_rate=2e-3, warmup_steps=200, ema_decay=0.999, target="x0", num_timesteps=1000,
     beta_schedule="cosine", sampler="ddim", sample_steps=50, eta=1.0, save_images_step=20,
-    timestep_sampling="uniform", embedding_size=128,
+    timestep_sampling="uniform", embedding_size=128, guide_at=0.1, guidance=0.5,
 )
 # fmt: on
+
+# settings of IMAGE_DEFAULTS that a conditional run does not take: its guidance is classifier-free (0 by default)
+UNCONDITIONAL_ONLY = ("guide_at", "guidance")
 
 
 # settings of IMAGE_DEFAULTS that only ddpm runs take (a flow run keeps its method's own)
@@ -48,7 +51,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             hidden_layers=5,
             timestep_sampling="uniform",
         ),
-        "images": dict(model="seed-cnn", num_epochs=25, learning_rate=2e-4, channels=32),
+        "images": dict(model="seed-cnn", num_epochs=25, learning_rate=2e-4, channels=32, guide_at=0.0, guidance=0.0),
     }
 }
 
@@ -214,8 +217,15 @@ class TrainConfig:
     )
     guidance: float = opt(
         0.0,
-        "conditional runs: classifier-free guidance scale w of the run's own samples and the "
-        "default of `sample`: cond + w (cond - uncond); 0 = plain conditional",
+        "guidance scale w of the run's own samples and the default of `sample`: conditional runs "
+        "cond + w (cond - uncond), classifier-free; unconditional runs with --guide-at "
+        "model + w (model - guide), autoguidance; 0 = none",
+        group="sampling",
+    )
+    guide_at: float = opt(
+        0.0,
+        "unconditional runs: keep the weights (the EMA's) after this share of training as the weaker "
+        "model --guidance pushes away from (autoguidance, Karras et al. 2024); 0 = none",
         group="sampling",
     )
     preset: Optional[str] = opt(
@@ -291,6 +301,18 @@ class TrainConfig:
             raise SettingError(f"cond_drop must be in [0, 1), got {self.cond_drop}", "cond_drop")
         if self.guidance < 0:
             raise SettingError(f"guidance must be >= 0, got {self.guidance}", "guidance")
+        if not 0 <= self.guide_at < 1:
+            raise SettingError(f"guide_at must be in [0, 1), got {self.guide_at}", "guide_at")
+        if self.conditional and self.guide_at > 0:
+            raise SettingError(
+                "a conditional run is guided by its own unconditional model: leave guide_at 0", "guide_at"
+            )
+        if not self.conditional and self.guidance > 0 and self.guide_at == 0:
+            raise SettingError(
+                "guidance of an unconditional run needs a guide: set guide_at (say 0.1), or train with --conditional",
+                "guidance",
+                "guide_at",
+            )
         if self.conditional and self.guidance > 0 and self.cond_drop == 0:
             raise SettingError(
                 "guidance needs the unconditional model too: set cond_drop > 0 (say 0.1) or guidance 0",
@@ -448,8 +470,11 @@ class TrainConfig:
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
         start = dict(IMAGE_DEFAULTS) if images else {}
-        if given.get("method") == "flow":  # the images' ddpm sampling and target are not a flow run's
-            start = {k: v for k, v in start.items() if k not in DDPM_ONLY}
+        if given.get("method") == "flow":  # the images' ddpm sampling and target are not a flow run's, and their
+            # autoguidance was measured on ddpm runs only
+            start = {k: v for k, v in start.items() if k not in (*DDPM_ONLY, *UNCONDITIONAL_ONLY)}
+        if given.get("conditional"):
+            start = {k: v for k, v in start.items() if k not in UNCONDITIONAL_ONLY}
         if preset is not None:
             start.update(PRESETS[preset]["images" if images else "points"])
         return cls(**{**start, **given})

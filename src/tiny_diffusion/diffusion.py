@@ -32,7 +32,7 @@ from .core.samplers import sampler_steps as ddpm_sampler_steps
 from .core.schedule import NoiseSchedule
 from .data.prompts import parse_prompt, side_by_side
 from .errors import UsageError
-from .models import LabelConditioned, guided
+from .models import LabelConditioned, autoguided, guided
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -154,6 +154,8 @@ class Diffusion:
     # the exact score(x_t, alpha-bar) at any alpha-bar, where known (td.exact's mixtures): likelihoods then start at
     # the noiseless data rather than at the first step
     exact_score: Callable[[torch.Tensor, float], torch.Tensor] | None = None
+    # an autoguided run's weaker network (its weights after guide_at of training), which guidance pushes away from
+    guide: nn.Module | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str | torch.device = "cpu") -> Diffusion:
@@ -237,7 +239,8 @@ class Diffusion:
         the ode sampler's tolerances. A conditional model draws
         the class ``prompt`` names (a digit, its name, a number drawn digit by digit side by side, a shape's name),
         or the classes ``labels`` (num,), or every class in turn, under classifier-free guidance ``guidance``
-        (default: the run's). ``trajectory=True`` returns a ``Trajectory`` with the states after every
+        (default: the run's); an autoguided model (``guide``) takes ``guidance`` as its autoguidance scale, 0
+        for the model alone. ``trajectory=True`` returns a ``Trajectory`` with the states after every
         ``record_every`` steps too.
         """
         if not num >= 1:
@@ -362,7 +365,7 @@ class Diffusion:
         guidance: float | None,
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The network's output at (x_t, t) for a batch of ``num``: a conditional model's for ``labels`` under
-        classifier-free guidance ``guidance`` (the run's by default)."""
+        classifier-free guidance ``guidance`` (the run's by default), an autoguided one's under autoguidance."""
         network = self.network
         if self.classes:
             chosen = (
@@ -376,10 +379,20 @@ class Diffusion:
             if not scale >= 0:
                 raise UsageError(f"guidance must be >= 0, got {scale}")
             network = guided(cast(LabelConditioned, self.network), chosen, scale)
-        elif labels is not None or guidance is not None:
+        elif labels is not None:
             raise UsageError(
                 "this model is not conditional, so it cannot be asked for a class; train one with "
                 "conditional=True (--conditional)"
+            )
+        elif self.guide is not None:
+            scale = self.config.guidance if guidance is None else guidance
+            if not scale >= 0:
+                raise UsageError(f"guidance must be >= 0, got {scale}")
+            network = autoguided(network, self.guide, scale)
+        elif guidance is not None:
+            raise UsageError(
+                "this model has nothing to guide it: guidance needs a conditional run (--conditional) or an "
+                "autoguided one (--guide-at)"
             )
         return cast(Callable[[torch.Tensor, torch.Tensor], torch.Tensor], network)
 
@@ -550,10 +563,10 @@ class Diffusion:
         )
 
     def _passes(self, guidance: float | None) -> int:
-        """Network passes per noise prediction: two under classifier-free guidance (``models.guided`` runs the
-        conditional and the unconditional prediction in one batch of 2N), else one."""
+        """Network passes per noise prediction: two under guidance (``models.guided`` runs the conditional and the
+        unconditional prediction in one batch of 2N; ``models.autoguided`` the model and its guide), else one."""
         scale = self.config.guidance if guidance is None else guidance
-        return 2 if self.classes and scale != 0 else 1
+        return 2 if (self.classes or self.guide is not None) and scale != 0 else 1
 
     def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
         """(C,) -> a shape that broadcasts over samples (..., *shape): (D,) for points, (C, 1, 1) for images."""

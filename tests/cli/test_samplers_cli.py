@@ -80,15 +80,16 @@ def test_nfe_scores_an_image_run_with_the_judge(image_run, capsys):
     assert main([*argv, "--num-samples", "16"]) == 0
     out = capsys.readouterr().out
     rows = json.loads((image_run / "nfe.json").read_text())["rows"]
-    # ddpm once (all T = 20), ddim at each step count for each eta, euler at each step count
+    # ddpm once (all T = 20), ddim at each step count for each eta, euler at each step count; an image run is
+    # autoguided by default, so each step calls the network and its guide
     assert [(r["sampler"], r["steps"], r["eta"], r["nfe"]) for r in rows] == [
-        ("ddpm", None, 0.0, 20),
-        ("ddim", 2, 0.0, 2),
-        ("ddim", 5, 0.0, 5),
-        ("ddim", 2, 1.0, 2),
-        ("ddim", 5, 1.0, 5),
-        ("euler", 2, 0.0, 2),
-        ("euler", 5, 0.0, 5),
+        ("ddpm", None, 0.0, 40),
+        ("ddim", 2, 0.0, 4),
+        ("ddim", 5, 0.0, 10),
+        ("ddim", 2, 1.0, 4),
+        ("ddim", 5, 1.0, 10),
+        ("euler", 2, 0.0, 4),
+        ("euler", 5, 0.0, 10),
     ]
     for r in rows:  # the judge's numbers, each beside its floor
         m = r["metrics"]

@@ -107,7 +107,7 @@ def test_a_run_without_classes_refuses_prompts_and_class_pictures(tmp_path, caps
     assert main(["train", *POINTS, "--no-conditional", "--guidance", "0", "--out", str(run)]) == 0
     assert "needs a conditional run" in _error(capsys, ["sample", str(run), "--prompt", "dino"])
     assert "not a conditional run" in _error(capsys, ["plot", "classes", str(run)])
-    assert "not conditional" in _error(capsys, ["sample", str(run), "--guidance", "2"])
+    assert "nothing to guide it" in _error(capsys, ["sample", str(run), "--guidance", "2"])
 
 
 @pytest.mark.parametrize("kind", ["points", "images"])

@@ -22,6 +22,8 @@ POINTS = flags(TINY_POINTS, train_batch_size=16, num_epochs=30, save_images_step
 IMAGES = flags(TINY_IMAGES, model="seed-cnn", num_epochs=6, save_images_step=2, quiet=True)
 # a conditional run also draws which labels to drop: one more use of the generator that must carry on exactly
 CONDITIONAL = [*IMAGES, "--conditional", "--guidance", "1"]
+# autoguided (as image runs are by default), its guide kept at step 24: a run stopped before then keeps it on resuming
+AUTOGUIDED = [*IMAGES, "--guide-at", "0.5"]
 COMPARED = ("model.safetensors", "samples.npy", "loss.npy", "frames.npy")
 
 
@@ -38,6 +40,7 @@ def reference(tmp_path_factory):
         assert main(["train", *POINTS, "--out", str(out / "points")]) == 0
         assert main(["train", *IMAGES, "--out", str(out / "images")]) == 0
         assert main(["train", *CONDITIONAL, "--out", str(out / "conditional")]) == 0
+        assert main(["train", *AUTOGUIDED, "--out", str(out / "autoguided")]) == 0
     return out
 
 
@@ -86,6 +89,8 @@ def _resume(out, capsys):
 def _assert_same_run(a, b):
     for name in COMPARED:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    if (a / "guide.safetensors").exists():  # an autoguided run's guide
+        assert (a / "guide.safetensors").read_bytes() == (b / "guide.safetensors").read_bytes()
     assert not partial_dir(b).exists() and not (b / "checkpoints").exists()
     assert sorted(p.name for p in b.parent.iterdir()) == [b.name]  # no partial folder, lock or temporary left
 
@@ -140,6 +145,15 @@ def test_a_conditional_run_interrupted_resumes_to_the_same_bits(reference, tmp_p
     assert "from its checkpoint of step" in _resume(out, capsys)
     _assert_same_run(reference / "conditional", out)
     assert (out / "labels.npy").read_bytes() == (reference / "conditional" / "labels.npy").read_bytes()
+
+
+def test_an_autoguided_run_stopped_before_its_guide_is_kept_resumes_to_the_same_bits(reference, tmp_path, capsys):
+    out = tmp_path / "run"
+    _interrupted(AUTOGUIDED, out, 4, every=2)
+    step = checkpoint_steps(checkpoints_dir(out))[0]
+    assert step < 24 and read_checkpoint(checkpoints_dir(out), step)["train"]["guide"] is None
+    assert "from its checkpoint of step" in _resume(out, capsys)
+    _assert_same_run(reference / "autoguided", out)
 
 
 @pytest.mark.slow

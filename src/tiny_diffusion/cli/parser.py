@@ -121,7 +121,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--guidance",
         type=parse_float,
         default=None,
-        help="classifier-free guidance scale w of a conditional run, 0 = plain conditional (default: the run's)",
+        help="guidance scale w: classifier-free for a conditional run, autoguidance for an autoguided one "
+        "(an image run's default); 0 = none (default: the run's)",
     )
     sample.add_argument("--seed", type=parse_int, default=0, help="seed of the initial noise (default: %(default)s)")
     sample.add_argument("--device", default="cpu", choices=DEVICES, help="where to sample (default: %(default)s)")

@@ -46,6 +46,7 @@ class TrainingSettings(Protocol):
     target: str  # what a ddpm network predicts
     precision: str  # fp32, bf16, fp16
     cond_drop: float  # share of label drops in a conditional run
+    guide_at: float  # share of training after which the weights are kept as the guide (0: none)
     save_images_step: int  # epochs between snapshots
 
 
@@ -101,6 +102,7 @@ class TrainResult:
     """What training produced besides the weights."""
 
     model: nn.Module  # the network to sample with (the EMA copy when EMA is on)
+    guide: nn.Module | None  # the same weights after guide_at of training (autoguidance), or None
     losses: np.ndarray  # (steps,) training loss per optimiser step
     seconds: float  # wall time of the loop, snapshots included
     snapshot_seconds: float  # of which spent drawing snapshots
@@ -129,6 +131,8 @@ class TrainState:
 
     model: nn.Module
     ema: nn.Module | None  # moving average of the weights (None when config.ema_decay is 0)
+    guide: nn.Module | None  # the sampled weights (EMA's) as they were after guide_step steps, once there
+    guide_step: int  # 0: no guide kept
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     generator: torch.Generator  # draws every permutation, noise and timestep of training
@@ -166,11 +170,14 @@ class TrainState:
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, fused=device.type in ("cpu", "cuda"))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
         ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
+        guide_step = max(1, round(config.guide_at * total_steps)) if config.guide_at > 0 else 0
         # on the model's device: a GPU then never waits for a step's loss to be copied out
         losses, grad_norms = torch.empty(total_steps, device=device), torch.empty(total_steps, device=device)
         return cls(
             model,
             ema,
+            None,
+            guide_step,
             optimizer,
             scheduler,
             generator,
@@ -191,6 +198,8 @@ class TrainState:
         tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema/{k}": v for k, v in self.ema.state_dict().items()})
+        if self.guide is not None:
+            tensors.update({f"guide/{k}": v for k, v in self.guide.state_dict().items()})
         params = [param for group in self.optimizer.param_groups for param in group["params"]]
         for i, param in enumerate(params):
             tensors.update(
@@ -203,6 +212,7 @@ class TrainState:
         return {
             "model": self.model.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
+            "guide": None if self.guide is None else self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
@@ -225,11 +235,21 @@ class TrainState:
                 f"the checkpoint was written on {values['device']}, this run is on "
                 f"{self.generator.device.type}; resume with --device {values['device']}"
             )
-        if (values["ema"] is None) != (self.ema is None) or values["step"] > self.total_steps:
+        guide = values.get("guide")  # checkpoints from before autoguidance have none
+        kept = self.guide_step > 0 and values["step"] >= self.guide_step  # whether the guide should be there
+        if (
+            (values["ema"] is None) != (self.ema is None)
+            or values["step"] > self.total_steps
+            or kept != (guide is not None)
+        ):
             raise UsageError("the checkpoint does not match the run's settings")
         self.model.load_state_dict(values["model"])
         if self.ema is not None:
             self.ema.load_state_dict(values["ema"])
+        self.guide = None
+        if guide is not None:
+            self.guide = self.sampled_copy()
+            self.guide.load_state_dict(guide)
         self.optimizer.load_state_dict(values["optimizer"])
         for param, moments in self.optimizer.state.items():  # saved contiguous: back into each parameter's layout
             for name, value in moments.items():  # (channels last for image models), as the fused kernel had them
@@ -246,6 +266,14 @@ class TrainState:
         self.epoch_seconds = values["epoch_seconds"].tolist()
         self.snapshot_seconds, self.seconds = values["snapshot_seconds"], values["seconds"]
         self.checked = self.step  # a checkpoint is only ever written of finite steps
+
+    def sampled_copy(self) -> nn.Module:
+        """A frozen copy of the weights that are sampled with: the EMA copy when EMA is on, else the model."""
+        source = self.ema if self.ema is not None else self.model
+        copied = copy.deepcopy(source).requires_grad_(False).eval()
+        for param in copied.parameters():
+            param.grad = None  # a copy of the live model carries its last gradients
+        return copied
 
     def check_finite(self) -> None:
         """Raise Diverged at the first step since the last check whose loss or gradient norm is not finite."""
@@ -316,6 +344,8 @@ def train_step(
     state.losses[state.step] = state.cluster.mean(loss.detach())  # of the global batch
     state.grad_norms[state.step] = grad_norm.detach()
     state.step += 1
+    if state.step == state.guide_step:  # autoguidance: the weights as they are now will guide the final ones
+        state.guide = state.sampled_copy()
 
 
 def train(
@@ -375,4 +405,6 @@ def train(
     bar.close()
     final = state.ema if state.ema is not None else model
     final.eval()
-    return TrainResult(final, state.losses.cpu().numpy(), state.seconds, state.snapshot_seconds, state.epoch_seconds)
+    return TrainResult(
+        final, state.guide, state.losses.cpu().numpy(), state.seconds, state.snapshot_seconds, state.epoch_seconds
+    )

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..choices import MODELS
 from .cnn import parameter_count
-from .conditioning import LabelConditioned, guided
+from .conditioning import LabelConditioned, autoguided, guided
 from .images import IMAGE_MODELS
 from .mlp import PointMLP
 
@@ -21,6 +21,7 @@ __all__ = [
     "ModelSettings",
     "LabelConditioned",
     "build_model",
+    "autoguided",
     "guided",
     "parameter_count",
 ]

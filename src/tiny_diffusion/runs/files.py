@@ -5,6 +5,7 @@ Layout (other tools rely on these names):
     config.json        {"config": TrainConfig, "data": {"shape", "min", "max", "shift", "scale", "sha256"},
                         "tiny_diffusion": version}
     model.safetensors  weights only (of the EMA copy when EMA is on)
+    guide.safetensors  an autoguided run's (guide_at > 0) weights after that share of training, the same way
     loss.npy           (steps,) training loss per optimiser step
     history.csv        epoch, mean loss, seconds since start, whether a snapshot was taken
     frames.npy         (K, N, D) samples drawn at the snapshot epochs ((K, 64, C, H, W) for images)
@@ -64,7 +65,7 @@ __all__ = [
     "load_labels",
 ]
 
-CONFIG, WEIGHTS = "config.json", "model.safetensors"
+CONFIG, WEIGHTS, GUIDE = "config.json", "model.safetensors", "guide.safetensors"
 RUN_FILES = (
     CONFIG,
     WEIGHTS,
@@ -79,9 +80,9 @@ RUN_FILES = (
 
 
 def run_files(config: TrainConfig) -> list[str]:
-    """What a complete run of ``config`` holds, besides its manifest: RUN_FILES, and a conditional run's labels.npy
-    (the class each final sample was drawn for)."""
-    return [*RUN_FILES, *(["labels.npy"] if config.conditional else [])]
+    """What a complete run of ``config`` holds, besides its manifest: RUN_FILES, a conditional run's labels.npy
+    (the class each final sample was drawn for) and an autoguided run's guide weights."""
+    return [*RUN_FILES, *(["labels.npy"] if config.conditional else []), *([GUIDE] if config.guide_at > 0 else [])]
 
 
 def _umask() -> int:
@@ -167,7 +168,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 # settings newer than some run directories, with the value every run made before them was trained with
-PREDATED = {"timestep_sampling": "uniform"}
+PREDATED = {"timestep_sampling": "uniform", "guide_at": 0.0}
 
 
 def _config_of(meta: dict[str, Any], run_dir: Path) -> TrainConfig:
@@ -219,14 +220,11 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Diffusi
     if config.conditional and not classes:
         raise UsageError(f"{run_dir / CONFIG} is corrupt: a conditional run without its classes")
     model = build_model(config, shape=shape, num_classes=len(classes))
-    try:
-        state = load_safetensors((run_dir / WEIGHTS).read_bytes())
-        model.load_state_dict(state)
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir} has no {WEIGHTS}") from None
-    except (SafetensorError, RuntimeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"{run_dir / WEIGHTS} is corrupt or does not match config.json: {first}") from None
+    _load_weights(model, run_dir / WEIGHTS)
+    guide = None
+    if config.guide_at > 0:
+        guide = build_model(config, shape=shape, num_classes=len(classes))
+        _load_weights(guide, run_dir / GUIDE)
     schedule = NoiseSchedule.from_settings(config, device=device)
     return Diffusion(
         config,
@@ -239,7 +237,19 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Diffusi
         scale.to(device),
         classes,
         run_dir=run_dir,
+        guide=None if guide is None else guide.to(device).eval(),
     )
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a run's weights file into ``model``; one clear line when it is missing or does not fit."""
+    try:
+        model.load_state_dict(load_safetensors(path.read_bytes()))
+    except FileNotFoundError:
+        raise UsageError(f"{path.parent} has no {path.name}") from None
+    except (SafetensorError, RuntimeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{path} is corrupt or does not match config.json: {first}") from None
 
 
 def _read_npy(path: Path) -> np.ndarray:

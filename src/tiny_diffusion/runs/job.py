@@ -231,9 +231,9 @@ def _train_into(
 
     labels = None if train_set.labels is None else torch.tensor(train_set.labels, device=device)  # (N,)
 
-    def diffusion(network: torch.nn.Module) -> Diffusion:
+    def diffusion(network: torch.nn.Module, guide: torch.nn.Module | None = None) -> Diffusion:
         return Diffusion(
-            config, network, schedule, train_set.shape, data_min, data_max, shift, scale, train_set.classes
+            config, network, schedule, train_set.shape, data_min, data_max, shift, scale, train_set.classes, guide=guide
         )
 
     own = resolve_sampling(config)  # the run's own sampler, steps and eta: the final samples
@@ -284,7 +284,7 @@ def _train_into(
     if cluster.distributed:
         _report(f"all {cluster.world_size} processes end with the same training state (sha256 {digest[:16]})")
     start = time.perf_counter()
-    model = diffusion(result.model)
+    model = diffusion(result.model, result.guide)
     samples = model.draw(config.eval_batch_size, own, seed=config.seed + 2).samples
     sample_seconds = time.perf_counter() - start
     write_run(stage, config, train_set, result, samples, frames, frame_epochs)

@@ -16,7 +16,7 @@ from ..core.training import TrainResult
 from ..data.prepare import TrainingData
 from ..diffusion import balanced_labels
 from ..viz import figures as viz
-from .files import save_history, save_npy, save_weights
+from .files import GUIDE, WEIGHTS, save_history, save_npy, save_weights
 
 __all__ = ["run_meta", "write_run", "write_run_figures"]
 
@@ -50,7 +50,9 @@ def write_run(
     frame_epochs: list[int],
 ) -> None:
     """The run's files (``runs.RUN_FILES``) but its config, which is there from the start."""
-    save_weights(stage / "model.safetensors", result.model)
+    save_weights(stage / WEIGHTS, result.model)
+    if result.guide is not None:
+        save_weights(stage / GUIDE, result.guide)
     save_npy(stage / "loss.npy", result.losses)
     save_npy(stage / "frames.npy", np.stack(frames))
     save_npy(stage / "samples.npy", samples)

@@ -113,6 +113,11 @@ def page_data(model: Diffusion) -> dict[str, Any]:
         raise UsageError("this model has no run directory: the page shows a run's training record too")
     if model.is_flow:  # the page's samplers walk a noise schedule (page/samplers.js); a flow run has none
         raise UsageError("the interactive page draws ddpm runs; this run is a flow-matching run (--method flow)")
+    if model.guide is not None and not model.config.is_images:  # images come precomputed, guide and all
+        raise UsageError(
+            "the interactive page runs one network; this run is autoguided by a second (--guide-at): "
+            "sample it with `tiny-diffusion sample` or model.sample"
+        )
     config = model.config
     run_sampling = model.sampling
     data: dict[str, Any] = {
