@@ -11,7 +11,6 @@ import torch
 from conftest import TINY_IMAGES, TINY_POINTS, flags, tiny, without_warnings
 from tiny_diffusion import Diffusion, settings, train
 from tiny_diffusion.cli.main import main
-from tiny_diffusion.config import TrainConfig
 from tiny_diffusion.errors import UsageError
 from tiny_diffusion.models import autoguided
 from tiny_diffusion.runs.files import load_run
@@ -99,13 +98,23 @@ def test_which_runs_take_the_image_defaults_autoguidance():
     assert settings(dataset="dino").guide_at == 0.0  # points: none unless asked
 
 
-def test_an_image_run_written_before_autoguidance_loads_without_a_guide(guided_run):
-    values = json.loads((guided_run / "config.json").read_text())["config"]
-    del values["guide_at"]
-    values["guidance"] = 0.0  # what every earlier unconditional run recorded
-    from tiny_diffusion.runs.files import PREDATED
-
-    assert TrainConfig.from_dict({**PREDATED, **values}).guide_at == 0.0
+@pytest.mark.parametrize("missing", [("guide_at",), ("guide_at", "guidance")], ids=["autoguidance", "guidance"])
+def test_an_image_run_written_before_autoguidance_loads_without_a_guide(guided_run, tmp_path, missing):
+    """A config.json from before the settings (without guidance too, from before conditional runs) reads as the
+    unguided run it was."""
+    run = tmp_path / "old"
+    run.mkdir()
+    for path in guided_run.iterdir():
+        if path.name not in ("guide.safetensors", "manifest.json"):
+            (run / path.name).write_bytes(path.read_bytes())
+    meta = json.loads((run / "config.json").read_text())
+    for name in missing:
+        del meta["config"][name]
+    if "guidance" not in missing:
+        meta["config"]["guidance"] = 0.0  # what every earlier unconditional run recorded
+    (run / "config.json").write_text(json.dumps(meta))
+    model = load_run(run)
+    assert (model.config.guide_at, model.config.guidance, model.guide) == (0.0, 0.0, None)
 
 
 @pytest.mark.parametrize(

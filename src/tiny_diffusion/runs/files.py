@@ -168,7 +168,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 # settings newer than some run directories, with the value every run made before them was trained with
-PREDATED = {"timestep_sampling": "uniform", "guide_at": 0.0}
+PREDATED = {"timestep_sampling": "uniform", "guide_at": 0.0, "guidance": 0.0}
 
 
 def _config_of(meta: dict[str, Any], run_dir: Path) -> TrainConfig:
