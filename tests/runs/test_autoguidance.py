@@ -147,3 +147,16 @@ def test_an_autoguided_image_run_has_its_page_and_a_point_run_is_refused_one(gui
     train(tiny(TINY_POINTS, guide_at=0.5, guidance=1.0), out=tmp_path / "points", progress=False)
     with pytest.raises(UsageError, match="the interactive page runs one network; this run is autoguided"):
         Diffusion.load(tmp_path / "points").export_html(tmp_path / "points.html")
+
+
+def test_plot_guidance_draws_a_row_per_autoguidance_scale(guided_run, tmp_path, capsys):
+    out = tmp_path / "guidance.png"
+    argv = ["plot", "guidance", str(guided_run), "--per-class", "3", "--scales", "0", "0.5", "1", "--out", str(out)]
+    assert main(argv) == 0
+    assert f"wrote {out} (3 guidance scales x 3 samples)" in capsys.readouterr().out
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    plain = train(TINY_POINTS, out=tmp_path / "plain", progress=False)
+    assert plain.guide is None
+    assert main(["plot", "guidance", str(tmp_path / "plain"), "--out", str(tmp_path / "no.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train one with --conditional or --guide-at (autoguidance)" in err

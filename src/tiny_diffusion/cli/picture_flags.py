@@ -104,7 +104,7 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
         "per-class",
         type=parse_int,
         default=None,
-        help="samples of each class (default: 10 images or 500 points)",
+        help="samples of each class, or of each row of an autoguided run (default: 10 images or 500 points)",
     )
     picture.add_argument("--seed", type=parse_int, default=0, help="seed of the noise (default: %(default)s)")
     picture.add_argument(
@@ -126,9 +126,10 @@ def add_plot_parser(commands: argparse._SubParsersAction) -> None:
     guidance = kinds.add_parser(
         "guidance",
         parents=[picture],
-        help="a conditional run's samples as the guidance scale grows",
-        description="Draw a conditional run's classes at several "
-        "classifier-free guidance scales, each from the same noise: a row per scale.",
+        help="a conditional or autoguided run's samples as the guidance scale grows",
+        description="Draw a conditional run's classes at several classifier-free guidance scales, or an "
+        "autoguided run's samples (--per-class of them) at several autoguidance scales, each from the same "
+        "noise: a row per scale.",
     )
     guidance.add_argument(
         "--scales",

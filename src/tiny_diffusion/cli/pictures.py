@@ -114,16 +114,17 @@ def _plot_reverse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conditional_run(args: argparse.Namespace, scales: list[float]):
-    """The run of ``args.run_dir``, checked to be conditional, with the sampler flags and --per-class filled in;
-    the guidance ``scales`` asked for are checked too."""
+def _conditional_run(args: argparse.Namespace, scales: list[float], *, autoguided: bool = False):
+    """The run of ``args.run_dir``, checked to be conditional (or, where ``autoguided`` will do, autoguided), with
+    the sampler flags and --per-class filled in; the guidance ``scales`` asked for are checked too."""
     from ..diffusion import Diffusion, resolve_sampling
 
     _check_counts(args)
     model = Diffusion.load(args.run_dir)
-    if not model.classes:
+    if not model.classes and not (autoguided and model.guide is not None):
+        also = " or --guide-at (autoguidance)" if autoguided else ""
         raise UsageError(
-            f"{args.run_dir} is not a conditional run: it has no classes to draw; train one with --conditional"
+            f"{args.run_dir} is not a conditional run: it has no classes to draw; train one with --conditional{also}"
         )
     resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)  # refuse a bad --eta before drawing
     if args.per_class is None:
@@ -151,6 +152,13 @@ def _sampled(model, args: argparse.Namespace, guidance: float | None):
     )
 
 
+def _sampled_alike(model, args: argparse.Namespace, guidance: float) -> np.ndarray:
+    """(per_class, *shape) samples of an unconditional run under ``guidance``, from the noise of ``args.seed``."""
+    return model.sample(
+        args.per_class, sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed, guidance=guidance
+    )
+
+
 def _plot_classes(args: argparse.Namespace) -> int:
     from ..viz import figures as viz
 
@@ -167,8 +175,14 @@ def _plot_classes(args: argparse.Namespace) -> int:
 def _plot_guidance(args: argparse.Namespace) -> int:
     from ..viz import figures as viz
 
-    model = _conditional_run(args, args.scales)
+    model = _conditional_run(args, args.scales, autoguided=True)
     out = _figure_path(args.out, Path(args.run_dir) / "guidance", args.format, overwrite=args.overwrite)
+    if not model.classes:  # autoguided: a row of samples per scale
+        rows = np.stack([_sampled_alike(model, args, scale) for scale in args.scales])  # (S, per_class, *shape)
+        title = f"{model.config.dataset_name}: autoguidance, each row from the same noise"
+        viz.plot_rows(rows, [f"w = {scale:g}" for scale in args.scales], out, title=title, reference=model.data_range())
+        print(f"wrote {out} ({len(args.scales)} guidance scales x {args.per_class} samples)")
+        return 0
     grid = np.stack([_sampled(model, args, scale) for scale in args.scales])  # (S, K, per_class, *shape)
     labels = [f"w = {scale:g}" for scale in args.scales]
     title = f"{model.config.dataset_name}: classifier-free guidance, each row from the same noise"
