@@ -367,6 +367,9 @@ class Diffusion:
         """The network's output at (x_t, t) for a batch of ``num``: a conditional model's for ``labels`` under
         classifier-free guidance ``guidance`` (the run's by default), an autoguided one's under autoguidance."""
         network = self.network
+        scale = self.config.guidance if guidance is None else guidance
+        if (self.classes or self.guide is not None) and not scale >= 0:
+            raise UsageError(f"guidance must be >= 0, got {scale}")
         if self.classes:
             chosen = (
                 balanced_labels(num, len(self.classes), self.device)
@@ -375,9 +378,6 @@ class Diffusion:
             )
             if chosen.shape != (num,) or not bool(((chosen >= 0) & (chosen < len(self.classes))).all()):
                 raise UsageError(f"labels must be ({num},) classes from 0 to {len(self.classes) - 1}")
-            scale = self.config.guidance if guidance is None else guidance
-            if not scale >= 0:
-                raise UsageError(f"guidance must be >= 0, got {scale}")
             network = guided(cast(LabelConditioned, self.network), chosen, scale)
         elif labels is not None:
             raise UsageError(
@@ -385,9 +385,6 @@ class Diffusion:
                 "conditional=True (--conditional)"
             )
         elif self.guide is not None:
-            scale = self.config.guidance if guidance is None else guidance
-            if not scale >= 0:
-                raise UsageError(f"guidance must be >= 0, got {scale}")
             network = autoguided(network, self.guide, scale)
         elif guidance is not None:
             raise UsageError(
