@@ -80,12 +80,17 @@ def test_sample_takes_the_autoguidance_scale_from_the_command_line(guided_run, t
     np.testing.assert_array_equal(np.load(out), alone.sample(4))
 
 
-def test_a_missing_guide_is_one_clear_error(guided_run, tmp_path):
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for path in guided_run.iterdir():
+def _copied_without_guide(run, to):
+    """A copy of ``run`` without its guide weights, and without the manifest that would miss them."""
+    to.mkdir()
+    for path in run.iterdir():
         if path.name not in ("guide.safetensors", "manifest.json"):
-            (copy / path.name).write_bytes(path.read_bytes())
+            (to / path.name).write_bytes(path.read_bytes())
+    return to
+
+
+def test_a_missing_guide_is_one_clear_error(guided_run, tmp_path):
+    copy = _copied_without_guide(guided_run, tmp_path / "run")
     with pytest.raises(UsageError, match="has no guide.safetensors"):
         load_run(copy)
 
@@ -102,11 +107,7 @@ def test_which_runs_take_the_image_defaults_autoguidance():
 def test_an_image_run_written_before_autoguidance_loads_without_a_guide(guided_run, tmp_path, missing):
     """A config.json from before the settings (without guidance too, from before conditional runs) reads as the
     unguided run it was."""
-    run = tmp_path / "old"
-    run.mkdir()
-    for path in guided_run.iterdir():
-        if path.name not in ("guide.safetensors", "manifest.json"):
-            (run / path.name).write_bytes(path.read_bytes())
+    run = _copied_without_guide(guided_run, tmp_path / "old")
     meta = json.loads((run / "config.json").read_text())
     for name in missing:
         del meta["config"][name]
