@@ -2,11 +2,13 @@
 
     python benchmarks/sampler_spacing.py RUN_DIR [--samplers dpmpp-2m,euler,heun] [--steps 10,20]
         [--spacings trailing,karras] [--seeds 0] [--num 1000]
+    python benchmarks/sampler_spacing.py --exact dino ...   # the data's own score in place of a network
 
 For each sampler, spacing, step count and seed of the initial noise: ``--num`` samples scored as ``evaluate`` scores
 a point run's (W2 as a multiple of its floor, precision and recall), with the network calls made; with several seeds,
-their mean too (W2 of 1000 samples moves by about 0.1 of its floor from one seed to the next). No bar: tables for
-the docs (Concepts, "Fast samplers"), measured on the default dino run.
+their mean too (W2 of 1000 samples moves by about 0.1 of its floor from one seed to the next). ``--exact DATASET``
+draws the exact model (``td.exact``) instead, so a seed of the noise can be scored apart from any network. No bar:
+tables for the docs (Concepts, "Fast samplers"), measured on the default dino run.
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ def scores(model: td.Diffusion, sampler: str, spacing: str, steps: int, seed: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a trained point run")
+    parser.add_argument("run_dir", nargs="?", help="a trained point run")
+    parser.add_argument("--exact", metavar="DATASET", help="instead of RUN_DIR: the exact model of a point dataset")
     parser.add_argument("--samplers", default="dpmpp-2m,euler,heun", help="comma-separated samplers")
     parser.add_argument("--steps", default="10,20", help="comma-separated step counts")
     parser.add_argument("--spacings", default="trailing,karras", help="comma-separated step spacings")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of the initial noise")
     parser.add_argument("--num", type=int, default=1000, help="samples per setting")
     args = parser.parse_args()
-    model = td.Diffusion.load(args.run_dir)
+    if (args.run_dir is None) == (args.exact is None):
+        parser.error("give a run directory or --exact DATASET (one of them)")
+    model = td.exact(args.exact) if args.exact else td.Diffusion.load(args.run_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"| sampler | spacing | steps | calls | seed | {' | '.join(COLUMNS)} |")
     print("|---|---|---|---|---|---|---|---|---|")
