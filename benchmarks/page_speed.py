@@ -70,7 +70,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a trained point run (the default dino: `tiny-diffusion train`)")
     parser.add_argument("--num", type=int, default=1000, help="points per draw (default: %(default)s)")
-    parser.add_argument("--sampler", default=PAGE_SAMPLER, help="ddpm, ddim or dpmpp-2m (default: %(default)s)")
+    parser.add_argument(
+        "--sampler",
+        default=PAGE_SAMPLER,
+        help="ddpm, ddim or dpmpp-2m; euler, heun or midpoint for a flow run (default: %(default)s)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed draws per setting (default: %(default)s)")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--screenshot", metavar="FILE.png", help="also a picture of the page (docs/page_dino.png)")

@@ -20,12 +20,19 @@ from tiny_diffusion.runs.job import train_run
 from tiny_diffusion.viz.page import SCRIPTS, _script_safe, export_html, render_html
 
 # tiny point runs the page must draw exactly as Python does: each target, clipping on and off, a conditional run
-# under guidance, and 3-D points
+# under guidance, and 3-D points; and flow runs, clipped (dino) and not, conditional under guidance (blobs)
 POINT_RUNS = {
     "noise": dict(dataset="dino"),
     "x0": dict(dataset="moons", target="x0", standardize=True),
     "v-conditional": dict(dataset="blobs", target="v", conditional=True, guidance=2.0, clip_sample=False),
     "previous-3d": dict(dataset="helix", target="previous", sampler="ddim", sample_steps=8, eta=0.5),
+}
+
+FLOW_RUNS = {
+    "flow": dict(dataset="dino", method="flow"),
+    "flow-conditional": dict(
+        dataset="blobs", method="flow", conditional=True, guidance=2.0, clip_sample=False, sampler="ode"
+    ),
 }
 
 
@@ -41,6 +48,14 @@ def point_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("page_runs")
     base = tiny(TINY_POINTS, embedding_size=16, hidden_size=32, num_epochs=3, beta_schedule="cosine", device="cpu")
     return {name: _train(root / name, **{**base, **changes}) for name, changes in POINT_RUNS.items()}
+
+
+@pytest.fixture(scope="session")
+def flow_runs(tmp_path_factory):
+    """name -> a tiny trained flow run's directory."""
+    root = tmp_path_factory.mktemp("page_flow_runs")
+    base = tiny(TINY_POINTS, embedding_size=16, hidden_size=32, num_epochs=3, device="cpu")
+    return {name: _train(root / name, **{**base, **changes}) for name, changes in FLOW_RUNS.items()}
 
 
 @pytest.fixture(scope="session")
@@ -172,8 +187,26 @@ def test_where_the_data_cannot_be_drawn_the_forward_process_noises_the_run_s_sam
     np.testing.assert_allclose(floats(data["forward"]["points"]).reshape(-1, 2), expected, rtol=1e-6)
 
 
-def test_a_flow_run_is_refused_in_one_line(tmp_path, capsys):
-    run = _train(tmp_path / "flow", **tiny(TINY_POINTS, method="flow", device="cpu"))
-    assert main(["export-html", str(run)]) == 2
-    err = without_warnings(capsys.readouterr().err)
-    assert err.count("\n") == 1 and "flow-matching run" in err and not (run / "page.html").exists()
+def test_a_flow_run_s_page_carries_its_time_scale_and_no_schedule(flow_runs):
+    data = page_data(render_html(flow_runs["flow"]))
+    model = Diffusion.load(flow_runs["flow"])
+    assert data["method"] == "flow" and data["T"] is None and "schedule" not in data
+    assert data["timeScale"] == 1000.0
+    assert data["default"] == {"sampler": "midpoint", "steps": 25, "eta": 0.0}  # the run's own
+    np.testing.assert_array_equal(
+        floats(data["network"]["last"]["weight"]), model.network.joint[-1].weight.detach().flatten()
+    )
+
+
+def test_a_flow_run_that_samples_with_the_ode_is_drawn_with_midpoint_on_the_page(flow_runs):
+    """The adaptive ode sampler is Python's alone: the page's first draw takes midpoint in the default steps."""
+    model = Diffusion.load(flow_runs["flow-conditional"])  # sampler ode
+    assert model.sampling.sampler == "ode"
+    data = page_data(render_html(model))
+    assert data["run"]["sampler"] == "ode" and data["default"] == {"sampler": "midpoint", "steps": 25, "eta": 0.0}
+
+
+def test_a_flow_image_run_s_page_holds_its_reverse_process_from_t_1_to_0(tmp_path):
+    run = _train(tmp_path / "flow-digits", **tiny(TINY_IMAGES, method="flow", sample_steps=4, device="cpu"))
+    data = page_data(render_html(run))
+    assert data["method"] == "flow" and data["images"]["timesteps"] == [1.0, 0.75, 0.5, 0.25, 0.0]

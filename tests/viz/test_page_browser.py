@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_page import POINT_RUNS, image_run, point_runs  # noqa: F401  (session fixtures: the runs trained once)
+from test_page import FLOW_RUNS, POINT_RUNS, flow_runs, image_run, point_runs  # noqa: F401  (session fixtures)
 
 from conftest import single_thread
 from tiny_diffusion.choices import SAMPLERS
@@ -37,10 +37,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def pages(point_runs, image_run, tmp_path_factory):  # noqa: F811
+def pages(point_runs, flow_runs, image_run, tmp_path_factory):  # noqa: F811
     """name -> the exported page of each run."""
     folder = tmp_path_factory.mktemp("pages")
-    runs = {**point_runs, "images": image_run}
+    runs = {**point_runs, **flow_runs, "images": image_run}
     return {name: export_html(run, folder / f"{name}.html") for name, run in runs.items()}
 
 
@@ -93,12 +93,13 @@ def opened(browser):
         page.page.close()
 
 
-@pytest.mark.parametrize("name", [*POINT_RUNS, "images"])
+@pytest.mark.parametrize("name", [*POINT_RUNS, *FLOW_RUNS, "images"])
 def test_every_page_loads_offline_without_errors(pages, opened, name):
     page = opened(pages[name])
     assert page.page.evaluate("() => window.tinyDiffusion.data.name")
     status = page.page.text_content("#status")
-    assert "images" in status if name == "images" else "points, dpmpp-2m in 20 steps" in status
+    first = "midpoint in 25 steps (seed 0)" if name in FLOW_RUNS else "dpmpp-2m in 20 steps (eta 0, seed 0)"
+    assert "images" in status if name == "images" else f"1000 points, {first}" in status
     # the checks that nothing was requested and nothing failed are in `opened`
 
 
@@ -133,6 +134,51 @@ def test_dpmpp_2m_from_the_same_noise_draws_python_s_samples(point_runs, pages, 
         expected = model.sample(n, sampler="dpmpp-2m", steps=8, seed=seed)
     drawn = opened(pages[name]).sample(n=n, sampler="dpmpp-2m", steps=8, noise=noise.tolist())
     assert np.abs(drawn - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize(
+    "name,sampler,steps",
+    [("flow", "euler", 6), ("flow", "heun", 5), ("flow", "midpoint", 7), ("flow-conditional", "midpoint", 5)],
+)
+def test_each_flow_sampler_from_the_same_noise_draws_python_s_samples(flow_runs, pages, opened, name, sampler, steps):  # noqa: F811
+    """A flow run's page integrates the run's velocity field as core/flow.py does: the same time grid (torch's
+    float32 linspace), the same clipping of the implied x0 (dino) and guidance (blobs), up to float32 rounding."""
+    model = Diffusion.load(flow_runs[name])
+    n, seed = 300, 3
+    noise = torch.randn((n, *model.shape), generator=torch.Generator().manual_seed(seed))
+    label = {"label": 1, "guidance": 2.0} if model.classes else {}
+    with single_thread():
+        expected = model.sample(n, sampler=sampler, steps=steps, seed=seed, labels=[1] * n if model.classes else None)
+    drawn = opened(pages[name]).sample(n=n, sampler=sampler, steps=steps, noise=noise.tolist(), **label)
+    assert drawn.shape == expected.shape
+    assert np.abs(drawn - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_a_flow_page_scrubs_both_processes_and_refuses_what_is_not_a_flow_s(pages, opened):
+    page = opened(pages["flow"])
+    assert page.page.evaluate("() => window.tinyDiffusion.samplers") == ["euler", "heun", "midpoint"]
+    assert page.page.is_hidden("#eta")
+    samples = page.picture()
+    page.slide(0)
+    assert page.picture() != samples and page.page.text_content("#time-label") == "t = 1 (noise)"
+    page.slide(10)
+    assert page.page.text_content("#time-label") == "t = 0.600"  # 25 steps of 0.04 from 1
+    without = page.picture()
+    page.page.check("#field")
+    assert page.picture() != without  # arrows to the predicted x0 = x_t - t v
+    page.page.check('input[name="mode"][value="forward"]')
+    page.slide(37)
+    assert page.page.text_content("#time-label") == "t = 0.37 of 1"
+    halfway = page.picture()
+    page.slide(100)
+    assert page.picture() != halfway
+    for options, message in [
+        ({"sampler": "ddim"}, "unknown sampler ddim"),
+        ({"eta": 1}, "the flow samplers are deterministic"),
+        ({"steps": 1001}, "steps must be an integer from 1 to 1000"),
+    ]:
+        found = page.page.evaluate("o => window.tinyDiffusion.sample(o).then(() => 'drawn', e => e.message)", options)
+        assert message in found
 
 
 @pytest.mark.parametrize("sampler,eta", [("ddpm", None), ("ddim", 1.0)])

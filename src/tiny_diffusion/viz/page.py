@@ -3,9 +3,9 @@ host with no network access, every script, style and weight inside it.
 
 A point run's page draws samples live in the browser with the run's own network: a hand-written JavaScript forward
 pass of the MLP (``page/network.js``) walks the same samplers as ``core/samplers.py`` (``page/samplers.js``) over the
-same float32 schedule coefficients, exported here. An image run's page shows a reverse process drawn here, in
-Python, as a grid of digits under a time slider. ``window.tinyDiffusion.sample({...})`` is the page's hook for
-scripts and tests (see docs/page.md).
+same float32 schedule coefficients, exported here (a flow run's: the fixed-step samplers of ``core/flow.py``). An
+image run's page shows a reverse process drawn here, in Python, as a grid of digits under a time slider.
+``window.tinyDiffusion.sample({...})`` is the page's hook for scripts and tests (see docs/page.md).
 """
 
 from __future__ import annotations
@@ -23,16 +23,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core import flow
 from ..diffusion import Diffusion, resolve_sampling
 from ..errors import UsageError
 from ..models import LabelConditioned, PointMLP
 
-__all__ = ["render_html", "export_html", "page_data", "SCRIPTS", "PAGE_SAMPLER", "PAGE_STEPS"]
+__all__ = ["render_html", "export_html", "page_data", "SCRIPTS", "PAGE_SAMPLER", "PAGE_STEPS", "PAGE_FLOW_SAMPLERS"]
 
 # the page's files (package data in viz/page/), in the order the scripts are joined into one <script>
 SCRIPTS = ("rng.js", "simd.js", "network.js", "samplers.js", "workers.js", "plot.js", "page.js")
 PAGE_SAMPLER = "dpmpp-2m"  # the page's first draw: the best sampler at few calls (docs/concepts.md, `nfe`)
 PAGE_STEPS = 20  # and its number of steps
+# a flow run's samplers on the page (page/samplers.js, FLOW_SAMPLERS): the fixed-step ones; the adaptive ode is
+# Python's alone, and a run that samples with it is drawn with midpoint on the page
+PAGE_FLOW_SAMPLERS = ("euler", "heun", "midpoint")
 LOSS_POINTS = 1000  # the loss curve is averaged down to at most this many points
 FORWARD_POINTS = 1000  # training points the forward process noises
 IMAGE_STATES = 21  # states of an image run's reverse process under the slider
@@ -111,8 +115,6 @@ def page_data(model: Diffusion) -> dict[str, Any]:
     run_dir = model.run_dir
     if run_dir is None:
         raise UsageError("this model has no run directory: the page shows a run's training record too")
-    if model.is_flow:  # the page's samplers walk a noise schedule (page/samplers.js); a flow run has none
-        raise UsageError("the interactive page draws ddpm runs; this run is a flow-matching run (--method flow)")
     if model.guide is not None and not model.config.is_images:  # images come precomputed, guide and all
         raise UsageError(
             "the interactive page runs one network; this run is autoguided by a second (--guide-at): "
@@ -123,8 +125,9 @@ def page_data(model: Diffusion) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": config.dataset_name,
         "kind": "images" if config.is_images else "points",
+        "method": config.method,
         "shape": list(model.shape),
-        "T": len(model.schedule),
+        "T": None if model.is_flow else len(model.schedule),  # a flow run's time is continuous, from 1 to 0
         "target": config.target,
         "classes": list(model.classes),
         "guidance": config.guidance,
@@ -136,8 +139,11 @@ def page_data(model: Diffusion) -> dict[str, Any]:
     if config.is_images:
         data["images"] = _image_process(model)
         return data
+    if model.is_flow:
+        data["timeScale"] = flow.TIME_SCALE  # the network sees t * timeScale
+    else:
+        data["schedule"] = {name: _floats(getattr(model.schedule, name)) for name in SCHEDULE}
     data.update(
-        schedule={name: _floats(getattr(model.schedule, name)) for name in SCHEDULE},
         # in the model's coordinates, as the samplers clip: None when the run does not clip
         clip=[model.data_min.tolist(), model.data_max.tolist()] if config.clip_sample else None,
         shift=model.shift.tolist(),
@@ -151,8 +157,13 @@ def page_data(model: Diffusion) -> dict[str, Any]:
 
 def _default_sampling(model: Diffusion) -> dict[str, Any]:
     """The page's first draw: PAGE_SAMPLER in PAGE_STEPS steps (fewer when T is smaller), deterministic (eta is
-    DDIM's alone; ``resolve_sampling`` decides)."""
-    how = resolve_sampling(model.config, PAGE_SAMPLER, min(PAGE_STEPS, len(model.schedule)))
+    DDIM's alone; ``resolve_sampling`` decides); a flow run's own sampler and steps where the page has it, else
+    midpoint in its default steps."""
+    if model.is_flow:
+        own = model.sampling
+        how = own if own.sampler in PAGE_FLOW_SAMPLERS else resolve_sampling(model.config, "midpoint")
+    else:
+        how = resolve_sampling(model.config, PAGE_SAMPLER, min(PAGE_STEPS, len(model.schedule)))
     return {"sampler": how.sampler, "steps": how.steps, "eta": how.eta}
 
 
@@ -261,7 +272,7 @@ def _image_process(model: Diffusion) -> dict[str, Any]:
     states = _to_uint8(drawn.states[kept])  # (K, N, H, W, C)
     return {
         "states": _bytes(states),
-        "timesteps": [int(drawn.timesteps[i]) for i in kept],
+        "timesteps": [float(drawn.timesteps[i]) if model.is_flow else int(drawn.timesteps[i]) for i in kept],
         "rows": rows,
         "cols": IMAGES_PER_ROW,
         "sampling": {"sampler": how.sampler, "steps": how.steps, "eta": how.eta},

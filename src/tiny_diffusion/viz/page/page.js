@@ -12,6 +12,9 @@ let markReady; // resolves window.tinyDiffusion.ready once the first picture is 
 const ready = new Promise((resolve) => (markReady = resolve));
 const PATHS = 12; // points whose trajectories are drawn
 const FIELD_GRID = 21; // arrows per side of the denoiser's field
+const isFlow = DATA.method === "flow"; // a flow run: time runs over [0, 1], not the steps of a schedule
+const FORWARD_STAGES = 100; // a flow run's forward process under the slider: t = 0, 0.01, ..., 1
+const MAX_FLOW_STEPS = 1000; // the most steps the page takes of a flow sampler (Python takes any number)
 
 function setStatus(text, error = false) {
   status.textContent = text;
@@ -43,6 +46,23 @@ function redrawLoss() {
   drawLoss($("loss"), loss, DATA.loss.every, mode === "training" ? snapshotStep(snapshots.epochs[k]) : null);
 }
 
+// how the run's process is set up, and a sampling {sampler, steps, eta}, in words
+function describeMethod() {
+  return isFlow ? "flow matching (the network predicts the velocity noise - x0)" : `T = ${DATA.T}, target ${DATA.target}`;
+}
+function describeSampling(how) {
+  if (how.sampler === "ddpm") return `ddpm in ${DATA.T} steps`;
+  if (how.sampler === "ode") return "ode (adaptive steps)";
+  return `${how.sampler} in ${how.steps ?? DATA.T} steps` + (how.sampler === "ddim" ? `, eta ${how.eta}` : "");
+}
+
+// the slider's label for a state of the reverse process at t: a step of T, or a flow time from 1 to 0
+function reverseLabel(t) {
+  if (t === (isFlow ? 1 : DATA.T)) return `t = ${t} (noise)`;
+  if (t === 0) return "t = 0 (samples)";
+  return isFlow ? `t = ${t.toFixed(3)}` : `t = ${t}`;
+}
+
 if (DATA.kind === "points") setupPoints();
 else setupImages();
 
@@ -52,7 +72,9 @@ function setupPoints() {
   const dim = DATA.shape[0];
   const network = makeNetwork(DATA.network, dim); // on this thread: the field's arrows
   const parallel = makeParallelForward(network, DATA.network, dim); // in workers where it can: the draws
-  const schedule = makeSchedule(DATA.schedule, DATA.T);
+  const schedule = isFlow ? null : makeSchedule(DATA.schedule, DATA.T);
+  const registry = isFlow ? FLOW_SAMPLERS : SAMPLERS;
+  const maxSteps = isFlow ? MAX_FLOW_STEPS : DATA.T;
   const classes = DATA.classes;
   const toData = (x) => Float64Array.from(x, (v, i) => v * DATA.scale[i % dim] + DATA.shift[i % dim]);
   const toModel = (x) => Float64Array.from(x, (v, i) => (v - DATA.shift[i % dim]) / DATA.scale[i % dim]);
@@ -72,11 +94,12 @@ function setupPoints() {
 
   // ---- the controls: the samplers of the registry, the run's classes
   const samplerSelect = $("sampler");
-  for (const name of Object.keys(SAMPLERS)) samplerSelect.add(new Option(name, name));
+  for (const name of Object.keys(registry)) samplerSelect.add(new Option(name, name));
   samplerSelect.value = DATA.default.sampler;
   $("steps").value = DATA.default.steps ?? DATA.T;
-  $("steps").max = DATA.T;
+  $("steps").max = maxSteps;
   $("eta").value = DATA.default.eta;
+  if (isFlow) document.querySelector("[data-eta]").hidden = true; // the flow samplers are deterministic
   samplerSelect.addEventListener("change", () => {
     $("steps").value = samplerSelect.value === "ddpm" ? DATA.T : DATA.default.steps;
   });
@@ -89,10 +112,9 @@ function setupPoints() {
   }
   const own = DATA.run;
   $("summary").textContent =
-    `${dim}-D points, T = ${DATA.T}, target ${DATA.target}` +
+    `${dim}-D points, ${describeMethod()}` +
     (classes.length ? `, ${classes.length} classes` : "") +
-    `; the run samples with ${own.sampler}` +
-    (own.sampler === "ddpm" ? ` in ${DATA.T} steps` : ` in ${own.steps ?? DATA.T} steps` + (own.sampler === "ddim" ? `, eta ${own.eta}` : "")) +
+    `; the run samples with ${describeSampling(own)}` +
     `. Samples below are drawn live, in this browser, by the run's own network.`;
 
   // ---- drawing samples: the hook and the form share `draw`
@@ -101,14 +123,15 @@ function setupPoints() {
     const n = o.n ?? 1000;
     if (!Number.isInteger(n) || n < 1 || n > 100000) throw new Error(`n must be an integer from 1 to 100000, got ${n}`);
     const sampler = o.sampler ?? DATA.default.sampler;
-    if (!(sampler in SAMPLERS)) throw new Error(`unknown sampler ${sampler}; choose from ${Object.keys(SAMPLERS)}`);
+    if (!(sampler in registry)) throw new Error(`unknown sampler ${sampler}; choose from ${Object.keys(registry)}`);
     const ownDefault = sampler === DATA.default.sampler;
     const steps = o.steps ?? (sampler === "ddpm" ? DATA.T : DATA.default.steps);
-    if (!Number.isInteger(steps) || steps < 1 || steps > DATA.T) {
-      throw new Error(`steps must be an integer from 1 to T = ${DATA.T}, got ${steps}`);
+    if (!Number.isInteger(steps) || steps < 1 || steps > maxSteps) {
+      throw new Error(`steps must be an integer from 1 to ${isFlow ? "" : "T = "}${maxSteps}, got ${steps}`);
     }
     const eta = o.eta ?? (ownDefault ? DATA.default.eta : 0);
     if (!(eta >= 0) || !Number.isFinite(eta)) throw new Error(`eta must be a finite number >= 0, got ${eta}`);
+    if (isFlow && eta !== 0) throw new Error(`eta is ddim's noise; the flow samplers are deterministic: leave it out`);
     const seed = o.seed ?? 0;
     if (!Number.isInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
     let labels = null;
@@ -136,7 +159,12 @@ function setupPoints() {
     const o = resolve(options);
     const rng = makeRng(o.seed);
     const initial = o.noise ?? rng.normals(o.n * dim);
-    const predictor = makeNoisePredictor(parallel, schedule, DATA.target, { labels: o.labels, guidance: o.guidance });
+    const guided = { labels: o.labels, guidance: o.guidance };
+    if (isFlow) {
+      const velocity = makeVelocity(parallel, DATA.timeScale, DATA.clip, dim, guided);
+      return { ...(await runFlowSampler(o.sampler, { velocity, n: o.n, steps: o.steps, initial })), options: o };
+    }
+    const predictor = makeNoisePredictor(parallel, schedule, DATA.target, guided);
     const steps = o.sampler === "ddpm" ? null : o.steps;
     const result = await runSampler(o.sampler, {
       predictor, schedule, n: o.n, dim, steps, eta: o.eta, clip: DATA.clip, rng, initial,
@@ -153,19 +181,20 @@ function setupPoints() {
     // n, sampler ("ddpm", "ddim", ...), steps, eta, seed, label (a class index), guidance, and noise: the initial
     // x_T, n rows of N(0, I) numbers, to start from the same noise as a Python draw.
     sample: async (options = {}) => rows(toData((await draw(options)).samples)),
-    samplers: Object.keys(SAMPLERS),
+    samplers: Object.keys(registry),
     workers: parallel.workers, // how many Web Workers share a draw (0: the page's own thread)
     simd: network.simd, // whether the products run in WebAssembly SIMD (else in plain JavaScript)
     ready, // a Promise, resolved once the page's first draw is shown
-    data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes, default: DATA.default },
+    data: { name: DATA.name, kind: DATA.kind, method: DATA.method, shape: DATA.shape, T: DATA.T, classes, default: DATA.default },
   };
 
   // ---- the picture
   const forwardNoise = makeRng(12345).normals(forwardPoints.length);
   const color = (labels) => (labels ? (i) => CLASS_COLORS[labels[i] % CLASS_COLORS.length] : COLORS.points);
 
-  // the denoiser's field at zero-based step t: from a grid over the view, arrows towards the predicted x0 (clipped
-  // as the sampler clips it), for the class `label` under `guidance` (a conditional run), else without a label
+  // the denoiser's field at zero-based step t (a flow run: at time t): from a grid over the view, arrows towards the
+  // predicted x0 (clipped as the sampler clips it), for the class `label` under `guidance` (a conditional run), else
+  // without a label
   function fieldAt(t, label, guidance) {
     const grid = new Float64Array(FIELD_GRID * FIELD_GRID * 2);
     for (let a = 0; a < FIELD_GRID; a++) {
@@ -177,8 +206,12 @@ function setupPoints() {
     }
     const n = FIELD_GRID * FIELD_GRID;
     const labels = label === null ? null : new Int32Array(n).fill(label);
-    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels, guidance });
     const x = toModel(grid);
+    if (isFlow) {
+      const v = makeVelocity(network, DATA.timeScale, DATA.clip, dim, { labels, guidance })(x, n, t);
+      return [grid, toData(x.map((value, k) => value - t * v[k]))]; // x0 = x_t - t v
+    }
+    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels, guidance });
     const x0 = predictX0(schedule, x, predictor(x, n, t), t, DATA.clip, dim);
     return [grid, toData(x0)];
   }
@@ -189,15 +222,20 @@ function setupPoints() {
     drawFrame(ctx, view);
     const mode = currentMode();
     const k = Number(slider.value);
-    let step = null; // the step t of what is shown, for the field
+    let at = null; // where the field is drawn: the zero-based step (a flow run: the time) of what is shown
     if (mode === "training") {
       const epoch = snapshots.epochs[k];
       drawPoints(ctx, view, frames.subarray(k * frameSize, (k + 1) * frameSize), COLORS.points);
       sliderLabel.textContent = `epoch ${epoch} of ${DATA.settings.num_epochs}`;
+    } else if (mode === "forward" && isFlow) {
+      const t = k / FORWARD_STAGES;
+      drawPoints(ctx, view, toData(interpolate(forwardPoints, forwardNoise, t)), COLORS.points);
+      sliderLabel.textContent = k === 0 ? "t = 0 (data)" : `t = ${t.toFixed(2)} of 1`;
+      at = k > 0 ? t : null;
     } else if (mode === "forward") {
       drawPoints(ctx, view, toData(addNoise(schedule, forwardPoints, forwardNoise, k)), COLORS.points);
       sliderLabel.textContent = k === 0 ? "t = 0 (data)" : `t = ${k} of ${DATA.T}`;
-      step = k;
+      at = k > 0 ? k - 1 : null;
     } else if (state.drawn) {
       const drawn = state.drawn;
       const t = drawn.timesteps[k];
@@ -205,12 +243,13 @@ function setupPoints() {
       if ($("paths").checked) {
         drawPaths(ctx, view, drawn.dataStates, Array.from({ length: Math.min(PATHS, drawn.options.n) }, (_, i) => i), k);
       }
-      sliderLabel.textContent = t === DATA.T ? `t = ${t} (noise)` : t === 0 ? "t = 0 (samples)" : `t = ${t}`;
-      step = t;
+      sliderLabel.textContent = reverseLabel(t);
+      // state t of ddpm's walk sits at step t - 1 (t = 0: the samples); a flow state at its own time
+      at = t > 0 ? (isFlow ? t : t - 1) : null;
     }
-    if ($("field").checked && dim === 2 && step !== null && step > 0) {
+    if ($("field").checked && dim === 2 && at !== null) {
       const drawn = mode === "reverse" ? state.drawn.options : { label: null, guidance: 0 };
-      const [from, to] = fieldAt(step - 1, drawn.label, drawn.guidance);
+      const [from, to] = fieldAt(at, drawn.label, drawn.guidance);
       drawArrows(ctx, view, from, to, (plot.width / FIELD_GRID) * 0.9);
     }
     redrawLoss();
@@ -219,7 +258,7 @@ function setupPoints() {
   function showMode() {
     const mode = currentMode();
     if (mode === "training") setSlider(snapshots.epochs.length - 1, snapshots.epochs.length - 1);
-    else if (mode === "forward") setSlider(DATA.T, 0);
+    else if (mode === "forward") setSlider(isFlow ? FORWARD_STAGES : DATA.T, 0);
     else setSlider(state.drawn ? state.drawn.states.length - 1 : 0, state.drawn ? state.drawn.states.length - 1 : 0);
     redraw();
   }
@@ -248,7 +287,8 @@ function setupPoints() {
         state.drawn = drawn;
         const o = drawn.options;
         const steps = drawn.states.length - 1;
-        setStatus(`${o.n} points, ${o.sampler} in ${steps} steps (eta ${o.eta}, seed ${o.seed}): ${seconds.toFixed(2)} s`);
+        const eta = isFlow ? "" : `eta ${o.eta}, `;
+        setStatus(`${o.n} points, ${o.sampler} in ${steps} steps (${eta}seed ${o.seed}): ${seconds.toFixed(2)} s`);
         document.querySelector('input[name="mode"][value="reverse"]').checked = true;
         showMode();
       } catch (error) {
@@ -282,10 +322,9 @@ function setupImages() {
   const perState = process.rows * process.cols;
   const how = process.sampling;
   $("summary").textContent =
-    `${C} x ${H} x ${W} images, T = ${DATA.T}, target ${DATA.target}` +
+    `${C} x ${H} x ${W} images, ${describeMethod()}` +
     (DATA.classes.length ? `, one row per class` : "") +
-    `. The reverse process below was drawn in Python with the run's own sampler (${how.sampler}` +
-    (how.sampler === "ddpm" ? `, ${DATA.T} steps)` : `, ${how.steps ?? DATA.T} steps` + (how.sampler === "ddim" ? `, eta ${how.eta})` : ")")) +
+    `. The reverse process below was drawn in Python with the run's own sampler (${describeSampling(how)})` +
     `; this page draws no new images.`;
   setStatus(`${perState} images, ${process.timesteps.length} states of their reverse process`);
 
@@ -297,8 +336,7 @@ function setupImages() {
       sliderLabel.textContent = `epoch ${snapshots.epochs[k]} of ${DATA.settings.num_epochs}`;
     } else {
       drawImages(plot, states, k * perState, process.rows, process.cols, [C, H, W], process.rowLabels);
-      const t = process.timesteps[k];
-      sliderLabel.textContent = t === DATA.T ? `t = ${t} (noise)` : t === 0 ? "t = 0 (samples)" : `t = ${t}`;
+      sliderLabel.textContent = reverseLabel(process.timesteps[k]);
     }
     redrawLoss();
   }
@@ -314,7 +352,7 @@ function setupImages() {
     samplers: [],
     workers: 0,
     ready,
-    data: { name: DATA.name, kind: DATA.kind, shape: DATA.shape, T: DATA.T, classes: DATA.classes },
+    data: { name: DATA.name, kind: DATA.kind, method: DATA.method, shape: DATA.shape, T: DATA.T, classes: DATA.classes },
   };
   for (const input of document.querySelectorAll('input[name="mode"]')) input.addEventListener("change", showMode);
   slider.addEventListener("input", redraw);

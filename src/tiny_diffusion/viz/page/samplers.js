@@ -30,15 +30,13 @@ const TARGETS = {
   },
 };
 
-// noise(x_t, t) for a batch of n (Diffusion.noise_predictor): the network's output for the classes `labels`
-// under classifier-free guidance w, cond + w (cond - uncond), turned into predicted noise
-function makeNoisePredictor(network, schedule, target, { labels = null, guidance = 0 } = {}) {
-  if (!(target in TARGETS)) throw new Error(`unknown target ${target}`);
-  // network.forward may return the output or a Promise of it (workers): the predictor is async when it is
-  const finish = (out, uncond, x, t) => {
+// The network's output at (x_t, t) for a batch of n (Diffusion._output): for the classes `labels` under
+// classifier-free guidance w, cond + w (cond - uncond). network.forward may return the output or a Promise of it
+// (workers): the output is a Promise when it is.
+function makeOutput(network, { labels = null, guidance = 0 } = {}) {
+  const finish = (out, uncond) => {
     out = Float64Array.from(out);
     if (uncond) for (let i = 0; i < out.length; i++) out[i] += guidance * (out[i] - uncond[i]);
-    TARGETS[target](schedule, out, x, t);
     return out;
   };
   return (x, n, t) => {
@@ -46,9 +44,23 @@ function makeNoisePredictor(network, schedule, target, { labels = null, guidance
     const nulls = () => new Int32Array(n).fill(network.nullLabel);
     const out = network.forward(x, n, t, labels === null && network.nullLabel !== null ? nulls() : labels);
     const uncond = labels !== null && guidance !== 0 ? network.forward(x, n, t, nulls()) : null;
-    if (out instanceof Promise) return Promise.all([out, uncond]).then(([o, u]) => finish(o, u, x, t));
-    return finish(out, uncond, x, t);
+    if (out instanceof Promise) return Promise.all([out, uncond]).then(([o, u]) => finish(o, u));
+    return finish(out, uncond);
   };
+}
+
+// f(value), or a Promise of it where value is a Promise
+const then = (value, f) => (value instanceof Promise ? value.then(f) : f(value));
+
+// noise(x_t, t) for a batch of n (Diffusion.noise_predictor): the guided output turned into predicted noise
+function makeNoisePredictor(network, schedule, target, options = {}) {
+  if (!(target in TARGETS)) throw new Error(`unknown target ${target}`);
+  const output = makeOutput(network, options);
+  return (x, n, t) =>
+    then(output(x, n, t), (out) => {
+      TARGETS[target](schedule, out, x, t);
+      return out;
+    });
 }
 
 // x0 = (x_t - sqrt(1 - alpha-bar) noise) / sqrt(alpha-bar) (eq. 15), clipped per coordinate to the data's range
@@ -203,4 +215,76 @@ function addNoise(schedule, x0, noise, s) {
   const a = schedule.sqrt_alphas_cumprod[s - 1];
   const b = schedule.sqrt_one_minus_alphas_cumprod[s - 1];
   return x0.map((v, i) => a * v + b * noise[i]);
+}
+
+// ---- flow runs (core/flow.py): x_t = (1 - t) x0 + t noise, from t = 1 (noise) to t = 0 (data) along dx/dt = v
+
+// v(x_t, t) for a batch of n at one time t in [0, 1] (flow.velocity_predictor: the network sees t * timeScale),
+// guided as makeOutput guides; where the run clips, the x0 it implies, x_t - t v, is clipped to the data's range
+// and v follows it (flow._clipped); at t = 0 nothing is implied and v is left alone
+function makeVelocity(network, timeScale, clip, dim, options = {}) {
+  const output = makeOutput(network, options);
+  return (x, n, t) =>
+    then(output(x, n, Math.fround(t * timeScale)), (v) => {
+      if (clip && t > 0) {
+        for (let k = 0; k < v.length; k++) {
+          const x0 = Math.max(Math.min(x[k] - t * v[k], clip[1][k % dim]), clip[0][k % dim]);
+          v[k] = (x[k] - x0) / t;
+        }
+      }
+      return v;
+    });
+}
+
+// x + h v, a new array
+function axpy(x, h, v) {
+  return x.map((value, k) => value + h * v[k]);
+}
+
+// The flow samplers of the page, each one step from t to tNext < t (flow.euler_step, heun_step, midpoint_step);
+// the adaptive ode sampler is Python's alone
+const FLOW_SAMPLERS = {
+  euler: async (velocity, x, n, t, tNext) => axpy(x, tNext - t, await velocity(x, n, t)),
+  // Heun's method (explicit trapezoid): two calls, second order
+  heun: async (velocity, x, n, t, tNext) => {
+    const h = tNext - t;
+    const d1 = await velocity(x, n, t);
+    const d2 = await velocity(axpy(x, h, d1), n, tNext);
+    return x.map((value, k) => value + (h * (d1[k] + d2[k])) / 2);
+  },
+  // the explicit midpoint rule: the velocity half a step on; two calls, second order
+  midpoint: async (velocity, x, n, t, tNext) => {
+    const h = tNext - t;
+    const half = axpy(x, h / 2, await velocity(x, n, t));
+    return axpy(x, h, await velocity(half, n, Math.fround(t + h / 2)));
+  },
+};
+
+// (steps + 1) times from 1 down to 0, evenly spaced (flow.time_grid): the float32 values of torch.linspace, which
+// steps from the start for the first half and from the end for the rest
+function flowTimes(steps) {
+  const step = Math.fround(-1 / steps);
+  const half = Math.floor((steps + 1) / 2);
+  return Array.from({ length: steps + 1 }, (_, i) => Math.fround(i < half ? 1 + step * i : -step * (steps - i)));
+}
+
+// Integrate from `initial` (n, dim) noise at t = 1 to t = 0 in `steps` even steps. Returns the samples and every
+// state on the way (the noise first), with the time each sits at.
+async function runFlowSampler(name, { velocity, n, steps, initial }) {
+  if (!(name in FLOW_SAMPLERS)) {
+    throw new Error(`unknown sampler ${name}; choose from ${Object.keys(FLOW_SAMPLERS).join(", ")}`);
+  }
+  const times = flowTimes(steps);
+  let x = Float64Array.from(initial);
+  const states = [Float32Array.from(x)];
+  for (let i = 0; i < steps; i++) {
+    x = await FLOW_SAMPLERS[name](velocity, x, n, times[i], times[i + 1]);
+    states.push(Float32Array.from(x));
+  }
+  return { samples: x, states, timesteps: times };
+}
+
+// x_t = (1 - t) x0 + t noise (flow.interpolate), one fixed noise draw per point
+function interpolate(x0, noise, t) {
+  return x0.map((v, i) => (1 - t) * v + t * noise[i]);
 }
