@@ -20,12 +20,14 @@ from tiny_diffusion.runs.job import train_run
 from tiny_diffusion.viz.page import SCRIPTS, _script_safe, export_html, render_html
 
 # tiny point runs the page must draw exactly as Python does: each target, clipping on and off, a conditional run
-# under guidance, and 3-D points; and flow runs, clipped (dino) and not, conditional under guidance (blobs)
+# under guidance, 3-D points and an autoguided run; and flow runs, clipped (dino) and not, conditional under
+# guidance (blobs)
 POINT_RUNS = {
     "noise": dict(dataset="dino"),
     "x0": dict(dataset="moons", target="x0", standardize=True),
     "v-conditional": dict(dataset="blobs", target="v", conditional=True, guidance=2.0, clip_sample=False),
     "previous-3d": dict(dataset="helix", target="previous", sampler="ddim", sample_steps=8, eta=0.5),
+    "autoguided": dict(dataset="moons", guide_at=0.5, guidance=1.5),
 }
 
 FLOW_RUNS = {
@@ -98,6 +100,16 @@ def test_the_page_carries_its_scripts_and_the_run_s_own_weights(point_runs):
     np.testing.assert_array_equal(floats(data["schedule"]["alphas_cumprod"]), model.schedule.alphas_cumprod)
     assert data["clip"] is None and data["default"] == {"sampler": "dpmpp-2m", "steps": 20, "eta": 0.0}
     assert len(data["network"]["blocks"]) == model.config.hidden_layers
+
+
+def test_an_autoguided_run_s_page_carries_its_guide_s_weights(point_runs):
+    data = page_data(render_html(point_runs["autoguided"]))
+    model = Diffusion.load(point_runs["autoguided"])
+    assert model.guide is not None and data["guidance"] == 1.5
+    for name, network in (("network", model.network), ("guide", model.guide)):
+        np.testing.assert_array_equal(floats(data[name]["first"]["weight"]), network.joint[0].weight.detach().flatten())
+    assert not np.array_equal(floats(data["guide"]["first"]["weight"]), floats(data["network"]["first"]["weight"]))
+    assert page_data(render_html(point_runs["noise"]))["guide"] is None
 
 
 def test_the_data_cannot_end_its_script():

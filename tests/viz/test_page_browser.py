@@ -98,7 +98,7 @@ def test_every_page_loads_offline_without_errors(pages, opened, name):
     page = opened(pages[name])
     assert page.page.evaluate("() => window.tinyDiffusion.data.name")
     status = page.page.text_content("#status")
-    first = "midpoint in 25 steps (seed 0)" if name in FLOW_RUNS else "dpmpp-2m in 20 steps (eta 0, seed 0)"
+    first = "midpoint in 25 steps (seed 0" if name in FLOW_RUNS else "dpmpp-2m in 20 steps (eta 0, seed 0"
     assert "images" in status if name == "images" else f"1000 points, {first}" in status
     # the checks that nothing was requested and nothing failed are in `opened`
 
@@ -124,7 +124,7 @@ def test_ddim_from_the_same_noise_draws_python_s_samples(point_runs, pages, open
 
 
 @pytest.mark.skipif("dpmpp-2m" not in SAMPLERS, reason="Python's dpmpp-2m sampler is not on this branch yet")
-@pytest.mark.parametrize("name", ["noise", "x0"])
+@pytest.mark.parametrize("name", ["noise", "x0", "autoguided"])
 def test_dpmpp_2m_from_the_same_noise_draws_python_s_samples(point_runs, pages, opened, name):  # noqa: F811
     """The page's dpmpp-2m (Karras noise levels, second order from the second step) is Python's, up to rounding."""
     model = Diffusion.load(point_runs[name])
@@ -152,6 +152,29 @@ def test_each_flow_sampler_from_the_same_noise_draws_python_s_samples(flow_runs,
     drawn = opened(pages[name]).sample(n=n, sampler=sampler, steps=steps, noise=noise.tolist(), **label)
     assert drawn.shape == expected.shape
     assert np.abs(drawn - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_an_autoguided_page_draws_python_s_samples_at_each_guidance_and_takes_no_label(
+    point_runs,  # noqa: F811
+    pages,
+    opened,
+):
+    """model + w (model - guide) with the guide's own network, in workers or not; w = 0 is the model alone."""
+    model = Diffusion.load(point_runs["autoguided"])
+    page = opened(pages["autoguided"])
+    assert page.page.is_visible("#guidance") and page.page.is_hidden("#label")
+    assert "autoguided by its weights after 0.5 of training (guidance 1.5)" in page.page.text_content("#summary")
+    n, seed = 600, 2  # 600 points: split over the workers where there are any
+    noise = torch.randn((n, *model.shape), generator=torch.Generator().manual_seed(seed))
+    drawn = {}
+    for guidance in (0.0, 3.0):
+        with single_thread():
+            expected = model.sample(n, sampler="ddim", steps=6, eta=0.0, seed=seed, guidance=guidance)
+        drawn[guidance] = page.sample(n=n, sampler="ddim", steps=6, noise=noise.tolist(), guidance=guidance)
+        assert np.abs(drawn[guidance] - expected).max() < 1e-4 * np.abs(expected).max()
+    assert np.abs(drawn[0.0] - drawn[3.0]).max() > 1e-2  # the guide moved the samples
+    found = page.page.evaluate("o => window.tinyDiffusion.sample(o).then(() => 'drawn', e => e.message)", {"label": 0})
+    assert found == "this run is not conditional: it takes no label"
 
 
 def test_a_flow_page_scrubs_both_processes_and_refuses_what_is_not_a_flow_s(pages, opened):

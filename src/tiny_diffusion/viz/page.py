@@ -115,11 +115,6 @@ def page_data(model: Diffusion) -> dict[str, Any]:
     run_dir = model.run_dir
     if run_dir is None:
         raise UsageError("this model has no run directory: the page shows a run's training record too")
-    if model.guide is not None and not model.config.is_images:  # images come precomputed, guide and all
-        raise UsageError(
-            "the interactive page runs one network; this run is autoguided by a second (--guide-at): "
-            "sample it with `tiny-diffusion sample` or model.sample"
-        )
     config = model.config
     run_sampling = model.sampling
     data: dict[str, Any] = {
@@ -149,7 +144,8 @@ def page_data(model: Diffusion) -> dict[str, Any]:
         shift=model.shift.tolist(),
         scale=model.scale.tolist(),
         default=_default_sampling(model),
-        network=_network(model),
+        network=_network(model.network),
+        guide=None if model.guide is None else _network(model.guide),  # an autoguided run's second network
         forward=_forward_points(model, run_dir),
     )
     return data
@@ -167,9 +163,8 @@ def _default_sampling(model: Diffusion) -> dict[str, Any]:
     return {"sampler": how.sampler, "steps": how.steps, "eta": how.eta}
 
 
-def _network(model: Diffusion) -> dict[str, Any]:
-    """The MLP's weights and embeddings, as ``page/network.js`` reads them."""
-    network = model.network
+def _network(network: nn.Module) -> dict[str, Any]:
+    """A point run's MLP (its model, or its guide), weights and embeddings, as ``page/network.js`` reads them."""
     labels = None
     if isinstance(network, LabelConditioned):
         labels = {"weight": _floats(network.labels.weight), "null": network.null_label}

@@ -70,8 +70,12 @@ else setupImages();
 
 function setupPoints() {
   const dim = DATA.shape[0];
-  const network = makeNetwork(DATA.network, dim); // on this thread: the field's arrows
-  const parallel = makeParallelForward(network, DATA.network, dim); // in workers where it can: the draws
+  // an autoguided run's guide (its weights after guide_at of training) is a second network, which guidance pushes
+  // the model away from; each network on this thread (the field's arrows) and in workers where it can (the draws)
+  const specs = DATA.guide ? [DATA.network, DATA.guide] : [DATA.network];
+  const [network, guideNetwork = null] = specs.map((spec) => makeNetwork(spec, dim));
+  const parallel = makeParallelForwards(guideNetwork ? [network, guideNetwork] : [network], specs, dim);
+  const [parallelNetwork, parallelGuide = null] = parallel.forwards;
   const schedule = isFlow ? null : makeSchedule(DATA.schedule, DATA.T);
   const registry = isFlow ? FLOW_SAMPLERS : SAMPLERS;
   const maxSteps = isFlow ? MAX_FLOW_STEPS : DATA.T;
@@ -106,14 +110,17 @@ function setupPoints() {
   if (classes.length) {
     $("label").add(new Option("every class in turn", ""));
     classes.forEach((name, k) => $("label").add(new Option(name, String(k))));
-    $("guidance").value = DATA.guidance;
   } else {
     for (const el of document.querySelectorAll("[data-classes]")) el.hidden = true;
   }
+  const guided = classes.length > 0 || guideNetwork !== null; // whether the run takes a guidance scale
+  if (guided) $("guidance").value = DATA.guidance;
+  else document.querySelector("[data-guidance]").hidden = true;
   const own = DATA.run;
   $("summary").textContent =
     `${dim}-D points, ${describeMethod()}` +
     (classes.length ? `, ${classes.length} classes` : "") +
+    (guideNetwork ? `, autoguided by its weights after ${DATA.settings.guide_at} of training (guidance ${DATA.guidance})` : "") +
     `; the run samples with ${describeSampling(own)}` +
     `. Samples below are drawn live, in this browser, by the run's own network.`;
 
@@ -142,10 +149,14 @@ function setupPoints() {
         throw new Error(`label must be a class from 0 to ${classes.length - 1}, got ${label}`);
       }
       labels = Int32Array.from({ length: n }, (_, i) => (label === null ? i % classes.length : label));
+    } else if ((o.label ?? null) !== null) {
+      throw new Error(`this run is not conditional: it takes no label${guided ? "" : " or guidance"}`);
+    } else if ((o.guidance ?? null) !== null && !guided) {
+      throw new Error("this run is not conditional: it takes no label or guidance");
+    }
+    if (guided) {
       guidance = o.guidance ?? DATA.guidance;
       if (!(guidance >= 0)) throw new Error(`guidance must be >= 0, got ${guidance}`);
-    } else if ((o.label ?? null) !== null || (o.guidance ?? null) !== null) {
-      throw new Error("this run is not conditional: it takes no label or guidance");
     }
     let noise = null;
     if (o.noise !== undefined) {
@@ -159,12 +170,12 @@ function setupPoints() {
     const o = resolve(options);
     const rng = makeRng(o.seed);
     const initial = o.noise ?? rng.normals(o.n * dim);
-    const guided = { labels: o.labels, guidance: o.guidance };
+    const how = { labels: o.labels, guidance: o.guidance, guide: parallelGuide };
     if (isFlow) {
-      const velocity = makeVelocity(parallel, DATA.timeScale, DATA.clip, dim, guided);
+      const velocity = makeVelocity(parallelNetwork, DATA.timeScale, DATA.clip, dim, how);
       return { ...(await runFlowSampler(o.sampler, { velocity, n: o.n, steps: o.steps, initial })), options: o };
     }
-    const predictor = makeNoisePredictor(parallel, schedule, DATA.target, guided);
+    const predictor = makeNoisePredictor(parallelNetwork, schedule, DATA.target, how);
     const steps = o.sampler === "ddpm" ? null : o.steps;
     const result = await runSampler(o.sampler, {
       predictor, schedule, n: o.n, dim, steps, eta: o.eta, clip: DATA.clip, rng, initial,
@@ -208,10 +219,10 @@ function setupPoints() {
     const labels = label === null ? null : new Int32Array(n).fill(label);
     const x = toModel(grid);
     if (isFlow) {
-      const v = makeVelocity(network, DATA.timeScale, DATA.clip, dim, { labels, guidance })(x, n, t);
+      const v = makeVelocity(network, DATA.timeScale, DATA.clip, dim, { labels, guidance, guide: guideNetwork })(x, n, t);
       return [grid, toData(x.map((value, k) => value - t * v[k]))]; // x0 = x_t - t v
     }
-    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels, guidance });
+    const predictor = makeNoisePredictor(network, schedule, DATA.target, { labels, guidance, guide: guideNetwork });
     const x0 = predictX0(schedule, x, predictor(x, n, t), t, DATA.clip, dim);
     return [grid, toData(x0)];
   }
@@ -268,10 +279,8 @@ function setupPoints() {
     const options = {
       n: number("num"), sampler: samplerSelect.value, steps: number("steps"), eta: number("eta"), seed: number("seed"),
     };
-    if (classes.length) {
-      options.label = $("label").value === "" ? null : Number($("label").value);
-      options.guidance = number("guidance");
-    }
+    if (classes.length) options.label = $("label").value === "" ? null : Number($("label").value);
+    if (guided) options.guidance = number("guidance");
     return options;
   }
 
@@ -288,7 +297,8 @@ function setupPoints() {
         const o = drawn.options;
         const steps = drawn.states.length - 1;
         const eta = isFlow ? "" : `eta ${o.eta}, `;
-        setStatus(`${o.n} points, ${o.sampler} in ${steps} steps (${eta}seed ${o.seed}): ${seconds.toFixed(2)} s`);
+        const guidance = guided ? `, guidance ${o.guidance}` : "";
+        setStatus(`${o.n} points, ${o.sampler} in ${steps} steps (${eta}seed ${o.seed}${guidance}): ${seconds.toFixed(2)} s`);
         document.querySelector('input[name="mode"][value="reverse"]').checked = true;
         showMode();
       } catch (error) {

@@ -31,21 +31,24 @@ const TARGETS = {
 };
 
 // The network's output at (x_t, t) for a batch of n (Diffusion._output): for the classes `labels` under
-// classifier-free guidance w, cond + w (cond - uncond). network.forward may return the output or a Promise of it
+// classifier-free guidance w, cond + w (cond - uncond) (models.guided); an autoguided run's under autoguidance,
+// model + w (model - guide) (models.autoguided). network.forward may return the output or a Promise of it
 // (workers): the output is a Promise when it is.
-function makeOutput(network, { labels = null, guidance = 0 } = {}) {
-  const finish = (out, uncond) => {
+function makeOutput(network, { labels = null, guidance = 0, guide = null } = {}) {
+  const finish = (out, away) => {
     out = Float64Array.from(out);
-    if (uncond) for (let i = 0; i < out.length; i++) out[i] += guidance * (out[i] - uncond[i]);
+    if (away) for (let i = 0; i < out.length; i++) out[i] += guidance * (out[i] - away[i]);
     return out;
   };
   return (x, n, t) => {
     // a conditional network asked for no class is told "no label", as LabelConditioned does
     const nulls = () => new Int32Array(n).fill(network.nullLabel);
     const out = network.forward(x, n, t, labels === null && network.nullLabel !== null ? nulls() : labels);
-    const uncond = labels !== null && guidance !== 0 ? network.forward(x, n, t, nulls()) : null;
-    if (out instanceof Promise) return Promise.all([out, uncond]).then(([o, u]) => finish(o, u));
-    return finish(out, uncond);
+    let away = null; // what guidance pushes away from: the unconditional output, or the guide's
+    if (guidance !== 0 && labels !== null) away = network.forward(x, n, t, nulls());
+    else if (guidance !== 0 && guide !== null) away = guide.forward(x, n, t, null);
+    if (out instanceof Promise) return Promise.all([out, away]).then(([o, u]) => finish(o, u));
+    return finish(out, away);
   };
 }
 

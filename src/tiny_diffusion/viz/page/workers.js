@@ -1,16 +1,17 @@
 // Forward passes in Web Workers: the points of a draw are split between up to 4 workers, each running this same
-// script (from a Blob URL, which works from file:// too) with its own copy of the network. Each point's output is
-// the same, bit for bit, whichever worker computes it; where workers cannot start, the page's thread does the work.
+// script (from a Blob URL, which works from file:// too) with its own copy of the run's networks (the model, and an
+// autoguided run's guide). Each point's output is the same, bit for bit, whichever worker computes it; where
+// workers cannot start, the page's thread does the work.
 
 if (typeof document === "undefined") {
-  // inside a worker: serve forward passes of the network it was sent
-  let network = null;
+  // inside a worker: serve forward passes of the networks it was sent, `which` one of them
+  let networks = null;
   self.onmessage = ({ data }) => {
-    if (data.spec) {
-      network = makeNetwork(data.spec, data.dim);
+    if (data.specs) {
+      networks = data.specs.map((spec) => makeNetwork(spec, data.dim));
       return;
     }
-    const out = network.forward(data.x, data.n, data.t, data.labels);
+    const out = networks[data.which].forward(data.x, data.n, data.t, data.labels);
     self.postMessage(out, [out.buffer]);
   };
   return; // the rest of the script is the page's
@@ -19,8 +20,10 @@ if (typeof document === "undefined") {
 const WORKER_SOURCE = document.currentScript ? document.currentScript.textContent : null;
 const MIN_POINTS_PER_WORKER = 256;
 
-// (x, n, t, labels) -> a Promise of the network's output (n * dim): in workers when n is large enough
-function makeParallelForward(network, spec, dim) {
+// networks (built on this thread from specs) -> one {forward, dim, nullLabel} each, whose forward (x, n, t, labels)
+// gives a Promise of that network's output (n * dim): in workers, which all hold every network, when n is large
+// enough
+function makeParallelForwards(networks, specs, dim) {
   const count = Math.min(4, navigator.hardwareConcurrency || 1);
   const workers = [];
   if (WORKER_SOURCE && count > 1) {
@@ -34,7 +37,7 @@ function makeParallelForward(network, spec, dim) {
           event.preventDefault();
           while (pending.length) pending.shift().reject(new Error(event.message || "a worker failed"));
         };
-        worker.postMessage({ spec, dim });
+        worker.postMessage({ specs, dim });
         workers.push({ worker, pending });
       }
     } catch (error) {
@@ -49,14 +52,15 @@ function makeParallelForward(network, spec, dim) {
     });
   }
 
-  const forward = async (x, n, t, labels = null) => {
+  const forwardOf = (which) => async (x, n, t, labels = null) => {
     const parts = Math.min(workers.length, Math.floor(n / MIN_POINTS_PER_WORKER));
-    if (parts < 2) return network.forward(x, n, t, labels);
+    if (parts < 2) return networks[which].forward(x, n, t, labels);
     const bounds = Array.from({ length: parts + 1 }, (_, p) => Math.round((p * n) / parts));
     const outputs = await Promise.all(
       bounds.slice(0, -1).map((start, p) => {
         const end = bounds[p + 1];
         return inWorker(p, {
+          which,
           x: Float64Array.from(x.subarray(start * dim, end * dim)),
           n: end - start,
           t,
@@ -68,5 +72,6 @@ function makeParallelForward(network, spec, dim) {
     outputs.forEach((part, p) => out.set(part, bounds[p] * dim));
     return out;
   };
-  return { forward, workers: workers.length, dim, nullLabel: network.nullLabel };
+  const forwards = networks.map((network, which) => ({ forward: forwardOf(which), dim, nullLabel: network.nullLabel }));
+  return { forwards, workers: workers.length };
 }
