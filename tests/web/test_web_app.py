@@ -201,6 +201,7 @@ BAD_REQUESTS = [
     ("settings not an object", {"points": POINTS, "settings": [1]}, JSON, 400),
     ("TrainConfig refuses", {"points": POINTS, "settings": {"train_batch_size": 512, "num_samples": 100}}, JSON, 400),
     ("unknown schedule", {"points": POINTS, "settings": {"beta_schedule": "zigzag"}}, JSON, 400),
+    ("unknown method", {"points": POINTS, "settings": {"method": "score"}}, JSON, 400),
     ("too few points", {"points": POINTS[:9]}, JSON, 400),
     ("too many points", {"points": [[i % 7, i % 11] for i in range(20_001)]}, JSON, 400),
     ("points of text", {"points": [["a", "b"]] * 20}, JSON, 400),
@@ -345,6 +346,20 @@ def test_drawn_points_train_live_and_the_run_joins_the_list(empty_runs, monkeypa
         again = _post(client, {"points": POINTS, "settings": SETTINGS}, headers=JSON)  # one done: the next may start
         assert again.status_code == 202 and again.json()["name"] == "drawing"
         assert _events(client)[-1]["kind"] == "done"
+
+
+def test_a_flow_run_trains_live_from_the_playground_and_its_page_is_served(empty_runs, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with TestClient(create_app(empty_runs)) as client:
+        assert "flow" in client.get("/api/playground").json()["choices"]["method"]
+        settings = {**SETTINGS, "method": "flow"}
+        started = _post(client, {"dataset": "moons", "settings": settings, "name": "flowing"}, headers=JSON)
+        assert started.status_code == 202, started.text
+        events = _events(client)
+        assert events[-1]["kind"] == "done" and [e["kind"] for e in events].count("snapshot") == 2
+        assert td.Diffusion.load(empty_runs / "flowing").is_flow
+        page = client.get("/runs/flowing/page")
+        assert page.status_code == 200 and '"method":"flow"' in page.text
 
 
 def test_stopping_a_training_keeps_its_checkpoint(empty_runs, monkeypatch):

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from ..choices import BETA_SCHEDULES
+from ..choices import BETA_SCHEDULES, METHODS
 from ..errors import UsageError
 from ..viz.page import render_html
 from .listing import render_runs
@@ -114,7 +114,7 @@ def create_app(runs_dir: str | Path, *, trainer: Trainer | None = None, hosts: l
             "datasets": list(DATASET_NAMES),
             "defaults": DEFAULTS,
             "bounds": {name: bounds for name, bounds in SETTINGS.items() if bounds is not None},
-            "choices": {"beta_schedule": list(BETA_SCHEDULES)},
+            "choices": {"method": list(METHODS), "beta_schedule": list(BETA_SCHEDULES)},
             "points": {"min": MIN_POINTS, "max": MAX_POINTS},
         }
 

@@ -38,6 +38,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 # setting -> (lowest, highest) the playground accepts; None: TrainConfig's own check only
 SETTINGS: dict[str, tuple[float, float] | None] = {
+    "method": None,
     "num_epochs": (1, 5000),
     "learning_rate": (0, 1),
     "num_timesteps": (2, 2000),
@@ -53,6 +54,7 @@ SETTINGS: dict[str, tuple[float, float] | None] = {
 }
 # the form's starting values: a drawing of a few hundred points learns in about a minute on a CPU
 DEFAULTS: dict[str, Any] = {
+    "method": "ddpm",  # or flow; a flow run leaves num_timesteps and beta_schedule aside
     "num_epochs": 100,
     "learning_rate": 2e-3,
     "num_timesteps": 100,
