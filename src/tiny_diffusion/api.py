@@ -26,6 +26,7 @@ __all__ = ["train", "train_summary", "evaluate", "settings", "default_out", "exa
 
 ExactKind = Literal["auto", "ideal", "mixture"]
 EXACT_KINDS: tuple[str, ...] = ("auto", "ideal", "mixture")
+MAX_FLOW_DIAGNOSE_TIMES = 1000  # a flow run's diagnosis at most at this many times (a ddpm run's: at most T steps)
 
 
 def settings(base: TrainConfig | Mapping[str, Any] | None = None, **overrides: Any) -> TrainConfig:
@@ -252,34 +253,39 @@ def _nll_beside_exact(model: Diffusion | Path, config: TrainConfig) -> dict[str,
 
 def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 256, seed: int = 0) -> dict[str, Any]:
     """Where a trained model stands against the exact answer (``eval.diagnostics``): at ``steps`` evenly spaced
-    steps, the error of its x0 prediction against the ideal denoiser of its own training set and its training loss
-    (``per_step`` fresh x_t each); whether the forward process reaches noise (the terminal mismatch); and, for a run
-    of points, the share of its final samples that copy a training point. ``model`` is a model or a run directory.
-    A forward process that does not reach noise is also warned about (``SettingWarning``), as ``train`` warns."""
+    steps (a flow run: at the midpoints of ``steps`` equal intervals of time), the error of its x0 prediction against
+    the ideal denoiser of its own training set and its training loss (``per_step`` fresh x_t each); whether the
+    forward process reaches noise (the terminal mismatch); and, for a run of points, the share of its final samples
+    that copy a training point. ``model`` is a model or a run directory. A forward process that does not reach noise
+    is also warned about (``SettingWarning``), as ``train`` warns."""
     from .data.prepare import training_data
-    from .eval.diagnostics import denoiser_errors, summary, terminal_mismatch
+    from .eval.diagnostics import FLOW_TERMINAL, denoiser_errors, flow_times, summary, terminal_mismatch
     from .eval.evaluate import memorized_share
     from .eval.preflight import terminal_warning
 
     model = Diffusion.load(model) if isinstance(model, (str, Path)) else model
-    if model.is_flow:
-        raise UsageError("diagnose measures a ddpm run's denoiser against its schedule's exact one; this is a flow run")
-    if not 2 <= steps <= len(model.schedule):
-        raise UsageError(f"steps must be between 2 and T = {len(model.schedule)}, got {steps}")
+    most = MAX_FLOW_DIAGNOSE_TIMES if model.is_flow else len(model.schedule)
+    if not 2 <= steps <= most:
+        raise UsageError(f"steps must be between 2 and {'' if model.is_flow else 'T = '}{most}, got {steps}")
     if per_step < 1:
         raise UsageError(f"per_step must be positive, got {per_step}")
     train_set = training_data(model.config)
     data = torch.as_tensor(train_set.x, dtype=torch.float32)
     labels = None if train_set.labels is None else torch.as_tensor(train_set.labels)
-    warning = terminal_warning(model.schedule)
-    if warning is not None:
-        warnings.warn(warning, stacklevel=2)
-    chosen = np.unique(np.linspace(0, len(model.schedule) - 1, steps).round().astype(int)).tolist()
+    if model.is_flow:
+        chosen: list[int] | list[float] = flow_times(steps)
+        terminal = FLOW_TERMINAL
+    else:
+        warning = terminal_warning(model.schedule)
+        if warning is not None:
+            warnings.warn(warning, stacklevel=2)
+        chosen = np.unique(np.linspace(0, len(model.schedule) - 1, steps).round().astype(int)).tolist()
+        terminal = terminal_mismatch(model.schedule, train_set.x)
     errors = denoiser_errors(model, data, chosen, labels=labels, per_step=per_step, seed=seed)
     memorized = None
     if model.run_dir is not None and not model.config.is_images:
         memorized = memorized_share(np.load(model.run_dir / "samples.npy"), model.config)
-    return summary(errors, terminal_mismatch(model.schedule, train_set.x), memorized)
+    return summary(errors, terminal, memorized, method=model.config.method)
 
 
 def nfe(

@@ -1,14 +1,17 @@
 """`diagnose`: the trained denoiser against the ideal one, the terminal mismatch, copies of training points."""
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
+import torch
 
 import tiny_diffusion as td
 from conftest import TINY_POINTS, flags
 from tiny_diffusion.cli import main
+from tiny_diffusion.core import flow
 from tiny_diffusion.core.schedule import NoiseSchedule
 from tiny_diffusion.data.prepare import training_data
 from tiny_diffusion.eval.diagnostics import terminal_mismatch
@@ -54,6 +57,52 @@ def test_diagnose_writes_its_json_and_figure_and_warns_when_noise_is_not_reached
     assert "--num-timesteps" in err  # the same warning as train's, the flags named
     assert main(["diagnose", str(run)]) == 2  # an earlier diagnosis is kept
     assert "--overwrite" in capsys.readouterr().err
+
+
+class IdealVelocity(torch.nn.Module):
+    """The exact velocity E[noise - x0 | x_t] of a flow on a finite point set, written straight from its path: given
+    x_i, x_t is N((1 - t) x_i, t^2 I), so x0* = sum_i softmax_i(-|x_t - (1 - t) x_i|^2 / (2 t^2)) x_i, and
+    v = (x_t - x0*) / t. Called as a flow run's network is, with t * TIME_SCALE."""
+
+    def __init__(self, points: np.ndarray):
+        super().__init__()
+        self.points = torch.as_tensor(points, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
+        t = (scaled.double() / flow.TIME_SCALE)[:, None]  # (B, 1)
+        x = x.double()
+        d2 = ((x[:, None, :] - (1 - t)[:, :, None] * self.points[None]) ** 2).sum(-1)  # (B, N)
+        x0 = torch.softmax(-d2 / (2 * t**2), dim=1) @ self.points
+        return ((x - x0) / t).float()
+
+
+def test_a_flow_run_s_diagnosis_finds_no_error_in_the_exact_velocity(tmp_path):
+    """The flow's ideal denoiser is the DDPM one at sqrt(alpha-bar) = (1 - t) / r, r = sqrt((1 - t)^2 + t^2): a
+    network that is the exact velocity of the training set, written from the flow's own path, has no error there."""
+    run = td.train(
+        dict(TINY_POINTS, dataset="moons", method="flow", num_samples=200), out=tmp_path / "run", progress=False
+    )
+    exact = dataclasses.replace(run, network=IdealVelocity(training_data(run.config).x))
+    diagnosis = td.diagnose(exact, steps=4, per_step=64)
+    rows = diagnosis["per_step"]
+    assert diagnosis["method"] == "flow" and rows["t"] == [0.125, 0.375, 0.625, 0.875]
+    assert max(rows["error"]) < 1e-9 and min(rows["ideal_error"]) > 1e-4
+    # its loss is the velocity regression's, noise - x0 against v: at least the part no network can explain
+    assert all(loss > 0.1 for loss in rows["loss"])
+    assert min(td.diagnose(run, steps=4, per_step=64)["per_step"]["error"]) > 1e-6  # a trained network is off
+
+
+def test_diagnose_on_a_flow_run_writes_its_times_and_no_terminal_mismatch(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *flags(TINY_POINTS, quiet=True, method="flow"), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["diagnose", str(run), "--steps", "5", "--per-step", "32"]) == 0
+    out, err = capsys.readouterr()
+    diagnosis = json.loads((run / "diagnose.json").read_text())
+    assert diagnosis["per_step"]["t"] == [0.1, 0.3, 0.5, 0.7, 0.9] and diagnosis["terminal"]["kl_nats"] == 0.0
+    assert (run / "diagnose.png").stat().st_size > 0 and "x_1 is the noise itself" in out and err == ""
+    assert main(["diagnose", str(run), "--steps", "1", "--overwrite"]) == 2
+    assert "steps must be between 2 and 1000" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

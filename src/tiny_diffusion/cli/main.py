@@ -222,13 +222,17 @@ def _diagnose(args: argparse.Namespace) -> int:
     if not args.overwrite and any(p.exists() for p in outputs):  # before the work, not after it
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     diagnosis = diagnose(run_dir, steps=args.steps, per_step=args.per_step, seed=args.seed)  # warns as train does
-    terminal = diagnosis["terminal"]
-    kept = f"x_T keeps {terminal['signal_kept']:.0%} of the signal, KL(q(x_T) || N(0, I)) = {terminal['kl_nats']:.3g}"
+    terminal, flowing = diagnosis["terminal"], diagnosis["method"] == "flow"
+    kept = (
+        f"x_T keeps {terminal['signal_kept']:.0%} of the signal, KL(q(x_T) || N(0, I)) = {terminal['kl_nats']:.3g} nats"
+    )
+    if flowing:
+        kept = "a flow run: x_1 is the noise itself"
     save_json(outputs[0], diagnosis)
-    viz.plot_diagnosis(diagnosis["per_step"], outputs[1], title=f"{run_dir.name}: {kept} nats")
+    viz.plot_diagnosis(diagnosis["per_step"], outputs[1], title=f"{run_dir.name}: {kept}", times=flowing)
     errors = diagnosis["per_step"]["error"]
     copies = diagnosis["memorized_share"]
-    print(f"{kept} nats; x0 error against the ideal denoiser from {min(errors):.3g} to {max(errors):.3g}"
+    print(f"{kept}; x0 error against the ideal denoiser from {min(errors):.3g} to {max(errors):.3g}"
           + ("" if copies is None else f"; {copies:.1%} of the samples copy a training point")
           + f"; wrote {outputs[0]} and {outputs[1]}")  # fmt: skip
     return 0

@@ -174,10 +174,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Compare a run's denoiser with the ideal denoiser of its own training set at evenly spaced steps "
         "(the mean squared error of its x0 prediction, and its training loss, on fresh x_t), say whether its forward "
         "process reaches noise (the share of the signal x_T keeps, KL of q(x_T) from N(0, I)) and, for points, how "
-        "many of its samples copy a training point; write RUN_DIR/diagnose.json and diagnose.png.",
+        "many of its samples copy a training point; write RUN_DIR/diagnose.json and diagnose.png. A flow run is "
+        "compared at times (the midpoints of --steps equal intervals of [0, 1]); its path ends at the noise itself.",
     )
     diagnose.add_argument("run_dir", metavar="RUN_DIR")
-    diagnose.add_argument("--steps", type=parse_int, default=20, help="steps compared (default: %(default)s)")
+    diagnose.add_argument(
+        "--steps", type=parse_int, default=20, help="steps (a flow run: times) compared (default: %(default)s)"
+    )
     diagnose.add_argument("--per-step", type=parse_int, default=256, help="fresh x_t at each (default: %(default)s)")
     diagnose.add_argument("--seed", type=parse_int, default=0, help="(default: %(default)s)")
     diagnose.add_argument("--overwrite", action="store_true", help="replace an earlier diagnosis")

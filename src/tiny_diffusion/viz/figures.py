@@ -151,11 +151,13 @@ def plot_loss(losses: np.ndarray, path: str | Path, *, steps_per_epoch: int | No
     save_figure(fig, path)
 
 
-def plot_diagnosis(per_step: dict[str, list[float]], path: str | Path, *, title: str = "") -> None:
-    """Two panels over the steps t: the trained model's x0 error against the ideal denoiser (and the ideal
-    denoiser's own error against the true x0, for scale), and the training loss; log scales."""
+def plot_diagnosis(per_step: dict[str, list[float]], path: str | Path, *, title: str = "", times: bool = False) -> None:
+    """Two panels over the steps t (``times``: a flow run's times t in (0, 1)): the trained model's x0 error against
+    the ideal denoiser (and the ideal denoiser's own error against the true x0, for scale), and the training loss;
+    log scales."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    t = np.asarray(per_step["t"]) + 1  # steps counted from 1 (t = 1: the first noising step)
+    # steps counted from 1 (t = 1: the first noising step); a flow run's times as they are
+    t = np.asarray(per_step["t"]) + (0 if times else 1)
     left.plot(t, per_step["error"], marker="o", label="trained x0 vs ideal denoiser's")
     left.plot(t, per_step["ideal_error"], linestyle="--", color="gray", label="ideal denoiser's vs the true x0")
     left.set_ylabel("mean squared error")
@@ -163,7 +165,7 @@ def plot_diagnosis(per_step: dict[str, list[float]], path: str | Path, *, title:
     right.set_ylabel("training loss (fresh x_t)")
     for ax in (left, right):
         ax.set_yscale("log")
-        ax.set_xlabel("step t")
+        ax.set_xlabel("time t (1: noise)" if times else "step t")
         ax.grid(alpha=0.3)
     left.legend(fontsize=8)
     if title:
