@@ -3,11 +3,14 @@
     python benchmarks/sampler_spacing.py RUN_DIR [--samplers dpmpp-2m,euler,heun] [--steps 10,20]
         [--spacings trailing,karras] [--seeds 0] [--num 1000]
     python benchmarks/sampler_spacing.py --exact dino ...   # the data's own score in place of a network
+    python benchmarks/sampler_spacing.py FLOW_RUN --samplers euler,heun,midpoint   # a flow run: even time steps
+    python benchmarks/sampler_spacing.py --exact dino --exact-method flow --samplers euler,heun,midpoint
 
 For each sampler, spacing, step count and seed of the initial noise: ``--num`` samples scored as ``evaluate`` scores
 a point run's (W2 as a multiple of its floor, precision and recall), with the network calls made; with several seeds,
 their mean too (W2 of 1000 samples moves by about 0.1 of its floor from one seed to the next). ``--exact DATASET``
-draws the exact model (``td.exact``) instead, so a seed of the noise can be scored apart from any network. No bar:
+draws the exact model (``td.exact``; ``--exact-method flow``: its exact velocity) instead, so a seed of the noise can
+be scored apart from any network. A flow model's samplers take even time steps: the spacing column says so. No bar:
 tables for the docs (Concepts, "Fast samplers"), measured on the default dino run.
 """
 
@@ -26,7 +29,12 @@ COLUMNS = ("w2 / floor", "precision@0.1", "precision@0.05", "recall@0.05")
 
 def scores(model: td.Diffusion, sampler: str, spacing: str, steps: int, seed: int, num: int) -> tuple[int, list]:
     """The network calls made and the COLUMNS of one draw."""
-    drawn = model.draw(num, resolve_sampling(model.config, sampler, steps, 0.0, spacing=spacing), seed=seed)
+    how = (
+        resolve_sampling(model.config, sampler, steps, 0.0)
+        if model.is_flow
+        else (resolve_sampling(model.config, sampler, steps, 0.0, spacing=spacing))
+    )
+    drawn = model.draw(num, how, seed=seed)
     m = evaluate_run_samples(drawn.samples, model.config)
     return drawn.nfe, [m["w2"] / m["w2_floor"], *(m[name] for name in COLUMNS[1:])]
 
@@ -35,6 +43,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", help="a trained point run")
     parser.add_argument("--exact", metavar="DATASET", help="instead of RUN_DIR: the exact model of a point dataset")
+    parser.add_argument("--exact-method", choices=("ddpm", "flow"), default="ddpm", help="the exact model's method")
     parser.add_argument("--samplers", default="dpmpp-2m,euler,heun", help="comma-separated samplers")
     parser.add_argument("--steps", default="10,20", help="comma-separated step counts")
     parser.add_argument("--spacings", default="trailing,karras", help="comma-separated step spacings")
@@ -43,12 +52,13 @@ def main() -> int:
     args = parser.parse_args()
     if (args.run_dir is None) == (args.exact is None):
         parser.error("give a run directory or --exact DATASET (one of them)")
-    model = td.exact(args.exact) if args.exact else td.Diffusion.load(args.run_dir)
+    model = td.exact(args.exact, method=args.exact_method) if args.exact else td.Diffusion.load(args.run_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
+    spacings = ["even"] if model.is_flow else args.spacings.split(",")
     print(f"| sampler | spacing | steps | calls | seed | {' | '.join(COLUMNS)} |")
     print("|---|---|---|---|---|---|---|---|---|")
     for sampler in args.samplers.split(","):
-        for spacing in args.spacings.split(","):
+        for spacing in spacings:
             for steps in (int(n) for n in args.steps.split(",")):
                 rows = []
                 for seed in seeds:

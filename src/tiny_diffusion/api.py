@@ -122,7 +122,8 @@ def exact(
     **overrides: Any,
 ) -> Diffusion:
     """A model that needs no training: the exact noise predictor of a point dataset, drawn by ``sample`` as a
-    trained model is, with the schedule and sampler of ``settings(dataset=dataset, **overrides)``.
+    trained model is, with the schedule and sampler of ``settings(dataset=dataset, **overrides)``; with
+    ``method="flow"``, the exact velocity of flow matching's straight path instead (``core.exact``).
 
     ``kind`` "ideal": the ideal denoiser E[x_0 | x_t] of the training set a run with these settings trains on
     (``num_samples`` points drawn with ``data_seed``), which reproduces training points; "mixture": the exact score
@@ -130,7 +131,13 @@ def exact(
     dataset is one, else the ideal denoiser. The data's range (for ``clip_sample``) and units (``standardize``) are
     the training set's, as in a run.
     """
-    from .core.exact import ideal_noise_predictor, mixture_noise_predictor, mixture_score
+    from .core.exact import (
+        ideal_noise_predictor,
+        ideal_velocity_network,
+        mixture_noise_predictor,
+        mixture_score,
+        mixture_velocity_network,
+    )
     from .core.schedule import NoiseSchedule
     from .data.images import IMAGE_DATASETS
     from .data.prepare import dataset_for, training_data
@@ -141,8 +148,6 @@ def exact(
         raise UsageError(f"an exact model needs a point dataset; {dataset} is an image set")
     if overrides.pop("target", "noise") != "noise" or overrides.get("conditional"):
         raise UsageError("an exact model predicts the noise, unconditionally: leave out target and conditional")
-    if overrides.get("method", "ddpm") != "ddpm":
-        raise UsageError("an exact model is a ddpm run's noise predictor: leave out method")
     overrides.setdefault("train_batch_size", min(num_samples, TrainConfig.train_batch_size))  # unused, but checked
     config = settings(dataset=dataset, num_samples=num_samples, data_seed=data_seed, target="noise", **overrides)
     mixture = dataset_for(config)[0].mixture()
@@ -155,15 +160,19 @@ def exact(
     x = torch.tensor(train_set.x, dtype=torch.float64, device=device)  # (N, D), the model's coordinates
     shift, scale = (torch.tensor(v, dtype=torch.float64, device=device) for v in (train_set.shift, train_set.scale))
     score = None
+    flowing = config.method == "flow"
     if kind == "ideal" or mixture is None:
-        network = ideal_noise_predictor(x, schedule)
+        network = ideal_velocity_network(x) if flowing else ideal_noise_predictor(x, schedule)
     else:  # the mixture in the model's coordinates: (x - shift) / scale per coordinate
         means, stds, weights = (
             torch.tensor(v, dtype=torch.float64, device=device) for v in (mixture.means, mixture.stds, mixture.weights)
         )
         means, stds = (means - shift) / scale, stds / scale
-        network = mixture_noise_predictor(means, stds, weights, schedule)
-        score = partial(mixture_score, means=means, stds=stds, weights=weights)
+        if flowing:  # its likelihood is its own ODE's, from the data itself at t = 0: no score needed
+            network = mixture_velocity_network(means, stds, weights)
+        else:
+            network = mixture_noise_predictor(means, stds, weights, schedule)
+            score = partial(mixture_score, means=means, stds=stds, weights=weights)
     data_min, data_max = x.amin(dim=0).float(), x.amax(dim=0).float()
     return Diffusion(
         config, network, schedule, train_set.shape, data_min, data_max, shift.float(), scale.float(), exact_score=score

@@ -1,5 +1,6 @@
 """The exact models: the ideal denoiser of a training set and the exact score of a Gaussian mixture, checked against
-closed forms, scipy and autograd; ``td.exact`` sampled and measured (issue 15, parts 1 and 5)."""
+closed forms, scipy and autograd; ``td.exact`` sampled and measured (issue 15, parts 1 and 5); the same as flow
+matching's exact velocities (``method="flow"``)."""
 
 import math
 
@@ -10,13 +11,18 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import tiny_diffusion as td
+from tiny_diffusion.cli import main
+from tiny_diffusion.core import flow
 from tiny_diffusion.core.exact import (
     ideal_noise,
+    ideal_velocity_network,
     ideal_weights,
     ideal_x0,
     mixture_log_prob,
     mixture_noise,
     mixture_score,
+    mixture_velocity_network,
+    mixture_x0,
 )
 from tiny_diffusion.data import DATASETS, get_dataset
 from tiny_diffusion.data.toys import EIGHT_GAUSSIANS_CENTERS, EIGHT_GAUSSIANS_STD
@@ -142,6 +148,86 @@ def test_the_mixture_noise_is_minus_sqrt_one_minus_alpha_bar_times_the_autograd_
     torch.testing.assert_close(
         mixture_noise(x.detach(), alpha_bar, means, stds, weights), -math.sqrt(1 - alpha_bar) * score, rtol=0, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("alpha_bar", ALPHA_BARS)
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_the_mixture_s_posterior_mean_is_tweedie_s_from_its_score(alpha_bar, diagonal):
+    """E[x_0 | x_t] = (x_t + (1 - ab) score) / sqrt(ab) (Tweedie); and at ab = 0 (pure noise) the mixture's mean."""
+    means, stds, weights = _random_mixture(3, (2,), diagonal=diagonal, seed=12)
+    x = torch.randn((20, 2), generator=_generator(13), dtype=torch.float64) * 2
+    tweedie = (x + (1 - alpha_bar) * mixture_score(x, alpha_bar, means, stds, weights)) / math.sqrt(alpha_bar)
+    torch.testing.assert_close(mixture_x0(x, alpha_bar, means, stds, weights), tweedie, rtol=1e-9, atol=1e-9)
+    expected_mean = (weights[:, None] * means).sum(0).expand_as(x)
+    torch.testing.assert_close(mixture_x0(x, 0.0, means, stds, weights), expected_mean, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- flow matching's exact velocities
+
+
+def _velocity_from_the_path(x: torch.Tensor, t: float, points: torch.Tensor) -> torch.Tensor:
+    """E[noise - x_0 | x_t] of a point set, written straight from the flow's path: given x_i, x_t is
+    N((1 - t) x_i, t^2 I), so x0* = sum_i softmax_i(-|x_t - (1 - t) x_i|^2 / (2 t^2)) x_i, and v = (x_t - x0*) / t."""
+    d2 = ((x[:, None, :] - (1 - t) * points[None]) ** 2).sum(-1)
+    return (x - torch.softmax(-d2 / (2 * t**2), dim=1) @ points) / t
+
+
+@pytest.mark.parametrize("t", [0.02, 0.3, 0.7, 1.0])
+def test_the_ideal_velocity_is_the_one_written_from_the_flow_s_path(t):
+    points = torch.randn((50, 2), generator=_generator(14), dtype=torch.float64)
+    x = torch.randn((30, 2), generator=_generator(15), dtype=torch.float64) * 1.5
+    network = ideal_velocity_network(points)
+    scaled = torch.full((30,), t * flow.TIME_SCALE, dtype=torch.float64)
+    torch.testing.assert_close(network(x, scaled), _velocity_from_the_path(x, t, points), rtol=1e-7, atol=1e-7)
+    # at t = 0 the noise is independent of x_0 = x_t: E[noise - x_0 | x_0] = -x_0
+    torch.testing.assert_close(network(x, torch.zeros(30)), -x)
+
+
+@pytest.mark.parametrize("name", ["blobs", "8gaussians"])
+def test_the_exact_flow_s_likelihood_is_scipy_s_density_of_the_clean_data(name):
+    """The flow's own ODE from the data itself at t = 0 to N(0, I) at t = 1, driven by the exact velocity: the
+    mixture's clean density, to the solver's tolerance."""
+    model = td.exact(name, method="flow")
+    assert model.is_flow and model.config.method == "flow"
+    mixture = get_dataset(name).mixture()
+    points = td.datasets.sample(name, 100, seed=9)
+    density = sum(
+        w * multivariate_normal(mu, np.diag(np.broadcast_to(s, (2,)) ** 2)).pdf(points)
+        for mu, s, w in zip(mixture.means, mixture.stds, mixture.weights)
+    )
+    np.testing.assert_allclose(model.log_prob(points), np.log(density), atol=5e-3)
+
+
+@pytest.mark.parametrize("name", ["8gaussians", "blobs"])
+def test_the_ideal_velocity_reproduces_training_points_and_the_exact_mixture_s_does_not(name):
+    """euler's last step lands on the ideal x0 at t = 1/200, where each sample's posterior sits on one point (the
+    field is stiff there: the adaptive ode's steps, chosen for the whole batch, can stop short of the points)."""
+    ideal = td.exact(name, num_samples=200, kind="ideal", method="flow")
+    assert memorized_share(ideal.sample(500, seed=5, sampler="euler", steps=200), ideal.config) > 0.95
+    mixture = td.exact(name, num_samples=200, kind="mixture", method="flow")
+    assert memorized_share(mixture.sample(500, seed=5, sampler="euler", steps=200), mixture.config) < 0.01
+
+
+def test_the_exact_flow_of_a_mixture_draws_each_component_as_often_as_its_weight():
+    network = mixture_velocity_network(
+        torch.tensor([[-1.0, 0.5], [1.0, -0.25]]), torch.tensor([0.2, 0.3]), torch.tensor([0.3, 0.7])
+    )
+    n = 4000
+    out = flow.sample(flow.velocity_predictor(network), (n, 2), sampler="midpoint", steps=50, generator=_generator(16))
+    left = out.samples[:, 0] < 0
+    assert abs(float(left.double().mean()) - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n)
+    for members, mean, std in ((out.samples[left], [-1.0, 0.5], 0.2), (out.samples[~left], [1.0, -0.25], 0.3)):
+        assert ((members.mean(0) - torch.tensor(mean)).abs() < 5 * std / math.sqrt(len(members))).all()
+        assert ((members.std(0) / std - 1).abs() < 0.06).all()
+
+
+def test_the_exact_flow_from_the_command_line_goes_to_its_own_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "--exact", "8gaussians", "--exact-method", "flow", "--num", "50", "--sampler", "heun"]) == 0
+    assert (tmp_path / "runs" / "exact_8gaussians_flow" / "sampled_heun_seed0.npy").exists()
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path), "--exact-method", "flow"]) == 2
+    assert "--exact-method goes with --exact DATASET" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the datasets' mixtures

@@ -73,7 +73,7 @@ def test_every_flow_sampler_draws_from_the_command_line(runs, sampler, tmp_path,
     again = model.sample(20, sampler=sampler, steps=4, trajectory=True)
     np.testing.assert_array_equal(again.samples, model.sample(20, sampler=sampler, steps=4))
     assert list(again.timesteps) == [1.0, 0.75, 0.5, 0.25, 0.0] and again.num_timesteps == 1
-    assert again.nfe == {"euler": 4, "heun": 8, "midpoint": 8}.get(sampler, again.nfe) > 0
+    assert again.nfe == {"euler": 4, "heun": 7, "midpoint": 8}.get(sampler, again.nfe) > 0
 
 
 def test_a_conditional_flow_run_draws_the_class_it_is_asked_for_under_guidance(runs, tmp_path):
@@ -205,10 +205,8 @@ def test_the_api_of_a_flow_run_takes_times_in_zero_to_one(runs):
             model.add_noise(x0, bad)
     with pytest.raises(td.UsageError, match="a flow run predicts velocities"):
         model.noise_predictor(6)
-    with pytest.raises(td.UsageError, match="diagnose measures a ddpm run's denoiser"):
-        td.diagnose(model)
-    with pytest.raises(td.UsageError, match="an exact model is a ddpm run's noise predictor"):
-        td.exact("moons", method="flow")
+    assert td.diagnose(model, steps=3, per_step=8)["per_step"]["t"] == pytest.approx([1 / 6, 1 / 2, 5 / 6])
+    assert td.exact("moons", method="flow", num_samples=100).is_flow  # the ideal velocity of its training set
 
 
 def test_a_run_records_the_sampler_it_used_and_compares_equal_to_one_that_names_it():

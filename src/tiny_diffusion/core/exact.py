@@ -7,6 +7,10 @@
 - The exact score of a Gaussian mixture (means mu_k, standard deviations s_k, weights pi_k): noised to step t,
   component k is N(sqrt(ab) mu_k, ab s_k^2 + 1 - ab), so q_t is again a mixture with a closed-form density and score.
 
+- A flow run's exact velocity E[noise - x_0 | x_t] on the straight path x_t = (1 - t) x_0 + t noise: x_t divided by
+  r = sqrt((1 - t)^2 + t^2) is a DDPM state with sqrt(ab) = (1 - t) / r, so the same posterior means E[x_0 | x_t]
+  apply, and v = (x_t - E[x_0 | x_t]) / t; at t = 0 it is -x_t (the noise is independent of the data).
+
 ``ab`` is alpha-bar_t (``schedule.alphas_cumprod[t]``), one per sample (B,) or one for all. The sums are computed in
 float64 and returned in the dtype of ``x_t``; shapes are free: x_t (B, ...) with points (N, ...) of the same shape.
 """
@@ -18,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 
+from .flow import TIME_SCALE
 from .schedule import NoiseSchedule
 
 __all__ = [
@@ -27,11 +32,17 @@ __all__ = [
     "mixture_log_prob",
     "mixture_score",
     "mixture_noise",
+    "mixture_x0",
     "ideal_noise_predictor",
     "mixture_noise_predictor",
+    "flow_as_ddpm",
+    "ideal_velocity_network",
+    "mixture_velocity_network",
 ]
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (x_t (B, ...), t (B,)) -> E[x_0 | x_t] of a DDPM state at alpha-bar t: what the exact flow velocities are made of
+PosteriorMean = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CHUNK_ELEMENTS = 2**22  # rows of x_t are taken this many (row, training point) pairs at a time: 32 MB of float64
 
 
@@ -142,6 +153,25 @@ def mixture_noise(
     return (-(1 - ab).sqrt() * score).reshape(x_t.shape).to(x_t.dtype)
 
 
+def mixture_x0(
+    x_t: torch.Tensor, alpha_bar: torch.Tensor | float, means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """E[x_0 | x_t] (B, ...) of the mixture: sum_k r_k (mu_k + sqrt(ab) s_k^2 / (ab s_k^2 + 1 - ab) (x_t - sqrt(ab)
+    mu_k)), each component's Gaussian posterior mean weighted by its responsibility; defined at every ab in [0, 1]
+    (at 0, the mixture's mean)."""
+    means = means.reshape(len(means), -1)
+    log_w = weights.double().to(x_t.device).log()
+    variances = stds.double().to(x_t.device).reshape(len(means), -1).expand_as(means) ** 2  # (K, F)
+
+    def x0(x: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        diff, var, log_normal = _components(x, ab, means, stds)
+        r = torch.softmax(log_w + log_normal, dim=1)  # (b, K)
+        gain = ab.sqrt()[:, :, None] * variances / var  # (b, K, F)
+        return (r[:, :, None] * (means.double().to(x.device) + gain * diff)).sum(1)  # (b, F)
+
+    return _per_chunk(x_t, alpha_bar, means, x0).reshape(x_t.shape).to(x_t.dtype)
+
+
 # ---------------------------------------------------------------- as noise predictors for the samplers
 
 
@@ -164,3 +194,45 @@ def mixture_noise_predictor(
         return mixture_noise(x_t, schedule.alphas_cumprod[t], means, stds, weights)
 
     return predict
+
+
+# ---------------------------------------------------------------- as a flow run's network
+
+
+def flow_as_ddpm(x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A flow state x_t = (1 - t) x_0 + t noise (B, ...) at times t (B,) as a DDPM state: (x_t / r, ab (B,)) with
+    r = sqrt((1 - t)^2 + t^2) and ab = ((1 - t) / r)^2, so x_t / r = sqrt(ab) x_0 + sqrt(1 - ab) noise; float64."""
+    t = t.double().to(x_t.device)
+    r = torch.sqrt((1 - t) ** 2 + t**2)
+    return x_t.double() / r.reshape(-1, *[1] * (x_t.dim() - 1)), ((1 - t) / r) ** 2
+
+
+def _velocity_network(posterior_mean: PosteriorMean) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """network(x_t, t * TIME_SCALE), as a flow run's network is called: v = (x_t - E[x_0 | x_t]) / t, and -x_t at
+    t = 0, where E[noise - x_0 | x_0] = -x_0."""
+
+    def network(x_t: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
+        t = scaled.double() / TIME_SCALE
+        v = -x_t.double()
+        moving = t > 0
+        if bool(moving.any()):
+            x, s = x_t[moving], t[moving]
+            x_vp, ab = flow_as_ddpm(x, s)
+            x0 = posterior_mean(x_vp, ab).double()
+            v[moving] = (x.double() - x0) / s.reshape(-1, *[1] * (x.dim() - 1))
+        return v.to(x_t.dtype)
+
+    return network
+
+
+def ideal_velocity_network(points: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A flow run's network made of the ideal denoiser of ``points`` (N, ...): the exact velocity of the training
+    set, whose samples are training points."""
+    return _velocity_network(lambda x, ab: ideal_x0(x, ab, points))
+
+
+def mixture_velocity_network(
+    means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A flow run's network made of the exact mixture (see ``mixture_log_prob`` for the parameters' shapes)."""
+    return _velocity_network(lambda x, ab: mixture_x0(x, ab, means, stds, weights))
