@@ -45,7 +45,7 @@ from tiny_diffusion.eval.nfe import ODE_TOLERANCES, NfeRow, measure_nfe, nfe_set
 from tiny_diffusion.viz.output import plt, save_figure  # not public: Matplotlib without a screen, atomic writes
 
 POINTS = ("dino", "moons", "8gaussians", "checkerboard")
-CALLS_PER_STEP = {"heun": 2, "midpoint": 2}  # ddpm's heun makes 2 steps - 1 calls, a flow run's 2 steps; others 1
+CALLS_PER_STEP = {"heun": 2, "midpoint": 2}  # heun makes 2 steps - 1 calls (its last step Euler's); others 1 a step
 LEFT_OUT = ("ddpm",)  # walks all T steps, whatever the budget
 # the quality columns of each kind of data: (metric, its floor or None, column title); the first picks the best
 COLUMNS = {

@@ -1,5 +1,5 @@
-"""Flow matching's path, target and samplers (core/flow.py) against closed forms, and the Euler step against
-diffusers' FlowMatchEulerDiscreteScheduler."""
+"""Flow matching's path, target and samplers (core/flow.py) against closed forms, and the Euler and Heun steps
+against diffusers' FlowMatchEulerDiscreteScheduler and FlowMatchHeunDiscreteScheduler."""
 
 import math
 
@@ -45,8 +45,10 @@ def _gaussian_velocity(mu: float, s: float):
     return velocity
 
 
-# (sampler, steps, tolerance): first order needs many steps, second order few, the adaptive one its tolerance
-ACCURACY = [("euler", 2000, 2e-3), ("heun", 40, 1e-3), ("midpoint", 40, 1e-3), ("ode", 1, 2e-4)]
+# (sampler, steps, tolerance): first order needs many steps, second order few, the adaptive one its tolerance. Heun's
+# last step is Euler's: one first-order step adds O(h^2), so it stays second order (its error 1.3e-3 at 40 steps,
+# 3.2e-4 at 80), with a larger constant than the midpoint rule's on this smooth field
+ACCURACY = [("euler", 2000, 2e-3), ("heun", 80, 1e-3), ("midpoint", 40, 1e-3), ("ode", 1, 2e-4)]
 
 
 @pytest.mark.parametrize("sampler,steps,tol", ACCURACY, ids=[a[0] for a in ACCURACY])
@@ -57,7 +59,7 @@ def test_each_sampler_with_the_exact_velocity_maps_noise_to_the_gaussian_data(sa
     drawn = flow.sample(_gaussian_velocity(mu, s), (64, *shape), sampler=sampler, steps=steps, generator=generator)
     z = torch.randn(64, *shape, generator=torch.Generator().manual_seed(3))  # the sampler's initial noise
     torch.testing.assert_close(drawn.samples, mu + s * z, rtol=0, atol=tol)
-    calls = {"euler": steps, "heun": 2 * steps, "midpoint": 2 * steps}
+    calls = {"euler": steps, "heun": 2 * steps - 1, "midpoint": 2 * steps}  # heun's last step is Euler's
     assert drawn.nfe == calls.get(sampler, drawn.nfe) and drawn.nfe > 0
 
 
@@ -90,6 +92,36 @@ def test_the_euler_step_is_diffusers_flow_match_euler_step(steps):
     torch.testing.assert_close(
         scheduler.scale_noise(x0, scheduler.timesteps[last:], noise), flow.interpolate(x0, noise, sigma.expand(4))
     )
+
+
+@pytest.mark.parametrize("steps", [2, 3, 10])
+def test_the_heun_step_is_diffusers_flow_match_heun_step(steps):
+    """diffusers walks a Heun step as two calls of ``step`` (the Euler predictor, then the trapezoid) and the last
+    step, to sigma 0, as one: 2 steps - 1 calls; ours on its sigmas lands on its states after each whole step."""
+    from diffusers import FlowMatchHeunDiscreteScheduler
+
+    scheduler = FlowMatchHeunDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    scheduler.set_timesteps(steps)
+    times = torch.cat([scheduler.sigmas[:1], scheduler.sigmas[1::2]])  # (steps + 1,): its sigmas, each once
+    assert len(scheduler.timesteps) == 2 * steps - 1 and times[-1] == 0
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.sin(3 * x) + t[:, None]
+
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
+    theirs, states = x.clone(), []
+    for timestep in scheduler.timesteps:
+        t = (timestep / flow.TIME_SCALE).expand(len(x))
+        theirs = scheduler.step(velocity(theirs, t), timestep, theirs).prev_sample
+        states.append(theirs)
+    whole = [states[2 * k + 1] for k in range(steps - 1)] + [states[-1]]  # after each whole step
+    calls = []
+    ours = x.clone()
+    for i in range(steps):
+        ours = flow.heun_step(lambda x, t: calls.append(1) or velocity(x, t), ours, times[i], times[i + 1])
+        # diffusers recovers the slope as (x - (x - v sigma)) / sigma: float32 rounding grows as sigma reaches 0.001
+        torch.testing.assert_close(ours, whole[i], rtol=0, atol=1e-4)
+    assert len(calls) == len(scheduler.timesteps)
 
 
 @pytest.mark.parametrize("sampler", FLOW_SAMPLERS)

@@ -125,8 +125,14 @@ def euler_step(velocity: Velocity, x: torch.Tensor, t: torch.Tensor, t_next: tor
 
 
 def heun_step(velocity: Velocity, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
-    """Heun's method (explicit trapezoid; Karras et al. 2022, https://arxiv.org/abs/2206.00364, Algorithm 1 without
-    its first-order last step: the velocity is defined at t = 0): two network calls, second order."""
+    """Heun's method (explicit trapezoid; Karras et al. 2022, https://arxiv.org/abs/2206.00364, Algorithm 1): two
+    network calls, second order; the last step, to t = 0, is Euler's, as in Algorithm 1 and diffusers'
+    FlowMatchHeunDiscreteScheduler. The field turns sharply just above t = 0 (the exact velocity of a mixture of
+    narrow components points at the data until t is about their width, and is -x at t = 0), so a slope taken at t = 0
+    spoils the last step: on the dino's exact velocity, 10 steps reach precision@0.05 0.62 this way against 0.37
+    (docs/concepts.md, flow matching). 2 steps - 1 calls."""
+    if float(t_next) == 0:
+        return euler_step(velocity, x, t, t_next)
     h = t_next - t
     d1 = velocity(x, _full(t, x))
     d2 = velocity(x + h * d1, _full(t_next, x))

@@ -248,10 +248,11 @@ function axpy(x, h, v) {
 // the adaptive ode sampler is Python's alone
 const FLOW_SAMPLERS = {
   euler: async (velocity, x, n, t, tNext) => axpy(x, tNext - t, await velocity(x, n, t)),
-  // Heun's method (explicit trapezoid): two calls, second order
+  // Heun's method (explicit trapezoid): two calls, second order; the last step, to t = 0, Euler's
   heun: async (velocity, x, n, t, tNext) => {
     const h = tNext - t;
     const d1 = await velocity(x, n, t);
+    if (tNext === 0) return axpy(x, h, d1);
     const d2 = await velocity(axpy(x, h, d1), n, tNext);
     return x.map((value, k) => value + (h * (d1[k] + d2[k])) / 2);
   },
