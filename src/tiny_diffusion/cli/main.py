@@ -240,16 +240,16 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 def _nfe(args: argparse.Namespace) -> int:
     from ..api import nfe
-    from ..diffusion import Diffusion
     from ..eval.nfe import format_row, table_header
     from ..runs.files import save_json
     from ..viz import figures as viz
+    from .models import load_model
 
-    run_dir = Path(args.run_dir)
+    model, run_dir = load_model(args)  # a run, or an exact model writing to runs/exact_DATASET
     outputs = [run_dir / "nfe.json", run_dir / "nfe.png"]
     if not args.overwrite and any(p.exists() for p in outputs):  # before the work, not after it
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
-    model = Diffusion.load(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     print(table_header(model.config.is_images), flush=True)
     rows = nfe(
         model,

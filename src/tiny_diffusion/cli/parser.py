@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import NoReturn
 
-from ..choices import DEVICES, SAMPLERS
+from ..choices import ALL_SAMPLERS, DEVICES, FLOW_SAMPLERS, SAMPLERS
 from ..runs.policy import DEFAULT_EVERY, DEFAULT_KEEP
 from .flags import add_config_flags, add_flag, flag_groups, parse_float, parse_int
 from .models import add_model_args
@@ -191,16 +191,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Draw a run's samples with each sampler at each step count (the ode sampler at each tolerance, "
         "ddim at each eta), score them as `evaluate` does (for points W2, precision, recall; for images the judge's "
         "Frechet distance and confident share; each beside its floor) and set them against the network evaluations "
-        "actually made; write RUN_DIR/nfe.json and nfe.png and print a table.",
+        "actually made; write RUN_DIR/nfe.json and nfe.png and print a table. With --exact DATASET in place of "
+        "RUN_DIR, the same for the dataset's exact model: what the samplers alone lose.",
     )
-    nfe.add_argument("run_dir", metavar="RUN_DIR")
+    add_model_args(nfe)
     nfe.add_argument(
         "--samplers",
         nargs="+",
-        choices=SAMPLERS,
+        choices=ALL_SAMPLERS,
         default=None,
         metavar="SAMPLER",
-        help=f"from {', '.join(SAMPLERS)} (default: all, ddpm once; image runs leave out ode)",
+        help=f"a ddpm run's from {', '.join(SAMPLERS)}, a flow run's from {', '.join(FLOW_SAMPLERS)} (default: all of "
+        "the run's, ddpm once; image runs leave out ode)",
     )
     nfe.add_argument(
         "--steps",
