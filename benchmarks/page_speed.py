@@ -73,7 +73,7 @@ def main() -> int:
     parser.add_argument(
         "--sampler",
         default=PAGE_SAMPLER,
-        help="ddpm, ddim or dpmpp-2m; euler, heun or midpoint for a flow run (default: %(default)s)",
+        help="ddpm, ddim, dpmpp-2m, euler or heun; euler, heun or midpoint for a flow run (default: %(default)s)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed draws per setting (default: %(default)s)")
     parser.add_argument("--markdown", help="also write the table to this file")

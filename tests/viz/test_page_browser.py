@@ -14,7 +14,6 @@ import torch
 from test_page import FLOW_RUNS, POINT_RUNS, flow_runs, image_run, point_runs  # noqa: F401  (session fixtures)
 
 from conftest import single_thread
-from tiny_diffusion.choices import SAMPLERS
 from tiny_diffusion.diffusion import Diffusion
 from tiny_diffusion.eval.metrics import wasserstein2
 from tiny_diffusion.viz.page import export_html
@@ -123,16 +122,21 @@ def test_ddim_from_the_same_noise_draws_python_s_samples(point_runs, pages, open
     assert np.abs(drawn - expected).max() < (3e-3 if model.config.target == "previous" else 1e-4) * spread
 
 
-@pytest.mark.skipif("dpmpp-2m" not in SAMPLERS, reason="Python's dpmpp-2m sampler is not on this branch yet")
-@pytest.mark.parametrize("name", ["noise", "x0", "autoguided"])
-def test_dpmpp_2m_from_the_same_noise_draws_python_s_samples(point_runs, pages, opened, name):  # noqa: F811
-    """The page's dpmpp-2m (Karras noise levels, second order from the second step) is Python's, up to rounding."""
+@pytest.mark.parametrize(
+    "name,sampler",
+    [("noise", "dpmpp-2m"), ("x0", "dpmpp-2m"), ("autoguided", "dpmpp-2m"), ("noise", "euler"), ("x0", "heun"),
+     ("v-conditional", "heun")],
+)  # fmt: skip
+def test_the_karras_samplers_from_the_same_noise_draw_python_s_samples(point_runs, pages, opened, name, sampler):  # noqa: F811
+    """The page's dpmpp-2m (second order from the second step), euler and heun (a second call at the next level, the
+    last step Euler's) on Karras noise levels are Python's, up to rounding; clipped (noise, x0) or not (v), guided."""
     model = Diffusion.load(point_runs[name])
     n, seed = 300, 4
     noise = torch.randn((n, *model.shape), generator=torch.Generator().manual_seed(seed))
+    label = {"label": 2} if model.classes else {}
     with single_thread():
-        expected = model.sample(n, sampler="dpmpp-2m", steps=8, seed=seed)
-    drawn = opened(pages[name]).sample(n=n, sampler="dpmpp-2m", steps=8, noise=noise.tolist())
+        expected = model.sample(n, sampler=sampler, steps=8, seed=seed, labels=[2] * n if model.classes else None)
+    drawn = opened(pages[name]).sample(n=n, sampler=sampler, steps=8, noise=noise.tolist(), **label)
     assert np.abs(drawn - expected).max() < 1e-4 * np.abs(expected).max()
 
 
@@ -269,7 +273,7 @@ def test_a_3d_page_turns_when_dragged(pages, opened):
     "options,message",
     [
         ({"steps": 0}, "steps must be an integer"),
-        ({"sampler": "euler"}, "unknown sampler euler"),
+        ({"sampler": "ode"}, "unknown sampler ode"),
         ({"n": 2.5}, "n must be an integer"),
         ({"eta": -1}, "eta must be"),
         ({"label": 1}, "not conditional"),

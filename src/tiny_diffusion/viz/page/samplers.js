@@ -124,7 +124,8 @@ function karrasPlan(s, steps) {
 
 // The registry: each sampler plans its steps (the timesteps it calls the network at, and whatever else it needs)
 // and takes one: `step` gets the current state and the predicted noise at plan.timesteps[i] and returns the next
-// state. `memory` lasts for one draw, for multistep samplers that reuse earlier predictions.
+// state (or a Promise of it: heun calls `predict(x, t)` for a second prediction). `memory` lasts for one draw, for
+// multistep samplers that reuse earlier predictions.
 const SAMPLERS = {
   ddpm: {
     plan(s, steps) {
@@ -190,7 +191,48 @@ const SAMPLERS = {
       return next;
     },
   },
+  euler: {
+    plan: karrasPlan,
+    // Euler's method on the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma (Karras et al. 2022, eq. 3)
+    step({ x, noise, plan, i, clip, dim }) {
+      const [sigma, sigmaNext] = [plan.sigmas[i], plan.sigmas[i + 1]];
+      const slope = karrasSlope(x, noise, sigma, clip, dim);
+      return eulerTo(x, slope, sigma, sigmaNext);
+    },
+  },
+  heun: {
+    plan: karrasPlan,
+    // Heun's method (Karras et al. 2022, Algorithm 1 without churn): an Euler step, then the average of the slopes
+    // at both ends, the second taken at the next step's timestep; the last step, to sigma = 0, stays Euler's
+    async step({ x, noise, plan, i, clip, dim, predict }) {
+      const [sigma, sigmaNext] = [plan.sigmas[i], plan.sigmas[i + 1]];
+      const slope = karrasSlope(x, noise, sigma, clip, dim);
+      const predicted = eulerTo(x, slope, sigma, sigmaNext); // the Euler step, in the model's (VP) coordinates
+      if (sigmaNext === 0) return predicted;
+      const slopeNext = karrasSlope(predicted, await predict(predicted, plan.timesteps[i + 1]), sigmaNext, clip, dim);
+      const average = slope.map((v, k) => (v + slopeNext[k]) / 2);
+      return eulerTo(x, average, sigma, sigmaNext);
+    },
+  },
 };
+
+// (x_ve - D(x; sigma)) / sigma for the VP state x (n * dim) and the noise predicted there: x_ve = x sqrt(1 + sigma^2)
+// in variance-exploding coordinates, D = x_ve - sigma noise clipped to the data's range (core/samplers._denoised)
+function karrasSlope(x, noise, sigma, clip, dim) {
+  const scale = Math.sqrt(1 + sigma * sigma);
+  return x.map((v, k) => {
+    let d = v * scale - sigma * noise[k];
+    if (clip) d = Math.max(Math.min(d, clip[1][k % dim]), clip[0][k % dim]);
+    return (v * scale - d) / sigma;
+  });
+}
+
+// the VP state at sigmaNext after a step of `slope` from the VP state x at sigma (x_ve + (sigma' - sigma) slope,
+// then back by sqrt(1 + sigma'^2))
+function eulerTo(x, slope, sigma, sigmaNext) {
+  const [scale, scaleNext] = [Math.sqrt(1 + sigma * sigma), Math.sqrt(1 + sigmaNext * sigmaNext)];
+  return x.map((v, k) => (v * scale + (sigmaNext - sigma) * slope[k]) / scaleNext);
+}
 
 // Walk the reverse process from `initial` (n, dim) noise. Returns the samples and every state on the way (the
 // noise first), each with the step t it sits at: T for the noise, timesteps[i] + 1 after i steps, 0 at the end.
@@ -205,7 +247,8 @@ async function runSampler(name, { predictor, schedule, n, dim, steps, eta, clip,
   const memory = {};
   for (let i = 0; i < timesteps.length; i++) {
     const noise = await predictor(x, n, timesteps[i]);
-    x = sampler.step({ schedule, x, noise, plan, timesteps, i, clip, dim, eta, rng, memory });
+    const predict = (at, t) => predictor(at, n, t); // a second call within the step (heun)
+    x = await sampler.step({ schedule, x, noise, plan, timesteps, i, clip, dim, eta, rng, memory, predict });
     states.push(Float32Array.from(x));
     at.push(i + 1 < timesteps.length ? timesteps[i + 1] + 1 : 0);
   }
