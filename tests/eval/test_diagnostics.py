@@ -92,6 +92,18 @@ def test_a_flow_run_s_diagnosis_finds_no_error_in_the_exact_velocity(tmp_path):
     assert min(td.diagnose(run, steps=4, per_step=64)["per_step"]["error"]) > 1e-6  # a trained network is off
 
 
+def test_a_conditional_flow_run_is_compared_with_the_ideal_denoiser_of_each_class(tmp_path):
+    """Each row's class picks its ideal denoiser (one time for all rows): knowing the class, it is closer to the true
+    x0 at the noisiest time than the ideal denoiser of all the points is."""
+    settings = dict(TINY_POINTS, dataset="blobs", method="flow", conditional=True)
+    run = td.train(settings, out=tmp_path / "run", progress=False)
+    rows = td.diagnose(run, steps=3, per_step=64)["per_step"]
+    assert rows["t"] == pytest.approx([1 / 6, 1 / 2, 5 / 6]) and all(np.isfinite(rows["error"]))
+    blind = td.diagnose(td.train({**settings, "conditional": False}, out=tmp_path / "blind", progress=False), steps=3,
+                        per_step=64)["per_step"]  # fmt: skip
+    assert rows["ideal_error"][-1] < blind["ideal_error"][-1]
+
+
 def test_diagnose_on_a_flow_run_writes_its_times_and_no_terminal_mismatch(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", *flags(TINY_POINTS, quiet=True, method="flow"), "--out", str(run)]) == 0

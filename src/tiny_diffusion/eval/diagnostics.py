@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..core import flow
-from ..core.exact import ideal_x0
+from ..core.exact import flow_as_ddpm, ideal_x0
 from ..core.objectives import Target, training_target
 from ..core.schedule import NoiseSchedule
 from .preflight import MAX_TERMINAL_SIGNAL, terminal_signal
@@ -134,15 +134,14 @@ def _flow_at(
     t = torch.full((len(x0),), float(time), device=model.device)
     x_t = flow.interpolate(x0, noise, t)
     velocity = model.velocity(len(x0), labels=asked, guidance=None if asked is None else 0.0)(x_t, t)
-    r = math.hypot(1 - time, time)  # x_t / r = sqrt(ab) x0 + sqrt(1 - ab) noise, sqrt(ab) = (1 - t) / r
-    return _Noised(
-        flow.predict_x0(x_t, velocity, t), velocity, flow.velocity_target(x0, noise), x_t / r, ((1 - time) / r) ** 2
-    )
+    x_vp, alpha_bars = flow_as_ddpm(x_t, t)  # x_t / r = sqrt(ab) x0 + sqrt(1 - ab) noise; one time for all rows
+    x0_hat = flow.predict_x0(x_t, velocity, t)
+    return _Noised(x0_hat, velocity, flow.velocity_target(x0, noise), x_vp, float(alpha_bars[0]))
 
 
 def _ideal(
     x_t: torch.Tensor,
-    alpha_bar: torch.Tensor,
+    alpha_bar: float,
     points: torch.Tensor,
     asked: torch.Tensor | None,
     labels: torch.Tensor | None,
