@@ -252,8 +252,9 @@ def _nll_beside_exact(model: Diffusion | Path, config: TrainConfig) -> dict[str,
         model.log_prob,
         points,
         options,
-        # the density the model's log_prob gives: of the data after the first step, or of the data itself
-        alpha_bar0=1.0 if model.exact_score is not None else float(model.schedule.alphas_cumprod[0]),
+        # the density the model's log_prob gives: of the data after the first step, or of the data itself where the
+        # score is known at the data (an exact mixture) or the ODE starts there (a flow run)
+        alpha_bar0=1.0 if model.exact_score is not None or model.is_flow else float(model.schedule.alphas_cumprod[0]),
         shift=model.shift.double().cpu().numpy(),
         scale=model.scale.double().cpu().numpy(),
     )

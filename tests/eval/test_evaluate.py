@@ -89,6 +89,19 @@ def test_a_wrong_density_shows_as_a_gap():
     assert found["nll_gap"] > 0.3
 
 
+def test_a_flow_run_s_nll_is_set_beside_the_clean_data_s(tmp_path):
+    """A flow run's ODE starts at the data itself (t = 0), not after a first noising step: its exact NLL is the
+    clean one, and the exact flow velocity's own NLL matches it."""
+    flow = td.evaluate(td.train(**TINY_POINTS, method="flow", out=tmp_path / "flow", progress=False), progress=False)
+    assert flow["nll_exact"] == flow["nll_exact_clean"] and np.isfinite(flow["nll_gap"])
+    exact = td.exact("8gaussians", method="flow")
+    points, options = dataset_for(exact.config)
+    found = nll_beside_exact(
+        exact.log_prob, points, options, alpha_bar0=1.0, shift=np.zeros(2), scale=np.ones(2), num=100
+    )
+    assert abs(found["nll_gap"]) < 0.03
+
+
 def test_evaluate_gives_a_runs_nll_where_the_density_is_known(tmp_path):
     td.train(**TINY_POINTS, out=tmp_path / "dino", progress=False)
     td.train(**TINY_POINTS, dataset="moons", out=tmp_path / "moons", progress=False)
