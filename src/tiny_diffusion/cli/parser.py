@@ -234,7 +234,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="the log-density of points under a run (or an exact model), by the probability-flow ODE",
         description="The natural-log density of each point of FILE.npy (N, D) in the data's units, by the "
         "probability-flow ODE (dopri5; the exact divergence up to 8 dimensions, Hutchinson's estimator above) from "
-        "the data after the first noising step to N(0, I) at t = T. Writes the (N,) log-densities as .npy and prints "
+        "the data after the first noising step to N(0, I) at t = T (a flow run: its own ODE, from the data itself at "
+        "t = 0 to N(0, I) at t = 1). Writes the (N,) log-densities as .npy and prints "
         "their mean, standard error and count as JSON; --bound adds the variational bound (Ho et al. eq. 5) in nats "
         "and bits per dimension, --bound-only computes the bound alone (the ODE is slow on images).",
     )
