@@ -73,8 +73,9 @@ function setupPoints() {
   // an autoguided run's guide (its weights after guide_at of training) is a second network, which guidance pushes
   // the model away from; each network on this thread (the field's arrows) and in workers where it can (the draws)
   const specs = DATA.guide ? [DATA.network, DATA.guide] : [DATA.network];
-  const [network, guideNetwork = null] = specs.map((spec) => makeNetwork(spec, dim));
-  const parallel = makeParallelForwards(guideNetwork ? [network, guideNetwork] : [network], specs, dim);
+  const networks = specs.map((spec) => makeNetwork(spec, dim));
+  const [network, guideNetwork = null] = networks;
+  const parallel = makeParallelForwards(networks, specs, dim);
   const [parallelNetwork, parallelGuide = null] = parallel.forwards;
   const schedule = isFlow ? null : makeSchedule(DATA.schedule, DATA.T);
   const registry = isFlow ? FLOW_SAMPLERS : SAMPLERS;
