@@ -25,3 +25,5 @@ def samplers_of(method: str) -> tuple[str, ...]:
 # a run's sampler when none is given (flow: docs/concepts.md#flow-matching measures euler, heun and midpoint)
 DEFAULT_SAMPLERS = {"ddpm": "ddpm", "flow": "midpoint"}
 ALL_SAMPLERS = tuple(dict.fromkeys((*SAMPLERS, *FLOW_SAMPLERS)))  # what --sampler accepts before the method is known
+# the ode sampler's rtol and atol when none are given, by method (core.samplers.ODE_RTOL, core.flow.ODE_RTOL)
+ODE_TOLERANCES = {"ddpm": 1e-3, "flow": 1e-5}

@@ -72,8 +72,8 @@ def resolve_sampling(
     """The sampling asked for, with what was left out (None) filled in from the run: its own sampler (the method's
     own where the run names none); its steps and eta where its sampler is used, else all steps (``FAST_STEPS`` for
     dpmpp-2m, euler and heun, at most T; ``FLOW_SAMPLE_STEPS`` for a flow run) and eta 0; the ode sampler's
-    tolerances ``ODE_RTOL`` and ``ODE_ATOL``; Karras noise levels. A sampler of the other method is refused. The one
-    place these defaults are decided."""
+    tolerances ``ODE_RTOL`` and ``ODE_ATOL`` (flow's own for a flow run); Karras noise levels. A sampler of the other
+    method is refused, and so are tolerances for a sampler other than ode. The one place these defaults are decided."""
     sampler = config.own_sampler if sampler is None else sampler
     valid = samplers_of(config.method)
     if sampler not in valid:
@@ -91,6 +91,8 @@ def resolve_sampling(
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise UsageError(f"{name} must be a positive number, got {value}")
+        if value is not None and sampler != "ode":
+            raise UsageError(f"{name} is the ode sampler's tolerance; the {sampler} sampler takes none: leave it out")
     if config.method == "flow":
         if eta != 0:
             raise UsageError(f"eta is ddim's noise; the flow samplers are deterministic: leave it out (got {eta})")

@@ -46,6 +46,11 @@ def test_every_choice_names_exactly_what_its_registry_holds(names, registry):
     assert tuple(names) == tuple(registry)
 
 
+def test_the_ode_tolerances_that_help_states_are_the_samplers_own():
+    assert choices.ODE_TOLERANCES == {"ddpm": samplers.ODE_RTOL, "flow": flow.ODE_RTOL}
+    assert (samplers.ODE_ATOL, flow.ODE_ATOL) == (samplers.ODE_RTOL, flow.ODE_RTOL)
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -69,7 +69,7 @@ def test_sample_rebuilds_the_model_from_the_run_directory(run_dir, tmp_path, cap
     picture = out.with_suffix(".png")
     assert re.fullmatch(
         rf"wrote 30 samples of shape 2 to {re.escape(str(out))} and {re.escape(str(picture))}; "
-        r"sampled in [0-9.]+ s \([0-9,]+ points/s\)\n",
+        r"sampled in [0-9.]+ s \([0-9,]+ points/s\) with 5 network calls\n",
         capsys.readouterr().out,
     )
     assert picture.read_bytes().startswith(b"\x89PNG")

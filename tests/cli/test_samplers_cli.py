@@ -5,6 +5,7 @@ samplers on the point run."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -133,3 +134,67 @@ def test_plot_reverse_with_a_probability_flow_sampler(run_dir, sampler, tmp_path
     out = tmp_path / f"reverse_{sampler}.png"
     assert main(["plot", "reverse", str(run_dir), "--sampler", sampler, "--panels", "3", "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG" and "3 panels" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny-flow"
+    assert main(["train", *flags(TINY_POINTS, quiet=True, method="flow"), "--out", str(out)]) == 0
+    return out
+
+
+def _sampled(argv: list[str], out, capsys) -> tuple[np.ndarray, int]:
+    """Run `sample` with ``argv`` into ``out``: the samples and the network calls it says it made."""
+    assert main(["sample", *argv, "--num", "30", "--seed", "4", "--out", str(out), "--overwrite"]) == 0
+    said = re.search(r"with (\d+) network calls\n$", capsys.readouterr().out)
+    assert said is not None
+    return np.load(out), int(said.group(1))
+
+
+@pytest.mark.parametrize("method", ["ddpm", "flow"])
+def test_sample_takes_the_ode_tolerances_and_says_how_many_calls_it_made(method, run_dir, flow_run, tmp_path, capsys):
+    run = run_dir if method == "ddpm" else flow_run
+    model = td.Diffusion.load(run)
+    drawn = {}
+    for tolerance in (None, 0.1):
+        given = [] if tolerance is None else ["--rtol", str(tolerance), "--atol", str(tolerance)]
+        samples, calls = _sampled([str(run), "--sampler", "ode", *given], tmp_path / "x.npy", capsys)
+        expected = model.sample(30, sampler="ode", rtol=tolerance, atol=tolerance, seed=4, trajectory=True)
+        assert calls == expected.nfe  # the count the adaptive solver made, what `nfe` and the API report
+        np.testing.assert_array_equal(samples, expected.samples)  # reporting the count changes no sample
+        drawn[tolerance] = calls
+    assert drawn[0.1] < drawn[None]  # a looser tolerance: fewer calls
+
+
+def test_sample_counts_the_calls_of_a_fixed_step_sampler(run_dir, tmp_path, capsys):
+    samples, calls = _sampled([str(run_dir), "--sampler", "heun", "--sample-steps", "5"], tmp_path / "x.npy", capsys)
+    assert calls == 9  # 2 steps - 1
+    np.testing.assert_array_equal(samples, td.Diffusion.load(run_dir).sample(30, sampler="heun", steps=5, seed=4))
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["sample", "RUN", "--sampler", "dpmpp-2m", "--rtol", "0.1"],
+            "rtol is the ode sampler's tolerance; the dpmpp-2m sampler takes none",
+        ),  # fmt: skip
+        (["plot", "reverse", "RUN", "--atol", "0.1"], "atol is the ode sampler's tolerance; the ddpm sampler"),
+        (["animate", "RUN", "--rtol", "0.1"], "rtol is the ode sampler's tolerance"),
+        (["plot", "reverse", "RUN", "--sampler", "ode", "--rtol", "0"], "rtol must be a positive number, got 0"),
+        (["sample", "RUN", "--sampler", "ode", "--atol", "-1"], "atol must be a positive number, got -1"),
+    ],
+)
+def test_tolerances_that_do_not_apply_are_refused_in_one_line(run_dir, argv, message, capsys):
+    assert main([str(run_dir) if a == "RUN" else a for a in argv]) == 2
+    err = without_warnings(capsys.readouterr().err)
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_reverse_process_of_the_ode_sampler_follows_its_tolerances(run_dir):
+    from tiny_diffusion.viz.processes import reverse_states
+
+    model = td.Diffusion.load(run_dir)
+    loose = reverse_states(model, 20, 3, sampler="ode", rtol=0.1, atol=0.1, seed=1)
+    np.testing.assert_array_equal(loose.states[-1], model.sample(20, sampler="ode", rtol=0.1, atol=0.1, seed=1))
+    assert not np.array_equal(loose.states[-1], reverse_states(model, 20, 3, sampler="ode", seed=1).states[-1])

@@ -120,7 +120,7 @@ def _rate(samples, seconds: float) -> str:
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..diffusion import resolve_sampling
+    from ..diffusion import resolve_sampling, sampler_steps
     from ..runs.files import save_npy
 
     if args.num < 1:
@@ -128,7 +128,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.guidance is not None and args.guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {args.guidance}")
     model, home = load_model(args, device=_device(args.device))
-    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
+    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta, rtol=args.rtol, atol=args.atol)
     stem = f"prompt_{_slug(args.prompt)}_" if args.prompt is not None else "sampled_"
     out = Path(args.out or home / f"{stem}{how.sampler}_seed{args.seed}.npy")
     if out.suffix != ".npy":
@@ -138,16 +138,21 @@ def _sample(args: argparse.Namespace) -> int:
         if path.exists() and not args.overwrite:
             raise UsageError(f"{path} already exists; pass --overwrite to replace it")
     start = time.perf_counter()
-    samples = model.sample(
+    drawn = model.sample(
         args.num,
         sampler=args.sampler,
         steps=args.sample_steps,
         eta=args.eta,
+        rtol=args.rtol,
+        atol=args.atol,
         seed=args.seed,
         prompt=args.prompt,
         guidance=args.guidance,
+        trajectory=True,  # for its count of network calls; recording every sampler step keeps the noise alone
+        record_every=sampler_steps(model.config, how),
     )
     seconds = time.perf_counter() - start
+    samples = drawn.samples
     glyphs = samples.shape[-1] // model.shape[-1]  # a number's digits side by side (1 for points)
     rate = _rate(samples, seconds / glyphs)
     if not np.isfinite(samples).all():
@@ -157,7 +162,8 @@ def _sample(args: argparse.Namespace) -> int:
     _draw_samples(samples, model, args, how.sampler, picture)
     shape = "x".join(map(str, samples.shape[1:]))
     print(
-        f"wrote {samples.shape[0]} samples of shape {shape} to {out} and {picture}; sampled in {seconds:.1f} s ({rate})"
+        f"wrote {samples.shape[0]} samples of shape {shape} to {out} and {picture}; sampled in {seconds:.1f} s "
+        f"({rate}) with {drawn.nfe} network calls"
     )
     return 0
 

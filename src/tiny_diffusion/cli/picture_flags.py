@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..choices import ALL_SAMPLERS
+from ..choices import ALL_SAMPLERS, ODE_TOLERANCES
 from .flags import add_config_flags, add_flag, parse_float, parse_int
 from .models import add_model_args
 
@@ -48,6 +48,15 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ddim noise: 0 deterministic, 1 like ddpm (default: the run's when its sampler is used, else 0)",
     )
+    for name, kind in (("rtol", "relative"), ("atol", "absolute")):
+        parser.add_argument(
+            f"--{name}",
+            type=parse_float,
+            default=None,
+            help=f"the ode sampler's {kind} tolerance: looser is fewer network calls (default: "
+            + ", ".join(f"{value:g} for a {method} run" for method, value in ODE_TOLERANCES.items())
+            + ")",
+        )
 
 
 def add_plot_parser(commands: argparse._SubParsersAction) -> None:

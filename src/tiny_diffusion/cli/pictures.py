@@ -43,6 +43,13 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise UsageError(f"--panels must be at least 2, got {args.panels}")
 
 
+def _sampling(model, args: argparse.Namespace):
+    """The sampling that the sampler flags ask of ``model``, the rest the run's own: refuses a bad flag at once."""
+    from ..diffusion import resolve_sampling
+
+    return resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta, rtol=args.rtol, atol=args.atol)
+
+
 def _plot_forward(args: argparse.Namespace) -> int:
     from ..core.schedule import NoiseSchedule
     from ..data.prepare import forward_data
@@ -72,13 +79,12 @@ def _plot_forward(args: argparse.Namespace) -> int:
 
 
 def _plot_reverse(args: argparse.Namespace) -> int:
-    from ..diffusion import resolve_sampling
     from ..viz import figures as viz
     from ..viz.processes import predicted_x0, reverse_states, time_label
 
     _check_counts(args)
     model, home = load_model(args)
-    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
+    how = _sampling(model, args)
     images = model.config.is_images
     out = _figure_path(args.out, home / "reverse", args.format, overwrite=args.overwrite)
     result = reverse_states(
@@ -88,6 +94,8 @@ def _plot_reverse(args: argparse.Namespace) -> int:
         sampler=how.sampler,
         steps=how.steps,
         eta=how.eta,
+        rtol=args.rtol,
+        atol=args.atol,
         seed=args.seed,
     )
     if images:  # the denoising strip: x_t and what the model predicts x_0 to be from it
@@ -117,7 +125,7 @@ def _plot_reverse(args: argparse.Namespace) -> int:
 def _conditional_run(args: argparse.Namespace, scales: list[float], *, autoguided: bool = False):
     """The run of ``args.run_dir``, checked to be conditional (or, where ``autoguided`` will do, autoguided), with
     the sampler flags and --per-class filled in; the guidance ``scales`` asked for are checked too."""
-    from ..diffusion import Diffusion, resolve_sampling
+    from ..diffusion import Diffusion
 
     _check_counts(args)
     model = Diffusion.load(args.run_dir)
@@ -126,7 +134,7 @@ def _conditional_run(args: argparse.Namespace, scales: list[float], *, autoguide
         raise UsageError(
             f"{args.run_dir} is not a conditional run: it has no classes to draw; train one with --conditional{also}"
         )
-    resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)  # refuse a bad --eta before drawing
+    _sampling(model, args)  # refuse a bad --eta or tolerance before drawing
     if args.per_class is None:
         args.per_class = 10 if model.config.is_images else 500
     if args.per_class < 1:
@@ -148,6 +156,8 @@ def _sampled(model, args: argparse.Namespace, guidance: float | None):
         sampler=args.sampler,
         steps=args.sample_steps,
         eta=args.eta,
+        rtol=args.rtol,
+        atol=args.atol,
         seed=args.seed,
     )
 
@@ -155,7 +165,14 @@ def _sampled(model, args: argparse.Namespace, guidance: float | None):
 def _sampled_alike(model, args: argparse.Namespace, guidance: float) -> np.ndarray:
     """(per_class, *shape) samples of an unconditional run under ``guidance``, from the noise of ``args.seed``."""
     return model.sample(
-        args.per_class, sampler=args.sampler, steps=args.sample_steps, eta=args.eta, seed=args.seed, guidance=guidance
+        args.per_class,
+        sampler=args.sampler,
+        steps=args.sample_steps,
+        eta=args.eta,
+        rtol=args.rtol,
+        atol=args.atol,
+        seed=args.seed,
+        guidance=guidance,
     )
 
 
@@ -205,7 +222,7 @@ HOLD_FRAMES = 10  # extra frames resting on the final samples before the animati
 
 def animate(args: argparse.Namespace) -> int:
     """reverse.gif and training.gif in the run directory (3-D runs turn slowly about the vertical axis)."""
-    from ..diffusion import resolve_sampling, sampler_steps
+    from ..diffusion import sampler_steps
     from ..runs.files import training_snapshots
     from ..viz import figures as viz
     from ..viz.processes import reverse_states
@@ -215,7 +232,7 @@ def animate(args: argparse.Namespace) -> int:
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     model, home = load_model(args)
-    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta)
+    how = _sampling(model, args)
     suffixes = (".gif", ".mp4") if args.mp4 and viz.mp4_available() else (".gif",)
     trained = args.exact is None  # an exact model has no training to animate
     outputs = [home / f"{stem}{suffix}" for stem in ("reverse", "training")[: 1 + trained] for suffix in suffixes]
@@ -226,7 +243,15 @@ def animate(args: argparse.Namespace) -> int:
     total = sampler_steps(model.config, how)
     num = min(args.num, ANIMATED_IMAGES) if model.config.is_images else args.num
     result = reverse_states(
-        model, num, min(total, REVERSE_FRAMES) + 1, sampler=how.sampler, steps=how.steps, eta=how.eta, seed=args.seed
+        model,
+        num,
+        min(total, REVERSE_FRAMES) + 1,
+        sampler=how.sampler,
+        steps=how.steps,
+        eta=how.eta,
+        rtol=args.rtol,
+        atol=args.atol,
+        seed=args.seed,
     )
     # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
     box, name = model.data_range(), model.config.dataset_name

@@ -105,11 +105,13 @@ def reverse_states(
     sampler: str | None = None,
     steps: int | None = None,
     eta: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     seed: int = 0,
 ) -> ReverseStates:
     """Sample ``num`` points and keep ``count`` states evenly spaced over the sampler's steps (noise first); the
-    sampling left out is the run's own."""
-    how = resolve_sampling(model.config, sampler, steps, eta)
+    sampling left out is the run's own (``rtol`` and ``atol``: the ode sampler's tolerances)."""
+    how = resolve_sampling(model.config, sampler, steps, eta, rtol=rtol, atol=atol)
     total = sampler_steps(model.config, how)
     chosen = evenly_spaced(total, count)  # sampler steps done at each kept state
     every = math.gcd(*chosen)  # record this often and every chosen state is among the recorded ones
@@ -136,6 +138,8 @@ def class_samples(
     sampler: str | None = None,
     steps: int | None = None,
     eta: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """(K, per_class, *shape): ``per_class`` samples of each of a conditional run's K classes, in the data's units,
@@ -145,6 +149,14 @@ def class_samples(
     k = len(model.classes)
     labels = np.repeat(np.arange(k), per_class)  # (K * per_class,): class 0 first
     samples = model.sample(
-        k * per_class, sampler=sampler, steps=steps, eta=eta, seed=seed, labels=labels, guidance=guidance
+        k * per_class,
+        sampler=sampler,
+        steps=steps,
+        eta=eta,
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        labels=labels,
+        guidance=guidance,
     )
     return samples.reshape(k, per_class, *model.shape)
