@@ -58,8 +58,10 @@ def test_nfe_writes_a_table_json_and_figure(run_dir, capsys):
 )
 def test_nfe_refuses_bad_input_in_one_line(run_dir, argv, message, capsys):
     assert main(["nfe", str(run_dir), "--samplers", "euler", "ode", *argv, "--overwrite"]) == 2
-    err = without_warnings(capsys.readouterr().err)
+    out, err = capsys.readouterr()
+    err = without_warnings(err)
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert out == ""  # refused before the table's header
 
 
 def test_nfe_unknown_sampler_lists_the_valid_ones(run_dir, capsys):

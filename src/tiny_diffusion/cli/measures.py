@@ -67,7 +67,7 @@ def diagnose(args: argparse.Namespace) -> int:
 
 def nfe(args: argparse.Namespace) -> int:
     from ..api import nfe as measure
-    from ..eval.nfe import format_row, table_header
+    from ..eval.nfe import NfeRow, format_row, table_header
     from ..runs.files import save_json
     from ..viz import figures as viz
 
@@ -76,7 +76,14 @@ def nfe(args: argparse.Namespace) -> int:
     if not args.overwrite and any(p.exists() for p in outputs):  # before the work, not after it
         raise UsageError(f"{next(p for p in outputs if p.exists())} already exists; pass --overwrite to replace it")
     run_dir.mkdir(parents=True, exist_ok=True)
-    print(table_header(model.config.is_images), flush=True)
+    measured: list[NfeRow] = []
+
+    def report(row: NfeRow) -> None:
+        if not measured:  # the header comes with the first row, so a refused setting prints no table
+            print(table_header(model.config.is_images))
+        measured.append(row)
+        print(format_row(row), flush=True)
+
     rows = measure(
         model,
         samplers=args.samplers,
@@ -85,7 +92,7 @@ def nfe(args: argparse.Namespace) -> int:
         etas=args.etas,
         num=args.num_samples,
         seed=args.seed,
-        progress=lambda row: print(format_row(row), flush=True),
+        progress=report,
     )
     save_json(outputs[0], {"num_samples": int(rows[0].metrics["n"]), "seed": args.seed,
                            "rows": [row.as_dict() for row in rows]})  # fmt: skip
