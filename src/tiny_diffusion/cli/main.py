@@ -18,6 +18,7 @@ from .config_file import load_config_file
 from .measures import diagnose, evaluate, likelihood, nfe
 from .models import load_model
 from .parser import PROG, build_parser, one_line
+from .picture_flags import sampler_options
 from .pictures import animate, plot
 
 __all__ = ["main", "build_parser"]
@@ -128,7 +129,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.guidance is not None and args.guidance < 0:
         raise UsageError(f"--guidance must be >= 0, got {args.guidance}")
     model, home = load_model(args, device=_device(args.device))
-    how = resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta, rtol=args.rtol, atol=args.atol)
+    how = resolve_sampling(model.config, **sampler_options(args))
     stem = f"prompt_{_slug(args.prompt)}_" if args.prompt is not None else "sampled_"
     out = Path(args.out or home / f"{stem}{how.sampler}_seed{args.seed}.npy")
     if out.suffix != ".npy":
@@ -140,11 +141,7 @@ def _sample(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     drawn = model.sample(
         args.num,
-        sampler=args.sampler,
-        steps=args.sample_steps,
-        eta=args.eta,
-        rtol=args.rtol,
-        atol=args.atol,
+        **sampler_options(args),
         seed=args.seed,
         prompt=args.prompt,
         guidance=args.guidance,

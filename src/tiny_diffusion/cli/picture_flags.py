@@ -4,13 +4,14 @@ flags that ``sample`` shares with them."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..choices import ALL_SAMPLERS, ODE_TOLERANCES
 from .flags import add_config_flags, add_flag, parse_float, parse_int
 from .models import add_model_args
 
-__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "FIGURE_FORMATS", "FORWARD_FIELDS",
-           "PANEL_IMAGES", "ANIMATED_IMAGES"]  # fmt: skip
+__all__ = ["add_plot_parser", "add_animate_parser", "add_sampler_flags", "sampler_options", "FIGURE_FORMATS",
+           "FORWARD_FIELDS", "PANEL_IMAGES", "ANIMATED_IMAGES"]  # fmt: skip
 
 # file types `plot` writes (viz.save_figure picks matplotlib's backend from the suffix); run directories keep PNG
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -57,6 +58,12 @@ def add_sampler_flags(parser: argparse.ArgumentParser) -> None:
             + ", ".join(f"{value:g} for a {method} run" for method, value in ODE_TOLERANCES.items())
             + ")",
         )
+
+
+def sampler_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the flags of ``add_sampler_flags`` ask for, as the keywords of ``Diffusion.sample`` and
+    ``resolve_sampling`` (None: the run's own)."""
+    return {"sampler": args.sampler, "steps": args.sample_steps, "eta": args.eta, "rtol": args.rtol, "atol": args.atol}
 
 
 def add_plot_parser(commands: argparse._SubParsersAction) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..errors import UsageError
 from .models import load_model
-from .picture_flags import ANIMATED_IMAGES, FIGURE_FORMATS, FORWARD_FIELDS, PANEL_IMAGES
+from .picture_flags import ANIMATED_IMAGES, FIGURE_FORMATS, FORWARD_FIELDS, PANEL_IMAGES, sampler_options
 
 __all__ = ["plot", "animate"]
 
@@ -47,7 +47,7 @@ def _sampling(model, args: argparse.Namespace):
     """The sampling that the sampler flags ask of ``model``, the rest the run's own: refuses a bad flag at once."""
     from ..diffusion import resolve_sampling
 
-    return resolve_sampling(model.config, args.sampler, args.sample_steps, args.eta, rtol=args.rtol, atol=args.atol)
+    return resolve_sampling(model.config, **sampler_options(args))
 
 
 def _plot_forward(args: argparse.Namespace) -> int:
@@ -91,11 +91,7 @@ def _plot_reverse(args: argparse.Namespace) -> int:
         model,
         min(args.num, PANEL_IMAGES) if images else args.num,
         args.panels,
-        sampler=how.sampler,
-        steps=how.steps,
-        eta=how.eta,
-        rtol=args.rtol,
-        atol=args.atol,
+        **sampler_options(args),
         seed=args.seed,
     )
     if images:  # the denoising strip: x_t and what the model predicts x_0 to be from it
@@ -153,11 +149,7 @@ def _sampled(model, args: argparse.Namespace, guidance: float | None):
         model,
         args.per_class,
         guidance=guidance,
-        sampler=args.sampler,
-        steps=args.sample_steps,
-        eta=args.eta,
-        rtol=args.rtol,
-        atol=args.atol,
+        **sampler_options(args),
         seed=args.seed,
     )
 
@@ -166,11 +158,7 @@ def _sampled_alike(model, args: argparse.Namespace, guidance: float) -> np.ndarr
     """(per_class, *shape) samples of an unconditional run under ``guidance``, from the noise of ``args.seed``."""
     return model.sample(
         args.per_class,
-        sampler=args.sampler,
-        steps=args.sample_steps,
-        eta=args.eta,
-        rtol=args.rtol,
-        atol=args.atol,
+        **sampler_options(args),
         seed=args.seed,
         guidance=guidance,
     )
@@ -246,11 +234,7 @@ def animate(args: argparse.Namespace) -> int:
         model,
         num,
         min(total, REVERSE_FRAMES) + 1,
-        sampler=how.sampler,
-        steps=how.steps,
-        eta=how.eta,
-        rtol=args.rtol,
-        atol=args.atol,
+        **sampler_options(args),
         seed=args.seed,
     )
     # fixed axes from the training data and the final points: the shape fills the frame, stray noise is cut off
