@@ -238,7 +238,7 @@ class Diffusion:
         """Draw ``num`` samples, (num, *shape), in the data's units.
 
         ``sampler``, ``steps`` and ``eta`` left out are the run's own (``self.sampling``); ``rtol`` and ``atol`` are
-        the ode sampler's tolerances. A conditional model draws
+        the ode sampler's tolerances (refused with another sampler). A conditional model draws
         the class ``prompt`` names (a digit, its name, a number drawn digit by digit side by side, a shape's name),
         or the classes ``labels`` (num,), or every class in turn, under classifier-free guidance ``guidance``
         (default: the run's); an autoguided model (``guide``) takes ``guidance`` as its autoguidance scale, 0
