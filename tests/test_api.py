@@ -152,6 +152,9 @@ def test_a_conditional_model_draws_what_it_is_asked(tmp_path):
         rows.clear()
         drawn = model.sample(6, sampler="dpmpp-2m", steps=5, guidance=guidance, trajectory=True)
         assert drawn.nfe == 5 * passes == sum(rows) // 6
+        rows.clear()  # the ode sampler, between integer steps too: each call on the batch that holds the labels
+        drawn = model.sample(6, sampler="ode", guidance=guidance, trajectory=True)
+        assert set(rows) == {6 * passes} and drawn.nfe == sum(rows) // 6 and np.isfinite(drawn.samples).all()
     with pytest.raises(td.UsageError, match="unknown|choose"):
         model.sample(2, prompt="no such class")
     plain = td.train(dataset="moons", out=tmp_path / "plain", progress=False, **SMALL)

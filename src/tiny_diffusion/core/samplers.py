@@ -284,15 +284,14 @@ def _heun(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, wal
 
 
 def _noise_between(predict: NoisePredictor, x: torch.Tensor, t: float) -> torch.Tensor:
-    """The noise prediction at fractional timestep t, linear between the two nearest integer steps (one call on a
-    batch of 2N, so it counts two evaluations; one where t is an integer). The network only knows integer steps."""
+    """The noise prediction at fractional timestep t, linear between the two nearest integer steps (two calls, one
+    where t is an integer). The network only knows integer steps. Each call is on the batch itself, not one call on
+    2N rows: a conditional predictor holds the labels of its N rows."""
     low = math.floor(t)
     w = t - low
     if w == 0:
         return predict(x, _at(low, x))
-    n = x.shape[0]
-    both = predict(torch.cat([x, x]), torch.cat([_at(low, x), _at(low + 1, x)]))
-    return (1 - w) * both[:n] + w * both[n:]
+    return (1 - w) * predict(x, _at(low, x)) + w * predict(x, _at(low + 1, x))
 
 
 def _ode(predict: NoisePredictor, schedule: NoiseSchedule, x: torch.Tensor, walk: Walk) -> Steps:
