@@ -280,8 +280,8 @@ def diagnose(model: Diffusion | str | Path, *, steps: int = 20, per_step: int = 
     if per_step < 1:
         raise UsageError(f"per_step must be positive, got {per_step}")
     train_set = training_data(model.config)
-    data = torch.as_tensor(train_set.x, dtype=torch.float32)
-    labels = None if train_set.labels is None else torch.as_tensor(train_set.labels)
+    data = torch.tensor(train_set.x, dtype=torch.float32)  # copies: the cached arrays are read-only
+    labels = None if train_set.labels is None else torch.tensor(train_set.labels)
     if model.is_flow:
         chosen: list[int] | list[float] = flow_times(steps)
         terminal = FLOW_TERMINAL

@@ -3,13 +3,15 @@
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import tiny_diffusion as td
-from conftest import TINY_POINTS, flags
+from conftest import TINY_IMAGES, TINY_POINTS, flags
 from tiny_diffusion.cli import main
 from tiny_diffusion.core import flow
 from tiny_diffusion.core.schedule import NoiseSchedule
@@ -57,6 +59,18 @@ def test_diagnose_writes_its_json_and_figure_and_warns_when_noise_is_not_reached
     assert "--num-timesteps" in err  # the same warning as train's, the flags named
     assert main(["diagnose", str(run)]) == 2  # an earlier diagnosis is kept
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_diagnose_on_an_image_run_says_nothing_but_its_result(tmp_path):
+    run = tmp_path / "images"
+    assert main(["train", *flags(TINY_IMAGES, quiet=True), "--out", str(run)]) == 0
+    # a fresh process: torch warns once per process of a tensor made on a read-only array (the cached images)
+    argv = [sys.executable, "-W", "error::UserWarning", "-m", "tiny_diffusion", "diagnose", str(run), "--steps", "3"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr.count("\n") <= 1, done.stderr  # at most the schedule's warning
+    assert "Traceback" not in done.stderr and "wrote" in done.stdout
+    errors = json.loads((run / "diagnose.json").read_text())["per_step"]["error"]
+    assert len(errors) == 3 and all(math.isfinite(e) and e > 0 for e in errors)
 
 
 class IdealVelocity(torch.nn.Module):
