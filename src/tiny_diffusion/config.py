@@ -241,6 +241,20 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Refuse nonsense with one clear line (raises UsageError); returns self. Run when a config is made (and
         by ``dataclasses.replace``), so a TrainConfig in hand is a valid one."""
+        self._validate_names()
+        self._validate_sizes()
+        self._validate_guidance()
+        self._validate_optimisation()
+        self._validate_method()
+        self._validate_sampling()
+        try:
+            self.dataset_options()  # validates the option values
+        except UsageError as e:  # its message names the option
+            raise SettingError(str(e), *OPTION_NAMES) from None
+        return self
+
+    def _validate_names(self) -> None:
+        """The dataset, every setting with a list of choices, the run's folder name, the seeds, the model."""
         if (
             self.dataset not in DATASETS
             and self.dataset not in IMAGE_DATASETS
@@ -272,6 +286,9 @@ class TrainConfig:
             raise UsageError(
                 f"the {self.model} model is for image datasets ({', '.join(IMAGE_DATASETS)}); points use --model mlp"
             )
+
+    def _validate_sizes(self) -> None:
+        """Counts and sizes that must be positive, or at least 0."""
         positive = (
             "train_batch_size",
             "eval_batch_size",
@@ -292,6 +309,9 @@ class TrainConfig:
         for name in ("num_samples", "hidden_layers", "warmup_steps", "eta", "grad_clip", "min_snr_gamma"):
             if getattr(self, name) < 0:
                 raise SettingError(f"{name} must be >= 0, got {getattr(self, name)}", name)
+
+    def _validate_guidance(self) -> None:
+        """Conditioning and guidance: classifier-free for a conditional run, autoguidance for an unconditional one."""
         if self.conditional and self.subset is not None:
             raise UsageError(
                 "--subset keeps one sub-dataset of a table, --conditional trains on all of them with "
@@ -319,6 +339,9 @@ class TrainConfig:
                 "guidance",
                 "cond_drop",
             )
+
+    def _validate_optimisation(self) -> None:
+        """The EMA, the noise schedule's betas and the batch against the training set."""
         if not 0 <= self.ema_decay < 1:
             raise SettingError(f"ema_decay must be in [0, 1), got {self.ema_decay}", "ema_decay")
         if not 0 < self.beta_start <= self.beta_end < 1:
@@ -333,7 +356,9 @@ class TrainConfig:
                 "train_batch_size",
                 "num_samples",
             )
-        self._validate_method()
+
+    def _validate_sampling(self) -> None:
+        """The final samples' steps, for the run's method and sampler."""
         if self.method == "flow":
             if self.sample_steps is not None and self.sample_steps < 1:
                 raise SettingError(f"sample_steps must be positive, got {self.sample_steps}", "sample_steps")
@@ -347,11 +372,6 @@ class TrainConfig:
             raise UsageError("the ddpm sampler walks all num_timesteps steps; use --sampler ddim for fewer")
         if self.sampler == "ode" and self.sample_steps not in (None, self.num_timesteps):
             raise UsageError("the ode sampler chooses its own steps; leave sample_steps out")
-        try:
-            self.dataset_options()  # validates the option values
-        except UsageError as e:  # its message names the option
-            raise SettingError(str(e), *OPTION_NAMES) from None
-        return self
 
     def _validate_method(self) -> None:
         """Refuse the settings of one method given to a run of the other."""
