@@ -10,8 +10,9 @@ For each sampler, spacing, step count and seed of the initial noise: ``--num`` s
 a point run's (W2 as a multiple of its floor, precision and recall), with the network calls made; with several seeds,
 their mean too (W2 of 1000 samples moves by about 0.1 of its floor from one seed to the next). ``--exact DATASET``
 draws the exact model (``td.exact``; ``--exact-method flow``: its exact velocity) instead, so a seed of the noise can
-be scored apart from any network. A flow model's samplers take even time steps: the spacing column says so. No bar:
-tables for the docs (Concepts, "Fast samplers"), measured on the default dino run.
+be scored apart from any network. A flow model's samplers take even time steps: the spacing column says so. On the
+dino a last column says whether the draw meets the quality bar of ``points_quality.py`` (``BARS``), and the mean row
+how many draws did. Tables for the docs (Concepts, "Fast samplers"), measured on the default dino run.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ import argparse
 import numpy as np
 
 import tiny_diffusion as td
+from points_quality import BARS, meets  # the dino's quality bar, kept in one place
 from tiny_diffusion.diffusion import resolve_sampling
 from tiny_diffusion.eval.evaluate import evaluate_run_samples
 
 COLUMNS = ("w2 / floor", "precision@0.1", "precision@0.05", "recall@0.05")
 
 
-def scores(model: td.Diffusion, sampler: str, spacing: str, steps: int, seed: int, num: int) -> tuple[int, list]:
-    """The network calls made and the COLUMNS of one draw."""
+def scores(model: td.Diffusion, sampler: str, spacing: str, steps: int, seed: int, num: int) -> tuple[int, list, bool]:
+    """The network calls made, the COLUMNS of one draw and whether it meets the quality bar."""
     how = (
         resolve_sampling(model.config, sampler, steps, 0.0)
         if model.is_flow
@@ -36,7 +38,7 @@ def scores(model: td.Diffusion, sampler: str, spacing: str, steps: int, seed: in
     )
     drawn = model.draw(num, how, seed=seed)
     m = evaluate_run_samples(drawn.samples, model.config)
-    return drawn.nfe, [m["w2"] / m["w2_floor"], *(m[name] for name in COLUMNS[1:])]
+    return drawn.nfe, [m["w2"] / m["w2_floor"], *(m[name] for name in COLUMNS[1:])], meets(m)
 
 
 def main() -> int:
@@ -55,21 +57,26 @@ def main() -> int:
     model = td.exact(args.exact, method=args.exact_method) if args.exact else td.Diffusion.load(args.run_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     spacings = ["even"] if model.is_flow else args.spacings.split(",")
-    print(f"| sampler | spacing | steps | calls | seed | {' | '.join(COLUMNS)} |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    barred = model.config.dataset == "dino"  # the bar is the dino's
+    columns = [*COLUMNS, *(["meets the bar"] if barred else [])]
+    if barred:
+        print(f"The bar: {BARS}.")
+    print(f"| sampler | spacing | steps | calls | seed | {' | '.join(columns)} |")
+    print("|---|---|---|---|---|" + "---|" * len(columns))
     for sampler in args.samplers.split(","):
         for spacing in spacings:
             for steps in (int(n) for n in args.steps.split(",")):
-                rows = []
+                rows, met = [], 0
                 for seed in seeds:
-                    nfe, values = scores(model, sampler, spacing, steps, seed, args.num)
+                    nfe, values, ok = scores(model, sampler, spacing, steps, seed, args.num)
                     rows.append(values)
-                    print(f"| {sampler} | {spacing} | {steps} | {nfe} | {seed} | "
-                          + " | ".join(f"{v:.3f}" for v in values) + " |")  # fmt: skip
+                    met += ok
+                    cells = [f"{v:.3f}" for v in values] + (["yes" if ok else "no"] if barred else [])
+                    print(f"| {sampler} | {spacing} | {steps} | {nfe} | {seed} | " + " | ".join(cells) + " |")
                 if len(seeds) > 1:
-                    mean = np.mean(rows, axis=0)
-                    print(f"| {sampler} | {spacing} | {steps} | {nfe} | mean | "
-                          + " | ".join(f"**{v:.3f}**" for v in mean) + " |")  # fmt: skip
+                    cells = [f"**{v:.3f}**" for v in np.mean(rows, axis=0)]
+                    cells += [f"**{met} of {len(seeds)}**"] if barred else []
+                    print(f"| {sampler} | {spacing} | {steps} | {nfe} | mean | " + " | ".join(cells) + " |")
     return 0
 
 
