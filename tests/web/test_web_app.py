@@ -3,7 +3,9 @@ playground's checks of what it is sent, and real trainings in their own process,
 
 import asyncio
 import builtins
+import contextlib
 import fnmatch
+import io
 import json
 import os
 import re
@@ -24,6 +26,7 @@ from serving import crash, die  # noqa: E402
 
 import tiny_diffusion as td  # noqa: E402
 from conftest import TINY_POINTS, single_thread  # noqa: E402
+from tiny_diffusion.cli import main  # noqa: E402
 from tiny_diffusion.data.files import load_point_file  # noqa: E402
 from tiny_diffusion.web import app as web_app  # noqa: E402
 from tiny_diffusion.web.app import MAX_BODY_BYTES, create_app  # noqa: E402
@@ -81,6 +84,23 @@ def test_the_list_shows_the_runs_their_figures_and_metrics(client, folder):
     assert "outside-run" not in page.text and SECRET not in page.text
     assert runs["moons"]["page"] and not runs["linked"]["page"]  # its page would read the links
     assert 'href="/runs/linked/page"' not in page.text
+
+
+def test_a_run_s_card_shows_what_diagnose_and_nfe_wrote_into_it(tmp_path):
+    runs = tmp_path / "runs"
+    with single_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", td.SettingWarning)
+        td.train(TINY_POINTS, dataset="moons", out=runs / "moons", progress=False)
+    with single_thread(), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["diagnose", str(runs / "moons"), "--steps", "3", "--per-step", "16"]) == 0
+        assert main(["nfe", str(runs / "moons"), "--samplers", "euler", "--steps", "2", "--num-samples", "20"]) == 0
+    with TestClient(create_app(runs), raise_server_exceptions=False) as client:
+        (run,) = client.get("/api/runs").json()
+        assert run["figures"] == ["samples.png", "frames.png", "loss.png", "diagnose.png", "nfe.png"]
+        assert '<img src="/runs/moons/files/nfe.png"' in client.get("/").text
+        figure, table = client.get("/runs/moons/files/nfe.png"), client.get("/runs/moons/files/nfe.json")
+        assert figure.status_code == 200 and figure.content[:4] == b"\x89PNG"
+        assert table.status_code == 200 and table.json()["rows"][0]["sampler"] == "euler"
 
 
 @pytest.mark.parametrize("path", ["/", "/playground", "/static/playground.js", "/static/style.css"])

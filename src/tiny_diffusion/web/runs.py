@@ -20,12 +20,15 @@ SERVED = {
     "frames.png": "image/png",
     "loss.png": "image/png",
     "diagnose.png": "image/png",
+    "nfe.png": "image/png",
     "config.json": "application/json",
     "history.csv": "text/csv",
     "metrics.json": "application/json",
     "diagnose.json": "application/json",
+    "nfe.json": "application/json",
 }
-FIGURES = ("samples.png", "frames.png", "loss.png")
+# the figures a run's card shows, those present: training's, then what `diagnose` and `nfe` wrote into the run
+FIGURES = ("samples.png", "frames.png", "loss.png", "diagnose.png", "nfe.png")
 METRICS = "metrics.json"  # evaluate's JSON, where saved: tiny-diffusion evaluate RUN_DIR > RUN_DIR/metrics.json
 _MAX_METRICS_BYTES = 64_000  # a metrics file larger than this is not evaluate's: left out
 
