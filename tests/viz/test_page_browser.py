@@ -258,6 +258,32 @@ def test_the_form_draws_again_and_reports_bad_settings(pages, opened):
     assert "steps must be an integer from 1 to T = 20" in page.page.text_content("#status")
 
 
+@pytest.mark.parametrize(
+    "name,sampler,steps",
+    [("noise", "ddpm", None), ("noise", "dpmpp-2m", 8), ("x0", "heun", 8), ("v-conditional", "ddim", 5),
+     ("autoguided", "euler", 6), ("flow", "heun", 5), ("flow-conditional", "midpoint", 4)],
+)  # fmt: skip
+def test_the_page_says_how_many_network_calls_a_draw_made(point_runs, flow_runs, pages, opened, name, sampler, steps):  # noqa: F811
+    """The status line counts the draw's network calls as Python's Trajectory.nfe does: heun 2 steps - 1, guidance
+    (a class under classifier-free guidance, or autoguidance) twice the calls."""
+    model = Diffusion.load({**point_runs, **flow_runs}[name])
+    page = opened(pages[name])
+    page.page.select_option("#sampler", sampler)
+    if steps is not None:
+        page.page.fill("#steps", str(steps))
+    page.page.fill("#num", "50")
+    labels = None
+    if model.classes:
+        page.page.select_option("#label", "1")
+        labels = [1] * 50
+    page.page.click("button[type=submit]")
+    page.page.wait_for_function("() => document.getElementById('status').textContent.startsWith('50 points')")
+    with single_thread():
+        expected = model.sample(50, sampler=sampler, steps=steps, labels=labels, trajectory=True).nfe
+    assert expected > (steps or 0) or sampler not in ("heun", "midpoint")  # the cases count second calls
+    assert f": {expected} network calls, " in page.page.text_content("#status")
+
+
 def test_a_3d_page_turns_when_dragged(pages, opened):
     page = opened(pages["previous-3d"])
     before = page.picture()

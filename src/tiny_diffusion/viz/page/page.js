@@ -167,21 +167,35 @@ function setupPoints() {
     return { n, sampler, steps, eta, seed, label, labels, guidance, noise };
   }
 
+  // a network whose passes over the batch are counted in tally.calls: a draw's network calls, as Python's
+  // Trajectory.nfe counts them (under guidance, the unconditional pass or the guide's counts too)
+  function counted(net, tally) {
+    const seen = Object.create(net);
+    seen.forward = (...args) => {
+      tally.calls += 1;
+      return net.forward(...args);
+    };
+    return seen;
+  }
+
   async function draw(options) {
     const o = resolve(options);
     const rng = makeRng(o.seed);
     const initial = o.noise ?? rng.normals(o.n * dim);
-    const how = { labels: o.labels, guidance: o.guidance, guide: parallelGuide };
+    const tally = { calls: 0 };
+    const net = counted(parallelNetwork, tally);
+    const how = { labels: o.labels, guidance: o.guidance, guide: parallelGuide && counted(parallelGuide, tally) };
     if (isFlow) {
-      const velocity = makeVelocity(parallelNetwork, DATA.timeScale, DATA.clip, dim, how);
-      return { ...(await runFlowSampler(o.sampler, { velocity, n: o.n, steps: o.steps, initial })), options: o };
+      const velocity = makeVelocity(net, DATA.timeScale, DATA.clip, dim, how);
+      const result = await runFlowSampler(o.sampler, { velocity, n: o.n, steps: o.steps, initial });
+      return { ...result, options: o, nfe: tally.calls };
     }
-    const predictor = makeNoisePredictor(parallelNetwork, schedule, DATA.target, how);
+    const predictor = makeNoisePredictor(net, schedule, DATA.target, how);
     const steps = o.sampler === "ddpm" ? null : o.steps;
     const result = await runSampler(o.sampler, {
       predictor, schedule, n: o.n, dim, steps, eta: o.eta, clip: DATA.clip, rng, initial,
     });
-    return { ...result, options: o };
+    return { ...result, options: o, nfe: tally.calls };
   }
 
   function rows(flat) {
@@ -299,7 +313,10 @@ function setupPoints() {
         const steps = drawn.states.length - 1;
         const eta = isFlow ? "" : `eta ${o.eta}, `;
         const guidance = guided ? `, guidance ${o.guidance}` : "";
-        setStatus(`${o.n} points, ${o.sampler} in ${steps} steps (${eta}seed ${o.seed}${guidance}): ${seconds.toFixed(2)} s`);
+        setStatus(
+          `${o.n} points, ${o.sampler} in ${steps} steps (${eta}seed ${o.seed}${guidance}): ` +
+            `${drawn.nfe} network calls, ${seconds.toFixed(2)} s`,
+        );
         document.querySelector('input[name="mode"][value="reverse"]').checked = true;
         showMode();
       } catch (error) {
