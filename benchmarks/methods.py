@@ -110,9 +110,11 @@ def score_samplers(run: Trained, model: td.Diffusion, budgets: list[int], num: i
         settings += [s for s in nfe_settings([sampler], steps, ODE_TOLERANCES) if s not in settings]
     num = config.eval_batch_size if num is None else num
 
-    def draw(sampler: str, steps: int | None, tolerance: float | None, eta: float) -> tuple[np.ndarray, int]:
+    def draw(
+        sampler: str, steps: int | None, tolerance: float | None, eta: float, noise: int
+    ) -> tuple[np.ndarray, int]:
         how = resolve_sampling(config, sampler, steps, eta, rtol=tolerance, atol=tolerance)
-        drawn = model.draw(num, how, seed=seed)
+        drawn = model.draw(num, how, seed=noise)
         return drawn.samples, drawn.nfe
 
     def score(samples: np.ndarray) -> dict[str, float]:
@@ -121,7 +123,7 @@ def score_samplers(run: Trained, model: td.Diffusion, budgets: list[int], num: i
     def tell(row: NfeRow) -> None:
         print(f"  {row.sampler} {row.steps or row.tolerance}: {row.nfe} calls", file=sys.stderr, flush=True)
 
-    run.rows = measure_nfe(draw, score, settings, progress=tell)
+    run.rows = measure_nfe(draw, score, settings, seeds=[seed], progress=tell)
 
 
 def measure(dataset: str, args: argparse.Namespace, root: Path) -> list[Trained]:

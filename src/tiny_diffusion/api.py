@@ -307,6 +307,7 @@ def nfe(
     etas: Sequence[float] | None = None,
     num: int | None = None,
     seed: int = 0,
+    seeds: int = 1,
     progress: Callable[[NfeRow], None] | None = None,
 ) -> list[NfeRow]:
     """Sample quality against the network evaluations made (``eval.nfe``): each of ``samplers`` (default: ddpm once,
@@ -314,7 +315,8 @@ def nfe(
     (default: 5, 10, 20, 50 for points, 10, 20, 50 for images, up to T), the ode sampler at each rtol = atol of
     ``tolerances``, ddim at each of ``etas`` (default: 0), ``num`` samples each (default: the run's eval_batch_size,
     as ``evaluate`` scores) from the same noise ``seed``, scored as ``evaluate`` scores the run's samples: W2,
-    precision and recall for points, the judge's numbers for images."""
+    precision and recall for points, the judge's numbers for images. With ``seeds`` > 1 each setting is drawn from
+    the noise of ``seed`` to ``seed + seeds - 1``: its row holds the means and their spread."""
     from .choices import samplers_of
     from .diffusion import resolve_sampling
     from .eval.evaluate import evaluate_run_samples
@@ -333,6 +335,8 @@ def nfe(
     num = config.eval_batch_size if num is None else num
     if num < 2:
         raise UsageError(f"the number of samples must be at least 2, got {num}")
+    if seeds < 1:
+        raise UsageError(f"seeds counts the draws of each setting: at least 1, got {seeds}")
     if steps is None:
         ladder = IMAGE_NFE_STEPS if config.is_images else NFE_STEPS
         steps = [n for n in ladder if n <= config.num_timesteps] or [config.num_timesteps]
@@ -342,14 +346,16 @@ def nfe(
     chosen = nfe_settings(samplers or own, steps, tolerances or ODE_TOLERANCES, etas=etas or (0.0,))
     ways = {how: resolve_sampling(config, how[0], how[1], how[3], rtol=how[2], atol=how[2]) for how in chosen}
 
-    def draw(sampler: str, count: int | None, tolerance: float | None, eta: float) -> tuple[np.ndarray, int]:
-        drawn = model.draw(num, ways[sampler, count, tolerance, eta], seed=seed)
+    def draw(
+        sampler: str, count: int | None, tolerance: float | None, eta: float, noise: int
+    ) -> tuple[np.ndarray, int]:
+        drawn = model.draw(num, ways[sampler, count, tolerance, eta], seed=noise)
         return drawn.samples, drawn.nfe
 
     def score(samples: np.ndarray) -> dict[str, float]:
         return evaluate_run_samples(samples, config, progress=False)
 
-    return measure_nfe(draw, score, chosen, progress=progress)
+    return measure_nfe(draw, score, chosen, seeds=range(seed, seed + seeds), progress=progress)
 
 
 def _run_and_samples(what: Diffusion | str | Path | np.ndarray) -> tuple[Path | None, Path | np.ndarray]:

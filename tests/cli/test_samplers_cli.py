@@ -54,6 +54,7 @@ def test_nfe_writes_a_table_json_and_figure(run_dir, capsys):
         (["--tolerances", "0"], "tolerances must be positive"),
         (["--num-samples", "1"], "at least 2"),
         (["--etas", "-1"], "eta must be a finite number >= 0"),
+        (["--seeds", "0"], "seeds counts the draws of each setting: at least 1, got 0"),
     ],
 )
 def test_nfe_refuses_bad_input_in_one_line(run_dir, argv, message, capsys):
@@ -62,6 +63,27 @@ def test_nfe_refuses_bad_input_in_one_line(run_dir, argv, message, capsys):
     err = without_warnings(err)
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert out == ""  # refused before the table's header
+
+
+def test_nfe_over_several_seeds_reports_the_means_and_their_spread(run_dir, capsys):
+    settings = dict(samplers=["dpmpp-2m", "ode"], steps=[3], tolerances=[1e-3], num=40)
+    rows = td.nfe(run_dir, seed=2, seeds=3, **settings)
+    alone = [td.nfe(run_dir, seed=k, **settings) for k in (2, 3, 4)]  # each seed's own draw
+    for i, row in enumerate(rows):
+        each = [draws[i] for draws in alone]
+        assert row.seeds == 3 and all(one.seeds == 1 and one.spread == {} for one in each)
+        assert row.nfe == pytest.approx(np.mean([one.nfe for one in each]))  # the ode's calls vary with the noise
+        for name in ("w2", "precision@0.1", "recall@0.05"):
+            values = [one.metrics[name] for one in each]
+            assert row.metrics[name] == pytest.approx(np.mean(values))
+            assert row.spread[name] == pytest.approx(np.std(values, ddof=1))
+        assert row.metrics["w2_floor"] == each[0].metrics["w2_floor"]  # the data's own draws do not change
+    assert len({one[1].nfe for one in alone}) > 1  # so the mean above is not a single draw's count
+    argv = ["nfe", str(run_dir), "--samplers", "euler", "--steps", "2", "--num-samples", "30", "--seeds", "2"]
+    assert main([*argv, "--overwrite"]) == 0
+    header, line = capsys.readouterr().out.splitlines()[:2]
+    assert header.endswith("W2 sd") and re.search(r"\+-[0-9.]+x$", line)
+    assert json.loads((run_dir / "nfe.json").read_text())["seeds"] == 2
 
 
 def test_nfe_unknown_sampler_lists_the_valid_ones(run_dir, capsys):

@@ -98,6 +98,13 @@ def add_measure_parsers(commands: argparse._SubParsersAction) -> None:
     nfe.add_argument(
         "--seed", type=parse_int, default=0, help="of the initial noise, the same for all (default: %(default)s)"
     )
+    nfe.add_argument(
+        "--seeds",
+        type=parse_int,
+        default=1,
+        help="draw each setting from this many seeds of the noise (--seed onwards) and report the means, with W2's "
+        "spread: one draw's W2 is noisy (default: %(default)s)",
+    )
     nfe.add_argument("--overwrite", action="store_true", help="replace an earlier nfe.json and nfe.png")
 
     likelihood = commands.add_parser(

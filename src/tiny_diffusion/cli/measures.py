@@ -80,7 +80,7 @@ def nfe(args: argparse.Namespace) -> int:
 
     def report(row: NfeRow) -> None:
         if not measured:  # the header comes with the first row, so a refused setting prints no table
-            print(table_header(model.config.is_images))
+            print(table_header(model.config.is_images, spread=args.seeds > 1))
         measured.append(row)
         print(format_row(row), flush=True)
 
@@ -92,9 +92,10 @@ def nfe(args: argparse.Namespace) -> int:
         etas=args.etas,
         num=args.num_samples,
         seed=args.seed,
+        seeds=args.seeds,
         progress=report,
     )
-    save_json(outputs[0], {"num_samples": int(rows[0].metrics["n"]), "seed": args.seed,
+    save_json(outputs[0], {"num_samples": int(rows[0].metrics["n"]), "seed": args.seed, "seeds": args.seeds,
                            "rows": [row.as_dict() for row in rows]})  # fmt: skip
     viz.plot_nfe([row.as_dict() for row in rows], outputs[1], title=f"{run_dir.name}: quality against model calls")
     print(f"wrote {outputs[0]} and {outputs[1]}")

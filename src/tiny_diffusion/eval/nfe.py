@@ -5,12 +5,15 @@ beside its floor.
 
 The x axis is what the sampler actually spent (``Trajectory.nfe``), not the steps asked for: heun calls the network
 2 steps - 1 times, the ode sampler as often as its error control needs, twice per call between integer steps.
+
+One draw's W2 is noisy (about 0.1 of its floor from one seed of the noise to the next on the dino), so each setting
+may be drawn from several seeds: its row holds the means, and the spread (standard deviation) across them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -43,8 +46,8 @@ IMAGE_NFE_STEPS = (10, 20, 50)
 ODE_TOLERANCES = (1e-1, 1e-2, 1e-3)  # the ode sampler's rtol = atol ladder
 HEADLINE = ("w2", "precision@0.1", "precision@0.05", "recall@0.05")  # the columns printed and plotted
 
-# (sampler, steps, tolerance, eta) -> (samples in the data's units, network evaluations per sample)
-Draw = Callable[[str, "int | None", "float | None", float], tuple[np.ndarray, int]]
+# (sampler, steps, tolerance, eta, seed of the noise) -> (samples in the data's units, network evaluations per sample)
+Draw = Callable[[str, "int | None", "float | None", float, int], tuple[np.ndarray, int]]
 Setting = tuple[str, "int | None", "float | None", float]  # (sampler, steps, tolerance, eta)
 
 
@@ -55,9 +58,11 @@ class NfeRow:
     sampler: str
     steps: int | None  # asked for (None: ddpm's all T, or the ode sampler's own)
     tolerance: float | None  # the ode sampler's rtol = atol, else None
-    nfe: int  # network evaluations per sample, as made
-    metrics: dict[str, float]  # evaluate's metrics (points or the judge's), floors included
+    nfe: float  # network evaluations per sample, as made (the mean over the seeds: the ode's vary)
+    metrics: dict[str, float]  # evaluate's metrics (points or the judge's), floors included; the means over the seeds
     eta: float = 0.0  # ddim's noise (0 for every other sampler)
+    seeds: int = 1  # draws from this many seeds of the noise
+    spread: dict[str, float] = field(default_factory=dict)  # each metric's standard deviation over them (seeds > 1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -92,13 +97,24 @@ def measure_nfe(
     score: Callable[[np.ndarray], dict[str, float]],
     settings: Sequence[Setting],
     *,
+    seeds: Sequence[int] = (0,),
     progress: Callable[[NfeRow], None] | None = None,
 ) -> list[NfeRow]:
-    """Draw and score each setting in turn; ``progress`` is told of each row as it is measured."""
+    """Draw and score each setting in turn, from each of ``seeds``; ``progress`` is told of each row as it is
+    measured."""
+    if not seeds:
+        raise UsageError("give at least one seed of the noise")
     rows = []
     for sampler, steps, tolerance, eta in settings:
-        samples, nfe = draw(sampler, steps, tolerance, eta)
-        rows.append(NfeRow(sampler, steps, tolerance, nfe, score(samples), eta))
+        calls, scores = [], []
+        for seed in seeds:
+            samples, nfe = draw(sampler, steps, tolerance, eta, seed)
+            calls.append(nfe)
+            scores.append(score(samples))
+        mean = {k: float(np.mean([m[k] for m in scores])) for k in scores[0]}
+        spread = {k: float(np.std([m[k] for m in scores], ddof=1)) for k in scores[0]} if len(seeds) > 1 else {}
+        nfe = calls[0] if len(set(calls)) == 1 else float(np.mean(calls))
+        rows.append(NfeRow(sampler, steps, tolerance, nfe, mean, eta, len(seeds), spread))
         if progress is not None:
             progress(rows[-1])
     return rows
@@ -111,9 +127,10 @@ TABLE_HEADER = f"{'sampler':<11} {'steps':>10} {'nfe':>5}  {'W2 (x floor)':>16} 
 IMAGE_TABLE_HEADER = f"{'sampler':<11} {'steps':>10} {'nfe':>5}  {'Frechet (x floor)':>17}  {'confident (floor)':>17}"
 
 
-def table_header(images: bool) -> str:
-    """The table's first line: the judge's columns for an image run, else the point metrics'."""
-    return IMAGE_TABLE_HEADER if images else TABLE_HEADER
+def table_header(images: bool, *, spread: bool = False) -> str:
+    """The table's first line: the judge's columns for an image run, else the point metrics' (with ``spread``, W2's
+    standard deviation over the seeds last)."""
+    return IMAGE_TABLE_HEADER if images else TABLE_HEADER + ("  W2 sd" if spread else "")
 
 
 def label(row: NfeRow | dict) -> str:
@@ -128,10 +145,11 @@ def format_row(row: NfeRow) -> str:
     floor), precision and recall."""
     setting = f"tol {row.tolerance:g}" if row.tolerance is not None else "all" if row.steps is None else row.steps
     m = row.metrics
-    start = f"{label(row):<11} {setting!s:>10} {row.nfe:>5}"
+    start = f"{label(row):<11} {setting!s:>10} {round(row.nfe, 1):>5g}"
     if "frechet" in m:  # the judge's numbers: an image run
         frechet = f"{m['frechet']:.2f} ({m['frechet'] / m['frechet_floor']:.2f}x)"
         return f"{start}  {frechet:>17}  {m['confident']:>8.3f} ({m['confident_floor']:.3f})"
     w2 = f"{m['w2']:.4f} ({m['w2'] / m['w2_floor']:.2f}x)" if "w2_floor" in m else f"{m['w2']:.4f}"
     rest = "  ".join(f"{m.get(name, float('nan')):>6.3f}" for name in HEADLINE[1:])
-    return f"{start}  {w2:>16}  {rest}"
+    spread = f"  +-{row.spread['w2'] / m['w2_floor']:.2f}x" if row.spread and "w2_floor" in m else ""
+    return f"{start}  {w2:>16}  {rest}{spread}"

@@ -176,8 +176,9 @@ def plot_diagnosis(per_step: dict[str, list[float]], path: str | Path, *, title:
 def plot_nfe(rows: Sequence[dict], path: str | Path, *, title: str = "") -> None:
     """Sample quality against network evaluations (log scale), one curve per sampler (ddim per eta): for points W2
     as a multiple of its floor, precision at 0.1 and 0.05, recall at 0.05; for images (the judge's numbers) the
-    Frechet distance as a multiple of its floor and the confident share; the floors (data against data) dashed.
-    ``rows``: the dicts of ``eval.nfe.NfeRow``."""
+    Frechet distance as a multiple of its floor and the confident share; the floors (data against data) dashed; rows
+    drawn from several seeds of the noise shade one standard deviation about their means. ``rows``: the dicts of
+    ``eval.nfe.NfeRow``."""
     from ..eval.nfe import label
 
     images = "frechet" in rows[0]["metrics"]
@@ -190,11 +191,14 @@ def plot_nfe(rows: Sequence[dict], path: str | Path, *, title: str = "") -> None
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), layout="constrained")
     for curve in dict.fromkeys(label(row) for row in rows):
         mine = sorted((row for row in rows if label(row) == curve), key=lambda row: row["nfe"])
+        calls = [row["nfe"] for row in mine]
         for ax, (name, _) in zip(axes, panels):
-            values = [row["metrics"].get(name, np.nan) for row in mine]
-            if name == ratio:
-                values = [v / row["metrics"][f"{ratio}_floor"] for v, row in zip(values, mine)]
-            ax.plot([row["nfe"] for row in mine], values, marker="o", label=curve)
+            scale = np.array([row["metrics"][f"{ratio}_floor"] if name == ratio else 1.0 for row in mine])
+            values = np.array([row["metrics"].get(name, np.nan) for row in mine]) / scale
+            (line,) = ax.plot(calls, values, marker="o", label=curve)
+            if all(name in row.get("spread", {}) for row in mine):
+                sd = np.array([row["spread"][name] for row in mine]) / scale
+                ax.fill_between(calls, values - sd, values + sd, color=line.get_color(), alpha=0.15, linewidth=0)
     for ax, (name, label_text) in zip(axes, panels):
         floor = 1.0 if name == ratio else np.mean([row["metrics"].get(f"{name}_floor", np.nan) for row in rows])
         if np.isfinite(floor):
