@@ -145,7 +145,7 @@ def _sample(args: argparse.Namespace) -> int:
         seed=args.seed,
         prompt=args.prompt,
         guidance=args.guidance,
-        trajectory=True,  # for its count of network calls; recording every sampler step keeps the noise alone
+        trajectory=True,  # for its count of network calls; recording once per walk keeps only the noise and samples
         record_every=sampler_steps(model.config, how),
     )
     seconds = time.perf_counter() - start
